@@ -1,0 +1,72 @@
+# mm: make builds lib/libmm.a and the tools; make test builds and runs every test.
+# Every lib/*.c goes into libmm.a, every cmd/mm-*.c is a tool (linked with the other cmd/*.c
+# helpers), every tests/test_*.c is a test program. Adding a file needs no edit here.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+OPT ?= -O2
+PKGS = openblas libpng libzstd jansson libjpeg zlib
+# Recursively expanded on purpose: pkg-config runs after the deps step has installed packages.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+CFLAGS_ALL = $(OPT) -g -std=gnu11 -Wall -Wextra -fopenmp -Ilib $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS_ALL = -fopenmp $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(LIB_SRC:.c=.o)
+TOOL_SRC := $(wildcard cmd/mm-*.c)
+TOOLS := $(TOOL_SRC:.c=)
+CLI_SRC := $(filter-out $(TOOL_SRC),$(wildcard cmd/*.c))
+CLI_OBJ := $(CLI_SRC:.c=.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TESTS := $(patsubst tests/%.c,tests/bin/%,$(TEST_SRC))
+HEADERS := $(wildcard lib/*.h cmd/*.h tests/*.h)
+DEPS_OK := .ci/.deps-build-ok
+
+.PHONY: all deps test demo install clean ref bench
+all: lib/libmm.a $(TOOLS)
+
+# The stamp is refreshed only when the script changes; the script itself is quick when
+# nothing is missing.
+$(DEPS_OK): .ci/deps
+	@sh .ci/deps build
+	@touch $@
+deps: $(DEPS_OK)
+
+lib/%.o: lib/%.c $(HEADERS) | $(DEPS_OK)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+cmd/%.o: cmd/%.c $(HEADERS) | $(DEPS_OK)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+lib/libmm.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+cmd/mm-%: cmd/mm-%.o $(CLI_OBJ) lib/libmm.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(CLI_OBJ) lib/libmm.a $(LDLIBS_ALL)
+
+tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
+	@mkdir -p tests/bin
+	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
+
+test: all $(TESTS)
+	@sh tests/run.sh
+
+# Regenerates the PyTorch fixtures under tests/ref (needs python3-torch).
+ref: all
+	@sh .ci/deps ref
+	@sh tests/ref/make.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/mm \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 lib/libmm.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(wildcard lib/*.h) $(DESTDIR)$(PREFIX)/include/mm/
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
+
+clean:
+	rm -f lib/*.o lib/libmm.a cmd/*.o $(TOOLS)
+	rm -rf tests/bin tests/tmp

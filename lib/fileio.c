@@ -1,0 +1,198 @@
+#include "fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "err.h"
+
+// Temp names live in a fixed table so that a signal handler can unlink them without locks.
+#define AFILE_SLOTS 64
+static char *volatile afile_slots[AFILE_SLOTS];
+
+static int slot_take(char *tmp)
+{
+	for (int i = 0; i < AFILE_SLOTS; i++)
+		if (__sync_bool_compare_and_swap(&afile_slots[i], NULL, tmp))
+			return i;
+	return -1;
+}
+
+static void slot_release(int i)
+{
+	if (i >= 0)
+		afile_slots[i] = NULL;
+}
+
+void mm_afile_unlink_all(void)
+{
+	for (int i = 0; i < AFILE_SLOTS; i++) {
+		char *p = afile_slots[i];
+		if (p)
+			unlink(p);
+	}
+}
+
+int mm_afile_open(mm_afile *a, const char *path)
+{
+	memset(a, 0, sizeof *a);
+	a->slot = -1;
+	size_t n = strlen(path);
+	a->path = strdup(path);
+	a->tmp = malloc(n + 16);
+	if (!a->path || !a->tmp) {
+		free(a->path);
+		free(a->tmp);
+		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
+	}
+	snprintf(a->tmp, n + 16, "%s.tmp.XXXXXX", path);
+	int fd = mkstemp(a->tmp);
+	if (fd < 0) {
+		int e = errno;
+		free(a->path);
+		free(a->tmp);
+		return mm_fail(MM_EIO, "%s: cannot create: %s", path, strerror(e));
+	}
+	a->slot = slot_take(a->tmp);
+	fchmod(fd, 0644 & ~umask(umask(0)));
+	a->f = fdopen(fd, "wb");
+	if (!a->f) {
+		close(fd);
+		unlink(a->tmp);
+		slot_release(a->slot);
+		free(a->path);
+		free(a->tmp);
+		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
+	}
+	return 0;
+}
+
+int mm_afile_write(mm_afile *a, const void *data, size_t n)
+{
+	if (n && fwrite(data, 1, n, a->f) != n)
+		return mm_fail(MM_EIO, "%s: write failed: %s", a->path, strerror(errno));
+	return 0;
+}
+
+static void afile_free(mm_afile *a)
+{
+	slot_release(a->slot);
+	free(a->path);
+	free(a->tmp);
+	memset(a, 0, sizeof *a);
+	a->slot = -1;
+}
+
+void mm_afile_abort(mm_afile *a)
+{
+	if (!a->tmp)
+		return;
+	if (a->f)
+		fclose(a->f);
+	unlink(a->tmp);
+	afile_free(a);
+}
+
+int mm_afile_commit(mm_afile *a)
+{
+	int rc = 0;
+	if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0)
+		rc = mm_fail(MM_EIO, "%s: write failed: %s", a->path, strerror(errno));
+	if (fclose(a->f) != 0 && rc == 0)
+		rc = mm_fail(MM_EIO, "%s: write failed: %s", a->path, strerror(errno));
+	a->f = NULL;
+	if (rc == 0 && rename(a->tmp, a->path) != 0)
+		rc = mm_fail(MM_EIO, "%s: cannot rename into place: %s", a->path, strerror(errno));
+	if (rc != 0) {
+		unlink(a->tmp);
+		afile_free(a);
+		return rc;
+	}
+	// The rename is durable only once the directory is synced.
+	char *dir = strdup(a->path);
+	if (dir) {
+		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+		free(dir);
+	}
+	afile_free(a);
+	return 0;
+}
+
+int mm_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno));
+	size_t cap = 1 << 16, n = 0;
+	uint8_t *buf = malloc(cap + 1);
+	if (!buf) {
+		fclose(f);
+		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
+	}
+	for (;;) {
+		if (n == cap) {
+			if (cap >= max_bytes) {
+				free(buf);
+				fclose(f);
+				return mm_fail(MM_ERANGE, "%s: larger than %zu bytes", path, max_bytes);
+			}
+			cap = cap * 2 > max_bytes ? max_bytes : cap * 2;
+			uint8_t *nb = realloc(buf, cap + 1);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return mm_fail(MM_ENOMEM, "%s: out of memory", path);
+			}
+			buf = nb;
+		}
+		size_t got = fread(buf + n, 1, cap - n, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	int err = ferror(f);
+	fclose(f);
+	if (err) {
+		free(buf);
+		return mm_fail(MM_EIO, "%s: read error", path);
+	}
+	if (n > max_bytes) {
+		free(buf);
+		return mm_fail(MM_ERANGE, "%s: larger than %zu bytes", path, max_bytes);
+	}
+	buf[n] = 0;
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+int mm_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path)
+{
+	uint8_t *p = buf;
+	size_t done = 0;
+	while (done < n) {
+		ssize_t got = pread(fd, p + done, n - done, (off_t)(off + done));
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return mm_fail(MM_EIO, "%s: read error at offset %llu: %s", path,
+				       (unsigned long long)(off + done), strerror(errno));
+		}
+		if (got == 0)
+			return mm_fail(MM_ETRUNC, "%s: truncated: expected %zu bytes at offset %llu, file ends at %llu",
+				       path, n, (unsigned long long)off, (unsigned long long)(off + done));
+		done += (size_t)got;
+	}
+	return 0;
+}

@@ -1,0 +1,35 @@
+// File helpers: atomic writes (temp file, fsync, rename) and checked whole-file reads.
+#ifndef MM_FILEIO_H
+#define MM_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+// A file being written under a temporary name beside its final path. Nothing appears under the
+// final name until mm_afile_commit succeeds; mm_afile_abort (or a signal handler calling
+// mm_afile_unlink_all) removes the temporary file.
+typedef struct mm_afile {
+	FILE *f;
+	char *path; // final name
+	char *tmp;  // temporary name, in the same directory
+	int slot;   // registry slot for signal-time clean-up, or -1
+} mm_afile;
+
+int mm_afile_open(mm_afile *a, const char *path);
+// Writes n bytes; reports a write error naming the file.
+int mm_afile_write(mm_afile *a, const void *data, size_t n);
+// Flushes, fsyncs, closes, renames over path, fsyncs the directory.
+int mm_afile_commit(mm_afile *a);
+void mm_afile_abort(mm_afile *a);
+// Async-signal-safe: unlinks every temporary file still open. For SIGINT/SIGTERM handlers.
+void mm_afile_unlink_all(void);
+
+// Reads a whole file of at most max_bytes into a malloc'd buffer (NUL-terminated for
+// convenience; *len excludes the NUL).
+int mm_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len);
+
+// Reads exactly n bytes at offset off; a short read is MM_ETRUNC naming path and offset.
+int mm_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path);
+
+#endif

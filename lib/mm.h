@@ -1,0 +1,15 @@
+// libmm: the library behind mm-tokenize, mm-train, mm-sample and mm-eval.
+#ifndef MM_H
+#define MM_H
+
+#include "err.h"
+#include "bytes.h"
+#include "checksum.h"
+#include "rng.h"
+#include "fileio.h"
+#include "doc.h"
+#include "shard.h"
+#include "image.h"
+#include "tokenizer.h"
+
+#endif
