@@ -1,0 +1,122 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mm.h"
+
+const char *cli_prog = "mm";
+
+void cli_init(const char *prog)
+{
+	const char *slash = strrchr(prog, '/');
+	cli_prog = slash ? slash + 1 : prog;
+}
+
+static void vmsg(const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: ", cli_prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+	mm_afile_unlink_all();
+	exit(1);
+}
+
+void die_mm(int rc)
+{
+	const char *m = mm_errmsg();
+	die("%s", m && *m ? m : mm_strerror(rc));
+}
+
+void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "Try '%s --help'.\n", cli_prog);
+	exit(2);
+}
+
+void warnx(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+}
+
+long long cli_int(const char *opt, const char *s, long long lo, long long hi)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		die_usage("%s: '%s' is not an integer", opt, s);
+	if (v < lo || v > hi)
+		die_usage("%s: %lld is out of range [%lld, %lld]", opt, v, lo, hi);
+	return v;
+}
+
+double cli_double(const char *opt, const char *s, double lo, double hi)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v))
+		die_usage("%s: '%s' is not a number", opt, s);
+	if (v < lo || v > hi)
+		die_usage("%s: %g is out of range [%g, %g]", opt, v, lo, hi);
+	return v;
+}
+
+uint64_t cli_size(const char *opt, const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		die_usage("%s: '%s' is not a size", opt, s);
+	int shift = 0;
+	if (*end == 'K' || *end == 'k')
+		shift = 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20, end++;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30, end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || v == 0 || (shift && v > (UINT64_MAX >> shift)))
+		die_usage("%s: '%s' is not a size", opt, s);
+	return (uint64_t)v << shift;
+}
+
+static void on_signal(int sig)
+{
+	mm_afile_unlink_all();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void cli_cleanup_on_signal(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}

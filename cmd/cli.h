@@ -1,0 +1,30 @@
+// Helpers shared by the mm-* tools: messages, exit codes, checked number parsing.
+// Exit status: 0 success, 1 runtime error, 2 usage error.
+#ifndef MM_CLI_H
+#define MM_CLI_H
+
+#include <stdint.h>
+#include <stdnoreturn.h>
+
+extern const char *cli_prog; // set by cli_init, used as the message prefix
+
+void cli_init(const char *prog);
+// "prog: message" on stderr, exit 1. Also removes temporary files of unfinished atomic writes.
+noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Dies with the library's message for the last failure (rc is a negative MM_E* code).
+noreturn void die_mm(int rc);
+// "prog: message" and "Try 'prog --help'." on stderr, exit 2.
+noreturn void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Parse a whole string as a number within [lo, hi]; die_usage naming the option otherwise.
+long long cli_int(const char *opt, const char *s, long long lo, long long hi);
+double cli_double(const char *opt, const char *s, double lo, double hi);
+// A size with an optional K, M, G suffix (powers of 1024).
+uint64_t cli_size(const char *opt, const char *s);
+
+// Installs SIGINT/SIGTERM handlers that remove unfinished temporary files and exit 130/143.
+// Tools that checkpoint on a signal install their own instead.
+void cli_cleanup_on_signal(void);
+
+#endif
