@@ -11,5 +11,6 @@
 #include "shard.h"
 #include "image.h"
 #include "tokenizer.h"
+#include "model.h"
 
 #endif

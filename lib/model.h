@@ -1,0 +1,103 @@
+// The mm model: one Transformer over interleaved text tokens and raw image patches.
+//
+// This comment is the model's specification; tests/ref/model.py implements the same in
+// PyTorch, and tests/test_model.c checks one against the other tensor by tensor.
+//
+// Shapes: B rows of T positions, D = dim, H heads of hd = D/H, F = SwiGLU hidden, V = vocab,
+// P = patch_dim = patch*patch*channels, NP = patches per image, K = patch bottleneck (0: none).
+//
+// Inputs per position (mm_batch): a text position carries a token id; an image position
+// carries its patch's noised pixels z (P floats in [-1, 1] scaled space), its patch index in the
+// image (raster order), and its image's noise level t in [0, 1] (t = 1 is clean).
+//
+// Embedding, for each position:
+//   text:  e = tok_emb[token]                                             (V, D) table
+//   image: e = pe(z) + pos2d[patch_index] + temb(t)
+//          pe(z)   = pe_w2 @ (pe_w1 @ z) + pe_b    with K > 0   (pe_w1 (K, P), pe_w2 (D, K))
+//                  = pe_w @ z + pe_b               with K = 0   (pe_w (D, P)), pe_b (D)
+//          temb(t) = t_w @ f(t) + t_b, t_w (D, 64), t_b (D), where f(t) is 64 fixed features:
+//                    f[k] = sin(1000 t w_k), f[32 + k] = cos(1000 t w_k), w_k = 10000^(-k/32),
+//                    k = 0..31
+// Blocks (L of them), x the residual stream (B, T, D):
+//   h = rmsnorm(x) * attn_norm                    rmsnorm(x) = x / sqrt(mean(x^2) + 1e-5)
+//   q = h @ wq^T, k = h @ wk^T, v = h @ wv^T      each (D, D), no bias; split into H heads
+//   with qk_norm: q_h = rmsnorm(q_h) * q_norm, k_h = rmsnorm(k_h) * k_norm   (hd weights, per layer)
+//   rotary on q and k: the pair (2i, 2i+1) of each head is rotated by angle pos * 10000^(-2i/hd),
+//     pos = the position's offset from the start of its document in the row
+//   attention: a = softmax(q k^T / sqrt(hd) + mask) v, per head; x += concat(a) @ wo^T
+//   mask: position i may attend to j iff j == i, or doc[i] >= 0 and doc[j] == doc[i] and
+//     (j < i or (img[i] >= 0 and img[j] == img[i])): causal, bidirectional inside one image,
+//     never across documents; padding (doc = -1) attends only to itself.
+//   h = rmsnorm(x) * mlp_norm;  x += (silu(h @ w1^T) * (h @ w3^T)) @ w2^T    w1, w3 (F, D), w2 (D, F)
+// Heads: y = rmsnorm(x) * final_norm
+//   text positions with a target: logits = y @ lm_head^T                   lm_head (V, D)
+//   image positions:              x_pred = y @ ph_w^T + ph_b               ph_w (P, D), ph_b (P)
+// Losses:
+//   L_text  = mean over positions with target >= 0 of cross-entropy(logits, target)
+//   L_image = mean over image positions and their P values of
+//             ((x_pred - z) / s - (x - z) / s)^2,  s = max(1 - t, 0.05)   (x-prediction, v-space MSE)
+//   L = L_text + image_weight * L_image   (a term with no positions counts 0)
+#ifndef MM_MODEL_H
+#define MM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mm_config {
+	int dim, layers, heads, mlp; // D, L, H, F
+	int vocab;                   // V
+	int img_h, img_w, img_c, patch; // image geometry (all 0: text-only model)
+	int bottleneck;              // K, 0 = plain linear patch embedding
+	int qk_norm;                 // 0 or 1
+	int seq_len;                 // T, the longest row
+	float image_weight;          // lambda
+} mm_config;
+
+// The parameter tensors, in storage order: X(name, rows, cols, per_layer, kind).
+// rows x cols is the shape (cols = 1 for vectors); kind: 'm' matrix (weight decay), 'v' vector
+// or embedding table without decay ('e' for embedding tables, decayed like matrices: no).
+// A tensor with rows or cols 0 under the configuration is absent (takes no space).
+// The same list lays out parameters, gradients and both Adam moments.
+#define MM_PARAMS(X, c)                                                                  \
+	X(tok_emb, (c)->vocab, (c)->dim, 0, 'e')                                         \
+	X(pe_w1, (c)->bottleneck, MM_PDIM(c), 0, 'm')                                    \
+	X(pe_w2, (c)->bottleneck ? (c)->dim : 0, (c)->bottleneck, 0, 'm')               \
+	X(pe_w, (c)->bottleneck ? 0 : (MM_PDIM(c) ? (c)->dim : 0), MM_PDIM(c), 0, 'm')  \
+	X(pe_b, MM_PDIM(c) ? (c)->dim : 0, 1, 0, 'v')                                    \
+	X(pos2d, MM_NPATCH(c), (c)->dim, 0, 'e')                                         \
+	X(t_w, MM_PDIM(c) ? (c)->dim : 0, 64, 0, 'm')                                    \
+	X(t_b, MM_PDIM(c) ? (c)->dim : 0, 1, 0, 'v')                                     \
+	X(attn_norm, (c)->dim, 1, 1, 'v')                                                \
+	X(wq, (c)->dim, (c)->dim, 1, 'm')                                                \
+	X(wk, (c)->dim, (c)->dim, 1, 'm')                                                \
+	X(wv, (c)->dim, (c)->dim, 1, 'm')                                                \
+	X(wo, (c)->dim, (c)->dim, 1, 'm')                                                \
+	X(q_norm, (c)->qk_norm ? (c)->dim / (c)->heads : 0, 1, 1, 'v')                   \
+	X(k_norm, (c)->qk_norm ? (c)->dim / (c)->heads : 0, 1, 1, 'v')                   \
+	X(mlp_norm, (c)->dim, 1, 1, 'v')                                                 \
+	X(w1, (c)->mlp, (c)->dim, 1, 'm')                                                \
+	X(w3, (c)->mlp, (c)->dim, 1, 'm')                                                \
+	X(w2, (c)->dim, (c)->mlp, 1, 'm')                                                \
+	X(final_norm, (c)->dim, 1, 0, 'v')                                               \
+	X(lm_head, (c)->vocab, (c)->dim, 0, 'm')                                         \
+	X(ph_w, MM_PDIM(c), (c)->dim, 0, 'm')                                            \
+	X(ph_b, MM_PDIM(c), 1, 0, 'v')
+
+#define MM_PDIM(c) ((c)->patch ? (c)->patch * (c)->patch * (c)->img_c : 0)
+#define MM_NPATCH(c) ((c)->patch ? ((c)->img_h / (c)->patch) * ((c)->img_w / (c)->patch) : 0)
+
+// One batch: B rows of T positions. Arrays are (B, T) unless noted, owned by the caller.
+typedef struct mm_batch {
+	int B, T;
+	int32_t *token;    // text: token id; image position: -1
+	int32_t *target;   // text position with a loss: the next token id; else -1
+	int32_t *doc;      // document number within the row (>= 0); padding: -1
+	int32_t *img;      // image position: image number within the row (>= 0); text: -1
+	int32_t *pos;      // rotary position: offset from the start of the document
+	int32_t *patch;    // image position: patch index within its image; text: -1
+	float *t;          // image position: noise level of its image; text: ignored
+	float *z;          // (B, T, P) noised patch at image positions; ignored elsewhere
+	float *x;          // (B, T, P) clean patch (the target) at image positions
+} mm_batch;
+
+#endif
