@@ -12,5 +12,6 @@
 #include "image.h"
 #include "tokenizer.h"
 #include "model.h"
+#include "loader.h"
 
 #endif
