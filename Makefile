@@ -20,7 +20,7 @@ TOOLS := $(TOOL_SRC:.c=)
 CLI_SRC := $(filter-out $(TOOL_SRC),$(wildcard cmd/*.c))
 CLI_OBJ := $(CLI_SRC:.c=.o)
 TEST_SRC := $(wildcard tests/test_*.c)
-TESTS := $(patsubst tests/%.c,tests/bin/%,$(TEST_SRC))
+TEST_BINS := $(patsubst tests/%.c,tests/bin/%,$(TEST_SRC))
 HEADERS := $(wildcard lib/*.h cmd/*.h tests/*.h)
 DEPS_OK := .ci/.deps-build-ok
 
@@ -50,7 +50,7 @@ tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
 	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
 
-test: all $(TESTS)
+test: all $(TEST_BINS)
 	@sh tests/run.sh
 
 # Regenerates the PyTorch fixtures under tests/ref (needs python3-torch).
@@ -63,7 +63,7 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 lib/libmm.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 $(wildcard lib/*.h) $(DESTDIR)$(PREFIX)/include/mm/
+	install -m 644 $(filter-out %_internal.h %_priv.h %_impl.h,$(wildcard lib/*.h)) $(DESTDIR)$(PREFIX)/include/mm/
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
 

@@ -12,6 +12,7 @@
 #include "image.h"
 #include "tokenizer.h"
 #include "model.h"
+#include "ckpt.h"
 #include "loader.h"
 
 #endif

@@ -100,4 +100,8 @@ typedef struct mm_batch {
 	float *x;          // (B, T, P) clean patch (the target) at image positions
 } mm_batch;
 
+// mm_config as "key = value" text (stored in checkpoints; lib/config.c).
+int mm_config_format(const mm_config *c, char *buf, size_t n);
+int mm_config_parse(const char *text, size_t n, const char *name, mm_config *c);
+
 #endif
