@@ -619,6 +619,41 @@ static void test_refusals(void)
 	CHECK(mm_loader_open(&l, twice, 1, &o) == -MM_EINVAL);
 }
 
+// A corrupt block is reported with the shard's name, the state stays where it was, and the
+// loader never crashes.
+static void test_corrupt(void)
+{
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	CHECK_OK(mm_read_file("num.mms", 1 << 20, &buf, &n));
+	if (!buf || n < 200)
+		return;
+	buf[128 + 16 + 5] ^= 0x40; // inside block 0's zstd frame (man/mm-shard.5: blocks start at 128)
+	FILE *f = fopen("bad.mms", "wb");
+	CHECK(f && fwrite(buf, 1, n, f) == n);
+	if (f)
+		fclose(f);
+	free(buf);
+	mm_loader *l = open1("bad.mms", 2, 16, 5, 0);
+	if (!l)
+		return;
+	mm_batch b;
+	CHECK_OK(mm_loader_batch_alloc(l, &b));
+	int rc = 0;
+	mm_loader_state before, after;
+	for (int i = 0; i < NDOC && rc >= 0; i++) {
+		mm_loader_get_state(l, &before);
+		rc = mm_loader_next(l, &b);
+	}
+	CHECK(rc < 0);
+	CHECK(strstr(mm_errmsg(), "bad.mms") != NULL);
+	mm_loader_get_state(l, &after);
+	CHECK(memcmp(&before, &after, sizeof before) == 0);
+	CHECK(mm_loader_next(l, &b) == rc); // the same document fails again
+	mm_loader_batch_free(&b);
+	mm_loader_close(l);
+}
+
 int main(void)
 {
 	test_layout();
@@ -629,5 +664,6 @@ int main(void)
 	test_resume();
 	test_validation();
 	test_refusals();
+	test_corrupt();
 	return check_done();
 }
