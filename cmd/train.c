@@ -13,14 +13,6 @@
 
 #include "cli.h"
 
-// Checkpoint sections (man/mm-checkpoint.5).
-#define SEC_CONF MM_CKPT_TAG('C', 'O', 'N', 'F') // mm-train settings, "key = value"
-#define SEC_MODL MM_CKPT_TAG('M', 'O', 'D', 'L') // mm_config, "key = value"
-#define SEC_TOKN MM_CKPT_TAG('T', 'O', 'K', 'N') // the tokenizer file's bytes
-#define SEC_PARM MM_CKPT_TAG('P', 'A', 'R', 'M') // float32 parameters
-#define SEC_EMA MM_CKPT_TAG('E', 'M', 'A', ' ')  // float32 EMA parameters (optional)
-#define SEC_ADAM MM_CKPT_TAG('A', 'D', 'A', 'M') // float32 first then second moments
-#define SEC_STAT MM_CKPT_TAG('S', 'T', 'A', 'T') // step, schedule, data position (binary)
 #define STAT_SIZE 64
 
 static double now(void)
@@ -176,13 +168,13 @@ static void save_checkpoint(struct trainer *tr, struct opt *table, double run_se
 	write_stat(tr, stat);
 	tr->elapsed = el;
 	mm_ckpt_section secs[7] = {
-		{SEC_CONF, strlen(conf), conf},
-		{SEC_MODL, strlen(modl), modl},
-		{SEC_TOKN, tokn, tokb},
-		{SEC_PARM, np * sizeof(float), mm_model_params(tr->model)},
-		{SEC_ADAM, 2 * np * sizeof(float), tr->opt->m},
-		{SEC_STAT, STAT_SIZE, stat},
-		{SEC_EMA, np * sizeof(float), tr->ema},
+		{MM_SEC_CONF, strlen(conf), conf},
+		{MM_SEC_MODL, strlen(modl), modl},
+		{MM_SEC_TOKN, tokn, tokb},
+		{MM_SEC_PARM, np * sizeof(float), mm_model_params(tr->model)},
+		{MM_SEC_ADAM, 2 * np * sizeof(float), tr->opt->m},
+		{MM_SEC_STAT, STAT_SIZE, stat},
+		{MM_SEC_EMA, np * sizeof(float), tr->ema},
 	};
 	char name[64];
 	snprintf(name, sizeof name, "ckpt-%llu.mmc", (unsigned long long)tr->step);
@@ -232,51 +224,42 @@ static void save_checkpoint(struct trainer *tr, struct opt *table, double run_se
 static void resume(struct trainer *tr, struct opt *table)
 {
 	struct train_opts *o = tr->o;
-	char *latest = join(o->resume, "latest");
-	uint8_t *name;
-	size_t n;
-	int rc = mm_read_file(latest, 4096, &name, &n);
+	char *path;
+	int rc = mm_ckpt_resolve(o->resume, &path);
 	if (rc)
 		die("--resume %s: no checkpoint to resume from (%s)", o->resume, mm_errmsg());
-	while (n && (name[n - 1] == '\n' || name[n - 1] == '\r'))
-		name[--n] = 0;
-	if (!n || strchr((char *)name, '/'))
-		die("%s: bad checkpoint name", latest);
-	char *path = join(o->resume, (char *)name);
-	free(name);
-	free(latest);
 	mm_ckpt *ck;
 	if ((rc = mm_ckpt_read(&ck, path)))
 		die_mm(rc);
-	const mm_ckpt_section *s = mm_ckpt_find(ck, SEC_CONF);
+	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_CONF);
 	if (!s)
 		die("%s: no settings section", path);
 	if ((rc = opts_apply_kv(table, s->data, s->size, path, 1)))
 		die_mm(rc);
 	free(o->out);
 	o->out = strdup(o->resume);
-	const mm_ckpt_section *ts = mm_ckpt_find(ck, SEC_TOKN);
+	const mm_ckpt_section *ts = mm_ckpt_find(ck, MM_SEC_TOKN);
 	if (!ts || (rc = mm_tok_load_mem(&tr->tok, ts->data, ts->size, path)))
 		die("%s: %s", path, ts ? mm_errmsg() : "no tokenizer section");
 	open_loaders(tr);
-	const mm_ckpt_section *ms = mm_ckpt_find(ck, SEC_MODL);
+	const mm_ckpt_section *ms = mm_ckpt_find(ck, MM_SEC_MODL);
 	if (!ms || (rc = mm_config_parse(ms->data, ms->size, path, &tr->cfg)))
 		die("%s", ms ? mm_errmsg() : "no model section");
 	build_model(tr);
 	size_t np = mm_model_nparams(tr->model);
 	const void *p;
-	if ((rc = mm_ckpt_need(ck, SEC_PARM, np * sizeof(float), &p)))
+	if ((rc = mm_ckpt_need(ck, MM_SEC_PARM, np * sizeof(float), &p)))
 		die_mm(rc);
 	memcpy(mm_model_params(tr->model), p, np * sizeof(float));
-	if ((rc = mm_ckpt_need(ck, SEC_ADAM, 2 * np * sizeof(float), &p)))
+	if ((rc = mm_ckpt_need(ck, MM_SEC_ADAM, 2 * np * sizeof(float), &p)))
 		die_mm(rc);
 	memcpy(tr->opt->m, p, 2 * np * sizeof(float));
 	if (tr->ema) {
-		if ((rc = mm_ckpt_need(ck, SEC_EMA, np * sizeof(float), &p)))
+		if ((rc = mm_ckpt_need(ck, MM_SEC_EMA, np * sizeof(float), &p)))
 			die_mm(rc);
 		memcpy(tr->ema, p, np * sizeof(float));
 	}
-	if ((rc = mm_ckpt_need(ck, SEC_STAT, STAT_SIZE, &p)))
+	if ((rc = mm_ckpt_need(ck, MM_SEC_STAT, STAT_SIZE, &p)))
 		die_mm(rc);
 	const uint8_t *b = p;
 	tr->step = mm_get_u64(b);
