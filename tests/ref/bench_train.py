@@ -14,7 +14,10 @@ import statistics
 import sys
 import time
 
-import torch
+# RECIPE.md: these machines set OPENBLAS_CORETYPE=Haswell (Debian's OpenBLAS misdetects the
+# processor); supply it where a shell lacks it, never override it. OpenBLAS reads it at load.
+os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from model import BOI, BOS, EOI, Config, MMModel  # noqa: E402
