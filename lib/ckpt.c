@@ -1,12 +1,17 @@
 #include "ckpt.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bytes.h"
 #include "checksum.h"
 #include "err.h"
 #include "fileio.h"
+#include "model.h"
+#include "tokenizer.h"
 
 // Layout (all little-endian):
 //   header, 32 bytes: magic "MMCKPT\r\n", u32 version (1), u32 section count,
@@ -188,4 +193,94 @@ void mm_ckpt_free(mm_ckpt *ck)
 	free(ck->bytes);
 	free(ck->secs);
 	free(ck);
+}
+
+int mm_ckpt_resolve(const char *arg, char **path)
+{
+	*path = NULL;
+	struct stat st;
+	if (stat(arg, &st) != 0)
+		return mm_fail(MM_EIO, "%s: %s", arg, strerror(errno));
+	if (!S_ISDIR(st.st_mode)) {
+		*path = strdup(arg);
+		return *path ? 0 : mm_fail(MM_ENOMEM, "out of memory");
+	}
+	size_t n = strlen(arg) + 16;
+	char *latest = malloc(n);
+	if (!latest)
+		return mm_fail(MM_ENOMEM, "out of memory");
+	snprintf(latest, n, "%s/latest", arg);
+	uint8_t *name;
+	size_t len;
+	int rc = mm_read_file(latest, 4096, &name, &len);
+	if (rc) {
+		rc = mm_fail(MM_EIO, "%s: not a checkpoint and no %s: %s", arg, latest, mm_errmsg());
+		free(latest);
+		return rc;
+	}
+	while (len && (name[len - 1] == '\n' || name[len - 1] == '\r'))
+		name[--len] = 0;
+	if (!len || memchr(name, '/', len) || strlen((char *)name) != len) {
+		rc = mm_fail(MM_EFORMAT, "%s: does not name a checkpoint", latest);
+		free(name);
+		free(latest);
+		return rc;
+	}
+	free(latest);
+	n = strlen(arg) + len + 2;
+	*path = malloc(n);
+	if (*path)
+		snprintf(*path, n, "%s/%s", arg, (char *)name);
+	free(name);
+	return *path ? 0 : mm_fail(MM_ENOMEM, "out of memory");
+}
+
+int mm_ckpt_load_model(const char *arg, int ema, int max_batch, mm_model **m, mm_tokenizer **tok, int *has_ema)
+{
+	*m = NULL;
+	*tok = NULL;
+	char *path;
+	int rc = mm_ckpt_resolve(arg, &path);
+	if (rc)
+		return rc;
+	mm_ckpt *ck = NULL;
+	mm_config c;
+	const mm_ckpt_section *s;
+	const void *w;
+	if ((rc = mm_ckpt_read(&ck, path)))
+		goto out;
+	if (!(s = mm_ckpt_find(ck, MM_SEC_MODL))) {
+		rc = mm_fail(MM_EFORMAT, "%s: no model section", path);
+		goto out;
+	}
+	if ((rc = mm_config_parse(s->data, s->size, path, &c)))
+		goto out;
+	if (!(s = mm_ckpt_find(ck, MM_SEC_TOKN))) {
+		rc = mm_fail(MM_EFORMAT, "%s: no tokenizer section", path);
+		goto out;
+	}
+	if ((rc = mm_tok_load_mem(tok, s->data, s->size, path)))
+		goto out;
+	if (mm_tok_vocab_size(*tok) != (uint32_t)c.vocab) {
+		rc = mm_fail(MM_EFORMAT, "%s: tokenizer vocab %u, model vocab %d", path, mm_tok_vocab_size(*tok), c.vocab);
+		goto out;
+	}
+	if (has_ema)
+		*has_ema = mm_ckpt_find(ck, MM_SEC_EMA) != NULL;
+	if ((rc = mm_model_new(m, &c, max_batch)))
+		goto out;
+	size_t bytes = mm_model_nparams(*m) * sizeof(float);
+	if ((rc = mm_ckpt_need(ck, ema ? MM_SEC_EMA : MM_SEC_PARM, bytes, &w)))
+		goto out;
+	memcpy(mm_model_params(*m), w, bytes);
+out:
+	if (rc) {
+		mm_model_free(*m);
+		mm_tok_free(*tok);
+		*m = NULL;
+		*tok = NULL;
+	}
+	mm_ckpt_free(ck);
+	free(path);
+	return rc;
 }

@@ -22,27 +22,6 @@ int mm_config_format(const mm_config *c, char *buf, size_t n)
 	return k < n ? 0 : mm_fail(MM_ERANGE, "config text longer than %zu bytes", n);
 }
 
-static int config_sane(const mm_config *c, const char *name)
-{
-	if (c->dim < 1 || c->layers < 1 || c->heads < 1 || c->mlp < 1 || c->vocab < 261 || c->seq_len < 2)
-		return mm_fail(MM_EFORMAT, "%s: model size out of range", name);
-	if (c->dim > 65536 || c->layers > 1024 || c->mlp > (1 << 20) || c->vocab > (1 << 24) || c->seq_len > (1 << 16))
-		return mm_fail(MM_EFORMAT, "%s: model size out of range", name);
-	if (c->dim % c->heads || (c->dim / c->heads) % 2)
-		return mm_fail(MM_EFORMAT, "%s: %d heads do not split dim %d into an even head size", name, c->heads,
-			       c->dim);
-	if (c->qk_norm < 0 || c->qk_norm > 1 || c->bottleneck < 0 || c->bottleneck > 65536)
-		return mm_fail(MM_EFORMAT, "%s: bad qk-norm or bottleneck", name);
-	int any = c->img_h || c->img_w || c->img_c || c->patch;
-	if (any && (c->img_h < 1 || c->img_w < 1 || c->img_c < 1 || c->img_c > 4 || c->patch < 1 ||
-		    c->img_h > 65536 || c->img_w > 65536 || c->img_h % c->patch || c->img_w % c->patch))
-		return mm_fail(MM_EFORMAT, "%s: bad image geometry %dx%dx%d patch %d", name, c->img_h, c->img_w,
-			       c->img_c, c->patch);
-	if (!(c->image_weight >= 0 && c->image_weight < 1e6))
-		return mm_fail(MM_EFORMAT, "%s: bad image weight", name);
-	return 0;
-}
-
 int mm_config_parse(const char *text, size_t n, const char *name, mm_config *c)
 {
 	mm_kv *kv;
@@ -74,5 +53,7 @@ int mm_config_parse(const char *text, size_t n, const char *name, mm_config *c)
 			rc = mm_fail(MM_EFORMAT, "%s:%d: unknown key '%s'", name, kv[i].line, kv[i].key);
 	}
 	mm_kv_free(kv, count);
-	return rc ? rc : config_sane(c, name);
+	if (!rc && (rc = mm_config_check(c)))
+		mm_errctx("%s", name);
+	return rc;
 }

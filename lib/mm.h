@@ -13,5 +13,6 @@
 #include "tokenizer.h"
 #include "model.h"
 #include "ckpt.h"
+#include "loader.h"
 
 #endif

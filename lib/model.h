@@ -100,7 +100,58 @@ typedef struct mm_batch {
 	float *x;          // (B, T, P) clean patch (the target) at image positions
 } mm_batch;
 
-// mm_config as "key = value" text (stored in checkpoints; lib/config.c).
+// A parameter tensor (one layer's copy of a per-layer tensor), as listed in storage order.
+typedef struct mm_tensor {
+	char name[32];  // "tok_emb", or "layers.<l>.<name>" for per-layer tensors
+	int layer;      // -1 for a tensor that is not per layer
+	int rows, cols; // cols = 1 for vectors
+	char kind;      // 'm', 'v' or 'e', as in MM_PARAMS
+	size_t offset;  // in values, into the parameters (and the gradients, and each moment)
+	size_t size;    // rows * cols
+} mm_tensor;
+
+typedef struct mm_model mm_model;
+
+// Checks a configuration (sizes positive and bounded, heads dividing dim into even head sizes,
+// image geometry whole patches); MM_EINVAL with a message naming the field otherwise.
+int mm_config_check(const mm_config *c);
+
+// Builds a model for batches of up to max_batch rows of up to c->seq_len positions: parameters,
+// gradients and activations are allocated here, once. Parameters start at 0: see mm_model_init.
+int mm_model_new(mm_model **m, const mm_config *c, int max_batch);
+void mm_model_free(mm_model *m);
+
+const mm_config *mm_model_config(const mm_model *m);
+// The parameters and gradients: nparams floats each, laid out as the tensor table says.
+size_t mm_model_nparams(const mm_model *m);
+float *mm_model_params(mm_model *m);
+float *mm_model_grads(mm_model *m);
+// The tensor table, in storage order; lookup by name ("layers.0.wq"), NULL if absent.
+int mm_model_ntensors(const mm_model *m);
+const mm_tensor *mm_model_tensors(const mm_model *m);
+const mm_tensor *mm_model_find(const mm_model *m, const char *name);
+
+// Initial weights from a seed: matrices and embedding tables normal(0, 0.02), the output
+// projections wo and w2 scaled by 1/sqrt(2 layers), norms 1, biases 0. Drawn in storage order.
+void mm_model_init(mm_model *m, uint64_t seed);
+
+// Forward over a batch: both losses; *loss = L (see the top). MM_EINVAL for a batch that does not
+// fit the model (sizes, token ids, targets, patch indices, noise levels), naming the position.
+int mm_model_forward(mm_model *m, const mm_batch *b, float *loss);
+// The two terms of the last forward (0 for a term without positions).
+void mm_model_losses(const mm_model *m, float *loss_text, float *loss_image);
+// Backward of the last forward: adds dL/dparams to the gradients. Gradients are not zeroed
+// here (accumulation over micro-batches is allowed): see mm_model_zero_grad.
+int mm_model_backward(mm_model *m);
+void mm_model_zero_grad(mm_model *m);
+
+// Outputs of the last forward, for the positions that have them: *n rows, rows[i] = b*T + t.
+// Logits (n, V) only at positions with a target >= 0; x_pred (n, P) at image positions.
+const float *mm_model_logits(const mm_model *m, int *n, const int32_t **rows);
+const float *mm_model_x_pred(const mm_model *m, int *n, const int32_t **rows);
+
+// mm_config as "key = value" text (stored in checkpoints; lib/config.c). Parsing also checks
+// the configuration (mm_config_check).
 int mm_config_format(const mm_config *c, char *buf, size_t n);
 int mm_config_parse(const char *text, size_t n, const char *name, mm_config *c);
 

@@ -12,7 +12,7 @@
 // LIMITS). A document over this size is refused by the writer.
 #define MM_SHARD_MAX_BLOCK (1u << 30)
 // Default target for a block's uncompressed size.
-#define MM_SHARD_BLOCK_SIZE (1u << 20)
+#define MM_SHARD_BLOCK_SIZE (1u << 16)
 
 // What a shard promises about its content. Two shards can be read together only if their info
 // is compatible (mm_shard_info_compatible).

@@ -1,0 +1,79 @@
+// The model's kernels in float: plain functions over row-major arrays, each with its shapes.
+// Every *_backward accumulates (+=) into the gradients it is given (the caller zeroes them);
+// a NULL gradient pointer, where allowed, skips that gradient. Results do not depend on the
+// number of OpenMP threads. The code lives in kernels_impl.h, written over a scalar type so
+// that tests can run the same kernels in double.
+#ifndef MM_KERNELS_H
+#define MM_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// out (N, OC) = inp (N, C) @ w^T + bias; w (OC, C), bias (OC) or NULL. Through cblas_sgemm.
+void mm_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
+		       int OC);
+// The same by three loops: the reference the fast one is tested against.
+void mm_matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
+			     int C, int OC);
+// dinp (N, C) += dout @ w; dw (OC, C) += dout^T @ inp; dbias (OC) += column sums of dout.
+// dout (N, OC). Each of dinp, dw, dbias may be NULL.
+void mm_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+			const float *w, int N, int C, int OC);
+
+// out (N, C) = inp / sqrt(mean(inp^2) + 1e-5) * w, w (C); rstd (N) keeps the 1/sqrt for backward.
+// Also per head: (N*H, hd) rows with w (hd).
+void mm_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C);
+// dinp (N, C) += ..., dw (C) += ... (dw may be NULL).
+void mm_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+			 const float *rstd, const float *w, int N, int C);
+
+// Rotary tables cosb, sinb (N, hd/2): angle pos[n] * 10000^(-2i/hd) for the pair i.
+void mm_rope_table(float *cosb, float *sinb, const int32_t *pos, int N, int hd);
+// x (N, H*hd) rotated in place: the pair (2i, 2i+1) of each head by the angle of row n, pair i.
+void mm_rope_forward(float *x, const float *cosb, const float *sinb, int N, int H, int hd);
+// dx (N, H*hd) in place: dL/d(rotated) on entry, dL/d(input) on return (the rotation is linear).
+void mm_rope_backward(float *dx, const float *cosb, const float *sinb, int N, int H, int hd);
+
+// q, k, v, out (B*T, H*hd), head h in columns h*hd..; doc, img (B, T) give the mask of
+// lib/model.h. att (B, H, T, T) receives the softmax probabilities (0 where masked).
+void mm_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+			  const int32_t *doc, const int32_t *img, int B, int T, int H, int hd);
+// dq, dk, dv (B*T, H*hd) += gradients from dout (B*T, H*hd), with att and the inputs of forward.
+void mm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+			   const float *q, const float *k, const float *v, int B, int T, int H, int hd);
+
+// out = silu(g1) * g3 elementwise over n values.
+void mm_swiglu_forward(float *out, const float *g1, const float *g3, size_t n);
+void mm_swiglu_backward(float *dg1, float *dg3, const float *dout, const float *g1, const float *g3,
+			size_t n);
+
+// logits (N, V), targets (N) with -1 = no loss. losses (N): -log softmax(logits)[target], 0 for
+// rows without a target; lse (N): log-sum-exp of each row, kept for backward.
+void mm_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets,
+			     int N, int V);
+// dlogits (N, V) += dloss * (softmax(logits) - onehot(target)) on rows with a target.
+void mm_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
+			      const int32_t *targets, float dloss, int N, int V);
+
+// x-prediction loss in velocity space. xpred, x, z (N, P), t (N):
+// losses[n] = sum_p ((xpred - z) / s - (x - z) / s)^2, s = max(1 - t[n], 0.05).
+void mm_vmse_forward(float *losses, const float *xpred, const float *x, const float *z,
+		     const float *t, int N, int P);
+// dxpred (N, P) += dloss * d(losses[n])/d(xpred).
+void mm_vmse_backward(float *dxpred, const float *xpred, const float *x, const float *z,
+		      const float *t, float dloss, int N, int P);
+
+// Row gather: out (N, C) = table[ids[n]], a zero row where ids[n] < 0. Also gathers rows of a
+// (rows, C) activation into a contiguous slab.
+void mm_embedding_forward(float *out, const float *table, const int32_t *ids, int N, int C);
+// Row scatter-add: dtable[ids[n]] += dout[n] (rows with ids[n] < 0 skipped); ids may repeat.
+void mm_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C);
+
+// Noise-level features out (N, 64): sin(1000 t w_k), then cos(1000 t w_k), w_k = 10000^(-k/32).
+void mm_timestep_forward(float *out, const float *t, int N);
+
+// out = a + b over n values (out may be a or b); backward: da += dout, db += dout.
+void mm_residual_forward(float *out, const float *a, const float *b, size_t n);
+void mm_residual_backward(float *da, float *db, const float *dout, size_t n);
+
+#endif

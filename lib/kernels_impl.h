@@ -1,0 +1,424 @@
+// The model's kernels, written once over a scalar type and compiled twice: in float for the
+// library (lib/kernels.c) and in double for the gradient checks (tests/), which need the
+// precision to see central differences agree to ~1e-7.
+//
+// Before including, define REAL (float or double), KFN(name) (the function's name for this
+// type: mm_##name for float, mmd_##name for double) and MM_GEMM (cblas_sgemm or cblas_dgemm).
+// No include guard: a file may include this once per type.
+//
+// Shapes and contracts are documented in lib/kernels.h. Every *_backward accumulates (+=) into
+// the gradients it is given. No reduction depends on the thread count: rows are split across
+// threads, column sums over rows are split by fixed column blocks and run rows in order, and
+// attention gives each (row, head) to one thread. Results are the same bytes whatever the number
+// of OpenMP threads (what OpenBLAS does with its own threads is up to OpenBLAS).
+#include <cblas.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <tgmath.h> // exp, sqrt, sin, cos pick the float or double version from REAL
+
+#ifndef MM_KERNELS_SHARED
+#define MM_KERNELS_SHARED
+// Loops over fewer elements than this run on one thread: waking threads costs more.
+#define MM_PAR_MIN 16384
+// Column block of the column sums: each block is one task, its rows summed in order.
+#define MM_COLBLOCK 64
+
+// The attention mask of lib/model.h: may position i attend to position j (same row)?
+static inline int mm_att_allowed(const int32_t *doc, const int32_t *img, int i, int j)
+{
+	if (j == i)
+		return 1;
+	if (doc[i] < 0 || doc[j] != doc[i])
+		return 0;
+	return j < i || (img[i] >= 0 && img[j] == img[i]);
+}
+#endif
+
+// acc (C) += column sums of x (N, C), in row order for every column.
+static void KFN(colsum_add)(REAL *acc, const REAL *x, int N, int C)
+{
+	int nblocks = (C + MM_COLBLOCK - 1) / MM_COLBLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
+	for (int blk = 0; blk < nblocks; blk++) {
+		int c0 = blk * MM_COLBLOCK, c1 = c0 + MM_COLBLOCK < C ? c0 + MM_COLBLOCK : C;
+		REAL s[MM_COLBLOCK] = {0};
+		for (int n = 0; n < N; n++) {
+			const REAL *row = x + (size_t)n * C;
+			for (int c = c0; c < c1; c++)
+				s[c - c0] += row[c];
+		}
+		for (int c = c0; c < c1; c++)
+			acc[c] += s[c - c0];
+	}
+}
+
+void KFN(matmul_forward_naive)(REAL *out, const REAL *inp, const REAL *w, const REAL *bias, int N,
+			       int C, int OC)
+{
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++)
+		for (int o = 0; o < OC; o++) {
+			REAL s = bias ? bias[o] : 0;
+			for (int c = 0; c < C; c++)
+				s += inp[(size_t)n * C + c] * w[(size_t)o * C + c];
+			out[(size_t)n * OC + o] = s;
+		}
+}
+
+void KFN(matmul_forward)(REAL *out, const REAL *inp, const REAL *w, const REAL *bias, int N, int C,
+			 int OC)
+{
+	if (N <= 0 || OC <= 0)
+		return;
+	REAL beta = 0;
+	if (bias || C <= 0) {
+#pragma omp parallel for schedule(static) if ((size_t)N * OC > MM_PAR_MIN)
+		for (int n = 0; n < N; n++) {
+			REAL *o = out + (size_t)n * OC;
+			if (bias)
+				memcpy(o, bias, (size_t)OC * sizeof *o);
+			else
+				memset(o, 0, (size_t)OC * sizeof *o);
+		}
+		beta = 1;
+	}
+	if (C > 0)
+		MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, beta, out, OC);
+}
+
+void KFN(matmul_backward)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, const REAL *inp,
+			  const REAL *w, int N, int C, int OC)
+{
+	if (N <= 0 || OC <= 0)
+		return;
+	if (dinp && C > 0) // (N, C) += (N, OC) @ (OC, C)
+		MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+	if (dw && C > 0) // (OC, C) += (N, OC)^T @ (N, C)
+		MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+	if (dbias)
+		KFN(colsum_add)(dbias, dout, N, OC);
+}
+
+void KFN(rmsnorm_forward)(REAL *out, REAL *rstd, const REAL *inp, const REAL *w, int N, int C)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		const REAL *x = inp + (size_t)n * C;
+		REAL *o = out + (size_t)n * C;
+		REAL ss = 0;
+#pragma omp simd reduction(+ : ss)
+		for (int c = 0; c < C; c++)
+			ss += x[c] * x[c];
+		REAL r = 1 / sqrt(ss / C + (REAL)1e-5);
+		for (int c = 0; c < C; c++)
+			o[c] = x[c] * r * w[c];
+		rstd[n] = r;
+	}
+}
+
+void KFN(rmsnorm_backward)(REAL *dinp, REAL *dw, const REAL *dout, const REAL *inp, const REAL *rstd,
+			   const REAL *w, int N, int C)
+{
+	// y = x r w with r = (mean(x^2) + eps)^-1/2, dr/dx_c = -r^3 x_c / C
+#pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		const REAL *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+		REAL *dx = dinp + (size_t)n * C;
+		REAL r = rstd[n], dot = 0;
+#pragma omp simd reduction(+ : dot)
+		for (int c = 0; c < C; c++)
+			dot += w[c] * dy[c] * x[c];
+		REAL k = r * r * r * dot / C;
+		for (int c = 0; c < C; c++)
+			dx[c] += r * w[c] * dy[c] - k * x[c];
+	}
+	if (!dw)
+		return;
+	int nblocks = (C + MM_COLBLOCK - 1) / MM_COLBLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
+	for (int blk = 0; blk < nblocks; blk++) {
+		int c0 = blk * MM_COLBLOCK, c1 = c0 + MM_COLBLOCK < C ? c0 + MM_COLBLOCK : C;
+		REAL s[MM_COLBLOCK] = {0};
+		for (int n = 0; n < N; n++) {
+			const REAL *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+			for (int c = c0; c < c1; c++)
+				s[c - c0] += dy[c] * x[c] * rstd[n];
+		}
+		for (int c = c0; c < c1; c++)
+			dw[c] += s[c - c0];
+	}
+}
+
+void KFN(rope_table)(REAL *cosb, REAL *sinb, const int32_t *pos, int N, int hd)
+{
+	int half = hd / 2;
+#pragma omp parallel for schedule(static) if ((size_t)N * half > 2048)
+	for (int n = 0; n < N; n++)
+		for (int i = 0; i < half; i++) {
+			// in double whatever REAL is: angles reach T radians
+			double a = (double)pos[n] * pow(10000.0, -2.0 * i / hd);
+			cosb[(size_t)n * half + i] = (REAL)cos(a);
+			sinb[(size_t)n * half + i] = (REAL)sin(a);
+		}
+}
+
+void KFN(rope_forward)(REAL *x, const REAL *cosb, const REAL *sinb, int N, int H, int hd)
+{
+	int half = hd / 2;
+#pragma omp parallel for schedule(static) if ((size_t)N * H * hd > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		const REAL *cs = cosb + (size_t)n * half, *sn = sinb + (size_t)n * half;
+		for (int h = 0; h < H; h++) {
+			REAL *p = x + ((size_t)n * H + h) * hd;
+			for (int i = 0; i < half; i++) {
+				REAL a = p[2 * i], b = p[2 * i + 1];
+				p[2 * i] = a * cs[i] - b * sn[i];
+				p[2 * i + 1] = a * sn[i] + b * cs[i];
+			}
+		}
+	}
+}
+
+void KFN(rope_backward)(REAL *dx, const REAL *cosb, const REAL *sinb, int N, int H, int hd)
+{
+	int half = hd / 2;
+#pragma omp parallel for schedule(static) if ((size_t)N * H * hd > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		const REAL *cs = cosb + (size_t)n * half, *sn = sinb + (size_t)n * half;
+		for (int h = 0; h < H; h++) {
+			REAL *p = dx + ((size_t)n * H + h) * hd;
+			for (int i = 0; i < half; i++) { // the transpose of the rotation
+				REAL a = p[2 * i], b = p[2 * i + 1];
+				p[2 * i] = a * cs[i] + b * sn[i];
+				p[2 * i + 1] = -a * sn[i] + b * cs[i];
+			}
+		}
+	}
+}
+
+void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, const REAL *v,
+			    const int32_t *doc, const int32_t *img, int B, int T, int H, int hd)
+{
+	int D = H * hd;
+	REAL scale = 1 / sqrt((REAL)hd);
+#pragma omp parallel for collapse(2) schedule(static)
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
+			for (int i = 0; i < T; i++) {
+				const REAL *qi = q + ((size_t)b * T + i) * D + h * hd;
+				REAL *p = att + (((size_t)b * H + h) * T + i) * T;
+				REAL mx = -INFINITY;
+				for (int j = 0; j < T; j++) {
+					if (!mm_att_allowed(bd, bi, i, j)) {
+						p[j] = -INFINITY;
+						continue;
+					}
+					const REAL *kj = k + ((size_t)b * T + j) * D + h * hd;
+					REAL s = 0;
+#pragma omp simd reduction(+ : s)
+					for (int d = 0; d < hd; d++)
+						s += qi[d] * kj[d];
+					p[j] = s * scale;
+					mx = p[j] > mx ? p[j] : mx;
+				}
+				REAL sum = 0;
+				for (int j = 0; j < T; j++) {
+					p[j] = exp(p[j] - mx); // masked: exp(-inf) = 0
+					sum += p[j];
+				}
+				REAL *o = out + ((size_t)b * T + i) * D + h * hd;
+				memset(o, 0, (size_t)hd * sizeof *o);
+				for (int j = 0; j < T; j++) {
+					p[j] /= sum;
+					if (p[j] == 0)
+						continue;
+					const REAL *vj = v + ((size_t)b * T + j) * D + h * hd;
+					for (int d = 0; d < hd; d++)
+						o[d] += p[j] * vj[d];
+				}
+			}
+		}
+}
+
+void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, const REAL *dout, const REAL *att,
+			     const REAL *q, const REAL *k, const REAL *v, int B, int T, int H, int hd)
+{
+	int D = H * hd;
+	REAL scale = 1 / sqrt((REAL)hd);
+	// One thread owns a whole (row, head): dk and dv of its positions get their terms in order.
+#pragma omp parallel for collapse(2) schedule(static)
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			REAL dp[T];
+			for (int i = 0; i < T; i++) {
+				size_t oi = ((size_t)b * T + i) * D + h * hd;
+				const REAL *p = att + (((size_t)b * H + h) * T + i) * T;
+				const REAL *doi = dout + oi, *qi = q + oi;
+				REAL *dqi = dq + oi, pdp = 0;
+				for (int j = 0; j < T; j++) {
+					dp[j] = 0;
+					if (p[j] == 0)
+						continue;
+					const REAL *vj = v + ((size_t)b * T + j) * D + h * hd;
+					REAL s = 0;
+#pragma omp simd reduction(+ : s)
+					for (int d = 0; d < hd; d++)
+						s += doi[d] * vj[d];
+					dp[j] = s;
+					pdp += p[j] * s;
+				}
+				for (int j = 0; j < T; j++) {
+					if (p[j] == 0)
+						continue;
+					size_t oj = ((size_t)b * T + j) * D + h * hd;
+					REAL ds = p[j] * (dp[j] - pdp) * scale; // softmax backward
+					const REAL *kj = k + oj;
+					REAL *dkj = dk + oj, *dvj = dv + oj;
+					for (int d = 0; d < hd; d++) {
+						dqi[d] += ds * kj[d];
+						dkj[d] += ds * qi[d];
+						dvj[d] += p[j] * doi[d];
+					}
+				}
+			}
+		}
+}
+
+void KFN(swiglu_forward)(REAL *out, const REAL *g1, const REAL *g3, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
+	for (size_t i = 0; i < n; i++)
+		out[i] = g1[i] / (1 + exp(-g1[i])) * g3[i];
+}
+
+void KFN(swiglu_backward)(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1, const REAL *g3,
+			  size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
+	for (size_t i = 0; i < n; i++) {
+		REAL sg = 1 / (1 + exp(-g1[i]));
+		dg1[i] += dout[i] * g3[i] * sg * (1 + g1[i] * (1 - sg));
+		dg3[i] += dout[i] * g1[i] * sg;
+	}
+}
+
+void KFN(crossentropy_forward)(REAL *losses, REAL *lse, const REAL *logits, const int32_t *targets,
+			       int N, int V)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * V > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		const REAL *l = logits + (size_t)n * V;
+		REAL mx = l[0], sum = 0;
+		for (int i = 1; i < V; i++)
+			mx = l[i] > mx ? l[i] : mx;
+		for (int i = 0; i < V; i++)
+			sum += exp(l[i] - mx);
+		lse[n] = mx + log(sum);
+		losses[n] = targets[n] >= 0 ? lse[n] - l[targets[n]] : 0;
+	}
+}
+
+void KFN(crossentropy_backward)(REAL *dlogits, const REAL *logits, const REAL *lse,
+				const int32_t *targets, REAL dloss, int N, int V)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * V > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		if (targets[n] < 0)
+			continue;
+		const REAL *l = logits + (size_t)n * V;
+		REAL *d = dlogits + (size_t)n * V;
+		for (int i = 0; i < V; i++)
+			d[i] += dloss * exp(l[i] - lse[n]);
+		d[targets[n]] -= dloss;
+	}
+}
+
+void KFN(vmse_forward)(REAL *losses, const REAL *xpred, const REAL *x, const REAL *z, const REAL *t,
+		       int N, int P)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * P > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		REAL s = 1 - t[n] > (REAL)0.05 ? 1 - t[n] : (REAL)0.05, sum = 0;
+		for (int p = 0; p < P; p++) {
+			size_t i = (size_t)n * P + p;
+			REAL e = (xpred[i] - z[i]) / s - (x[i] - z[i]) / s;
+			sum += e * e;
+		}
+		losses[n] = sum;
+	}
+}
+
+void KFN(vmse_backward)(REAL *dxpred, const REAL *xpred, const REAL *x, const REAL *z, const REAL *t,
+			REAL dloss, int N, int P)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * P > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		REAL s = 1 - t[n] > (REAL)0.05 ? 1 - t[n] : (REAL)0.05;
+		for (int p = 0; p < P; p++) {
+			size_t i = (size_t)n * P + p;
+			REAL e = (xpred[i] - z[i]) / s - (x[i] - z[i]) / s;
+			dxpred[i] += dloss * 2 * e / s;
+		}
+	}
+}
+
+void KFN(embedding_forward)(REAL *out, const REAL *table, const int32_t *ids, int N, int C)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		REAL *o = out + (size_t)n * C;
+		if (ids[n] >= 0)
+			memcpy(o, table + (size_t)ids[n] * C, (size_t)C * sizeof *o);
+		else
+			memset(o, 0, (size_t)C * sizeof *o);
+	}
+}
+
+void KFN(embedding_backward)(REAL *dtable, const REAL *dout, const int32_t *ids, int N, int C)
+{
+	// Split by columns, not rows: two rows with the same id never race, and each entry
+	// receives its terms in row order.
+	int nblocks = (C + MM_COLBLOCK - 1) / MM_COLBLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
+	for (int blk = 0; blk < nblocks; blk++) {
+		int c0 = blk * MM_COLBLOCK, c1 = c0 + MM_COLBLOCK < C ? c0 + MM_COLBLOCK : C;
+		for (int n = 0; n < N; n++) {
+			if (ids[n] < 0)
+				continue;
+			REAL *d = dtable + (size_t)ids[n] * C;
+			const REAL *g = dout + (size_t)n * C;
+			for (int c = c0; c < c1; c++)
+				d[c] += g[c];
+		}
+	}
+}
+
+void KFN(timestep_forward)(REAL *out, const REAL *t, int N)
+{
+#pragma omp parallel for schedule(static) if (N > 256)
+	for (int n = 0; n < N; n++)
+		for (int k = 0; k < 32; k++) {
+			// in double whatever REAL is: the angle reaches 1000 radians
+			double a = 1000.0 * (double)t[n] * pow(10000.0, -k / 32.0);
+			out[(size_t)n * 64 + k] = (REAL)sin(a);
+			out[(size_t)n * 64 + 32 + k] = (REAL)cos(a);
+		}
+}
+
+void KFN(residual_forward)(REAL *out, const REAL *a, const REAL *b, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
+	for (size_t i = 0; i < n; i++)
+		out[i] = a[i] + b[i];
+}
+
+void KFN(residual_backward)(REAL *da, REAL *db, const REAL *dout, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
+	for (size_t i = 0; i < n; i++) {
+		da[i] += dout[i];
+		db[i] += dout[i];
+	}
+}

@@ -1,0 +1,225 @@
+// The model's forward and backward, written once over a scalar type like kernels_impl.h:
+// lib/model.c compiles them in float, tests/test_model.c in double for the whole-model
+// gradient check. Define REAL and KFN as for kernels_impl.h; the kernels of that type must be
+// declared. Buffers of type REAL follow the model's layouts (m->pl, m->al); the index lists
+// come from mm_model_prepare, which must have accepted the batch.
+#include <string.h>
+
+#include "model_priv.h"
+
+// A tensor's copy for layer l, and an activation's copy l.
+#define PRM(base, name, l) ((base) + m->pl.off.name + (size_t)(l) * m->pl.len.name)
+#define ACT(name, l) (A + m->al.off.name + (size_t)(l) * m->al.len.name)
+
+static void KFN(zero)(REAL *x, size_t n)
+{
+	memset(x, 0, n * sizeof *x);
+}
+
+// Image positions: z, x, t into contiguous rows, then pe(z) + pos2d[patch] + temb(t) into emb.
+static void KFN(model_embed_images)(mm_model *m, const REAL *P, REAL *A, const mm_batch *b)
+{
+	const mm_config *c = &m->c;
+	int ni = m->ni, D = c->dim, PD = m->P, K = c->bottleneck;
+	REAL *zs = ACT(zs, 0), *xs = ACT(xs, 0), *ts = ACT(ts, 0), *emb = ACT(emb, 0);
+	REAL *tmp = ACT(tmp, 0);
+	for (int i = 0; i < ni; i++) {
+		size_t r = (size_t)m->img_rows[i];
+		for (int p = 0; p < PD; p++) {
+			zs[(size_t)i * PD + p] = b->z[r * PD + p];
+			xs[(size_t)i * PD + p] = b->x[r * PD + p];
+		}
+		ts[i] = b->t[r];
+	}
+	if (K) {
+		KFN(matmul_forward)(ACT(u, 0), zs, PRM(P, pe_w1, 0), NULL, ni, PD, K);
+		KFN(matmul_forward)(emb, ACT(u, 0), PRM(P, pe_w2, 0), PRM(P, pe_b, 0), ni, K, D);
+	} else {
+		KFN(matmul_forward)(emb, zs, PRM(P, pe_w, 0), PRM(P, pe_b, 0), ni, PD, D);
+	}
+	KFN(timestep_forward)(ACT(ft, 0), ts, ni);
+	KFN(matmul_forward)(tmp, ACT(ft, 0), PRM(P, t_w, 0), PRM(P, t_b, 0), ni, 64, D);
+	KFN(residual_forward)(emb, emb, tmp, (size_t)ni * D);
+	KFN(embedding_forward)(tmp, PRM(P, pos2d, 0), m->img_patch, ni, D);
+	KFN(residual_forward)(emb, emb, tmp, (size_t)ni * D);
+}
+
+static void KFN(model_block_forward)(mm_model *m, const REAL *P, REAL *A, const mm_batch *b, int l)
+{
+	const mm_config *c = &m->c;
+	int N = m->B * m->T, D = c->dim, F = c->mlp, H = c->heads, hd = m->hd;
+	REAL *x = ACT(res, l), *h1 = ACT(h1, l), *q = ACT(q, l), *k = ACT(k, l), *tmp = ACT(tmp, 0);
+	KFN(rmsnorm_forward)(h1, ACT(rstd1, l), x, PRM(P, attn_norm, l), N, D);
+	KFN(matmul_forward)(c->qk_norm ? ACT(qr, l) : q, h1, PRM(P, wq, l), NULL, N, D, D);
+	KFN(matmul_forward)(c->qk_norm ? ACT(kr, l) : k, h1, PRM(P, wk, l), NULL, N, D, D);
+	KFN(matmul_forward)(ACT(v, l), h1, PRM(P, wv, l), NULL, N, D, D);
+	if (c->qk_norm) { // per head: N*H rows of hd
+		KFN(rmsnorm_forward)(q, ACT(qrstd, l), ACT(qr, l), PRM(P, q_norm, l), N * H, hd);
+		KFN(rmsnorm_forward)(k, ACT(krstd, l), ACT(kr, l), PRM(P, k_norm, l), N * H, hd);
+	}
+	KFN(rope_forward)(q, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
+	KFN(rope_forward)(k, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
+	KFN(attention_forward)(ACT(a, l), ACT(att, l), q, k, ACT(v, l), b->doc, b->img, m->B, m->T, H, hd);
+	KFN(matmul_forward)(tmp, ACT(a, l), PRM(P, wo, l), NULL, N, D, D);
+	KFN(residual_forward)(ACT(mid, l), x, tmp, (size_t)N * D);
+
+	REAL *h2 = ACT(h2, l), *s = ACT(s, 0);
+	KFN(rmsnorm_forward)(h2, ACT(rstd2, l), ACT(mid, l), PRM(P, mlp_norm, l), N, D);
+	KFN(matmul_forward)(ACT(g1, l), h2, PRM(P, w1, l), NULL, N, D, F);
+	KFN(matmul_forward)(ACT(g3, l), h2, PRM(P, w3, l), NULL, N, D, F);
+	KFN(swiglu_forward)(s, ACT(g1, l), ACT(g3, l), (size_t)N * F);
+	KFN(matmul_forward)(tmp, s, PRM(P, w2, l), NULL, N, F, D);
+	KFN(residual_forward)(ACT(res, l + 1), ACT(mid, l), tmp, (size_t)N * D);
+}
+
+// Forward of a prepared batch; the losses land in m->loss*.
+static void KFN(model_forward_impl)(mm_model *m, const REAL *P, REAL *A, const mm_batch *b)
+{
+	const mm_config *c = &m->c;
+	int N = m->B * m->T, D = c->dim, L = c->layers, V = c->vocab, nt = m->nt, ni = m->ni;
+	REAL *x0 = ACT(res, 0), *y = ACT(y, 0);
+	KFN(embedding_forward)(x0, PRM(P, tok_emb, 0), m->tok_ids, N, D);
+	if (ni) { // image rows of x0 are zero: add their embeddings there
+		KFN(model_embed_images)(m, P, A, b);
+		KFN(embedding_backward)(x0, ACT(emb, 0), m->img_rows, ni, D);
+	}
+	KFN(rope_table)(ACT(rope_cos, 0), ACT(rope_sin, 0), b->pos, N, m->hd);
+	for (int l = 0; l < L; l++)
+		KFN(model_block_forward)(m, P, A, b, l);
+	KFN(rmsnorm_forward)(y, ACT(rstdf, 0), ACT(res, L), PRM(P, final_norm, 0), N, D);
+
+	// The LM head only where a target needs it: typically a fifth of the positions.
+	double lt = 0, li = 0;
+	if (nt) {
+		REAL *yt = ACT(yt, 0), *ce = ACT(ce, 0);
+		KFN(embedding_forward)(yt, y, m->text_rows, nt, D);
+		KFN(matmul_forward)(ACT(logits, 0), yt, PRM(P, lm_head, 0), NULL, nt, D, V);
+		KFN(crossentropy_forward)(ce, ACT(lse, 0), ACT(logits, 0), m->text_tgt, nt, V);
+		for (int i = 0; i < nt; i++)
+			lt += ce[i];
+		lt /= nt;
+	}
+	if (ni) {
+		REAL *yi = ACT(yi, 0), *mse = ACT(mse, 0);
+		KFN(embedding_forward)(yi, y, m->img_rows, ni, D);
+		KFN(matmul_forward)(ACT(xpred, 0), yi, PRM(P, ph_w, 0), PRM(P, ph_b, 0), ni, D, m->P);
+		KFN(vmse_forward)(mse, ACT(xpred, 0), ACT(xs, 0), ACT(zs, 0), ACT(ts, 0), ni, m->P);
+		for (int i = 0; i < ni; i++)
+			li += mse[i];
+		li /= (double)ni * m->P;
+	}
+	m->loss_text = lt;
+	m->loss_image = li;
+	m->loss = lt + (double)c->image_weight * li;
+}
+
+// dres holds dL/d(res[l+1]) on entry and dL/d(res[l]) on return.
+static void KFN(model_block_backward)(mm_model *m, const REAL *P, REAL *G, REAL *A, int l)
+{
+	const mm_config *c = &m->c;
+	int N = m->B * m->T, D = c->dim, F = c->mlp, H = c->heads, hd = m->hd;
+	size_t ND = (size_t)N * D, NF = (size_t)N * F;
+	REAL *dres = ACT(dres, 0), *dh = ACT(dh, 0), *s = ACT(s, 0), *ds = ACT(ds, 0);
+	REAL *dg1 = ACT(dg1, 0), *dg3 = ACT(dg3, 0), *h2 = ACT(h2, l);
+
+	// MLP: res[l+1] = mid + w2 @ swiglu(w1 @ h2, w3 @ h2), h2 = rmsnorm(mid)
+	KFN(swiglu_forward)(s, ACT(g1, l), ACT(g3, l), NF); // recomputed rather than kept per layer
+	KFN(zero)(ds, NF);
+	KFN(matmul_backward)(ds, PRM(G, w2, l), NULL, dres, s, PRM(P, w2, l), N, F, D);
+	KFN(zero)(dg1, NF);
+	KFN(zero)(dg3, NF);
+	KFN(swiglu_backward)(dg1, dg3, ds, ACT(g1, l), ACT(g3, l), NF);
+	KFN(zero)(dh, ND);
+	KFN(matmul_backward)(dh, PRM(G, w1, l), NULL, dg1, h2, PRM(P, w1, l), N, D, F);
+	KFN(matmul_backward)(dh, PRM(G, w3, l), NULL, dg3, h2, PRM(P, w3, l), N, D, F);
+	KFN(rmsnorm_backward)(dres, PRM(G, mlp_norm, l), dh, ACT(mid, l), ACT(rstd2, l),
+			      PRM(P, mlp_norm, l), N, D);
+
+	// attention: mid = res[l] + wo @ attention(q, k, v), q k v from h1 = rmsnorm(res[l])
+	REAL *da = ACT(da, 0), *dq = ACT(dq, 0), *dk = ACT(dk, 0), *dv = ACT(dv, 0), *h1 = ACT(h1, l);
+	KFN(zero)(da, ND);
+	KFN(matmul_backward)(da, PRM(G, wo, l), NULL, dres, ACT(a, l), PRM(P, wo, l), N, D, D);
+	KFN(zero)(dq, ND);
+	KFN(zero)(dk, ND);
+	KFN(zero)(dv, ND);
+	KFN(attention_backward)(dq, dk, dv, da, ACT(att, l), ACT(q, l), ACT(k, l), ACT(v, l), m->B,
+				m->T, H, hd);
+	KFN(rope_backward)(dq, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
+	KFN(rope_backward)(dk, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
+	if (c->qk_norm) {
+		REAL *dqr = ACT(dqr, 0), *dkr = ACT(dkr, 0);
+		KFN(zero)(dqr, ND);
+		KFN(zero)(dkr, ND);
+		KFN(rmsnorm_backward)(dqr, PRM(G, q_norm, l), dq, ACT(qr, l), ACT(qrstd, l),
+				      PRM(P, q_norm, l), N * H, hd);
+		KFN(rmsnorm_backward)(dkr, PRM(G, k_norm, l), dk, ACT(kr, l), ACT(krstd, l),
+				      PRM(P, k_norm, l), N * H, hd);
+		dq = dqr, dk = dkr;
+	}
+	KFN(zero)(dh, ND);
+	KFN(matmul_backward)(dh, PRM(G, wq, l), NULL, dq, h1, PRM(P, wq, l), N, D, D);
+	KFN(matmul_backward)(dh, PRM(G, wk, l), NULL, dk, h1, PRM(P, wk, l), N, D, D);
+	KFN(matmul_backward)(dh, PRM(G, wv, l), NULL, dv, h1, PRM(P, wv, l), N, D, D);
+	KFN(rmsnorm_backward)(dres, PRM(G, attn_norm, l), dh, ACT(res, l), ACT(rstd1, l),
+			      PRM(P, attn_norm, l), N, D);
+}
+
+// Adds dL/dparams of the last forward to G.
+static void KFN(model_backward_impl)(mm_model *m, const REAL *P, REAL *G, REAL *A)
+{
+	const mm_config *c = &m->c;
+	int N = m->B * m->T, D = c->dim, L = c->layers, V = c->vocab, nt = m->nt, ni = m->ni;
+	int PD = m->P, K = c->bottleneck;
+	size_t ND = (size_t)N * D;
+	REAL *dy = ACT(dh, 0), *dres = ACT(dres, 0);
+
+	KFN(zero)(dy, ND);
+	if (nt) {
+		REAL *dlogits = ACT(dlogits, 0), *dyt = ACT(dyt, 0);
+		KFN(zero)(dlogits, (size_t)nt * V);
+		KFN(crossentropy_backward)(dlogits, ACT(logits, 0), ACT(lse, 0), m->text_tgt,
+					   (REAL)(1.0 / nt), nt, V);
+		KFN(zero)(dyt, (size_t)nt * D);
+		KFN(matmul_backward)(dyt, PRM(G, lm_head, 0), NULL, dlogits, ACT(yt, 0),
+				     PRM(P, lm_head, 0), nt, D, V);
+		KFN(embedding_backward)(dy, dyt, m->text_rows, nt, D);
+	}
+	if (ni) {
+		REAL *dxpred = ACT(dxpred, 0), *dyi = ACT(dyi, 0);
+		KFN(zero)(dxpred, (size_t)ni * PD);
+		KFN(vmse_backward)(dxpred, ACT(xpred, 0), ACT(xs, 0), ACT(zs, 0), ACT(ts, 0),
+				   (REAL)(c->image_weight / ((double)ni * PD)), ni, PD);
+		KFN(zero)(dyi, (size_t)ni * D);
+		KFN(matmul_backward)(dyi, PRM(G, ph_w, 0), PRM(G, ph_b, 0), dxpred, ACT(yi, 0),
+				     PRM(P, ph_w, 0), ni, D, PD);
+		KFN(embedding_backward)(dy, dyi, m->img_rows, ni, D);
+	}
+	KFN(zero)(dres, ND);
+	KFN(rmsnorm_backward)(dres, PRM(G, final_norm, 0), dy, ACT(res, L), ACT(rstdf, 0),
+			      PRM(P, final_norm, 0), N, D);
+	for (int l = L - 1; l >= 0; l--)
+		KFN(model_block_backward)(m, P, G, A, l);
+
+	KFN(embedding_backward)(PRM(G, tok_emb, 0), dres, m->tok_ids, N, D);
+	if (ni) {
+		REAL *demb = ACT(tmp, 0);
+		KFN(embedding_forward)(demb, dres, m->img_rows, ni, D);
+		KFN(matmul_backward)(NULL, PRM(G, t_w, 0), PRM(G, t_b, 0), demb, ACT(ft, 0),
+				     PRM(P, t_w, 0), ni, 64, D);
+		KFN(embedding_backward)(PRM(G, pos2d, 0), demb, m->img_patch, ni, D);
+		if (K) {
+			REAL *du = ACT(du, 0);
+			KFN(zero)(du, (size_t)ni * K);
+			KFN(matmul_backward)(du, PRM(G, pe_w2, 0), PRM(G, pe_b, 0), demb, ACT(u, 0),
+					     PRM(P, pe_w2, 0), ni, K, D);
+			KFN(matmul_backward)(NULL, PRM(G, pe_w1, 0), NULL, du, ACT(zs, 0),
+					     PRM(P, pe_w1, 0), ni, PD, K);
+		} else {
+			KFN(matmul_backward)(NULL, PRM(G, pe_w, 0), PRM(G, pe_b, 0), demb, ACT(zs, 0),
+					     PRM(P, pe_w, 0), ni, PD, D);
+		}
+	}
+}
+
+#undef PRM
+#undef ACT
