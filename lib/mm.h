@@ -14,5 +14,8 @@
 #include "model.h"
 #include "ckpt.h"
 #include "loader.h"
+#include "optim.h"
+#include "ingest.h"
+#include "kv.h"
 
 #endif
