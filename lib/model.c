@@ -1,5 +1,6 @@
 // The model: layout of parameters and activations from the MM_PARAMS and MM_ACTS lists, batch
 // validation, initialisation, and the float instantiation of forward and backward.
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,7 @@ int mm_model_new(mm_model **mp, const mm_config *c, int max_batch)
 	mm_model *m = calloc(1, sizeof *m);
 	if (!m)
 		return mm_fail(MM_ENOMEM, "model: out of memory");
+	openblas_set_num_threads(1); // the kernels split matmuls across OpenMP threads themselves
 	m->c = *c;
 	m->max_batch = max_batch;
 	m->hd = c->dim / c->heads;
