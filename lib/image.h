@@ -19,13 +19,15 @@ int mm_image_alloc(mm_image *img, uint32_t w, uint32_t h, uint32_t c);
 // depth and colour type comes back as 8-bit gray, gray+alpha, RGB or RGBA (16-bit samples
 // rounded to 8, palettes expanded, tRNS turned into alpha). JPEG: baseline or progressive, gray
 // or YCbCr; CMYK/YCCK is refused with MM_EUNSUPPORTED. An image with more than max_pixels
-// pixels (w*h) is refused with MM_ERANGE before its pixels are decoded. Errors name the path.
+// pixels (w*h) is refused with MM_ERANGE before its pixels are decoded (0: no limit). Errors name
+// the path: MM_EIMAGE for anything not decodable (not PNG/JPEG, truncated, corrupt), MM_EIO for
+// a file that cannot be read.
 int mm_image_load(const char *path, uint64_t max_pixels, mm_image *out);
 int mm_image_load_mem(const uint8_t *data, size_t n, const char *name, uint64_t max_pixels, mm_image *out);
 
 // Converts to 1 or 3 channels: alpha is composited over background (RGB; gray uses its
 // luma), RGB becomes gray by Rec. 601 luma (0.299, 0.587, 0.114, rounded), gray becomes RGB by
-// copying.
+// copying. background NULL means white. in and out are different images.
 int mm_image_to_channels(const mm_image *in, uint32_t channels, const uint8_t background[3], mm_image *out);
 
 enum mm_fit { MM_FIT_STRETCH = 0, MM_FIT_CROP = 1, MM_FIT_PAD = 2 };
@@ -37,7 +39,8 @@ enum mm_fit { MM_FIT_STRETCH = 0, MM_FIT_CROP = 1, MM_FIT_PAD = 2 };
 int mm_image_resize(const mm_image *in, uint32_t w, uint32_t h, enum mm_fit fit, const uint8_t background[3],
 		    mm_image *out);
 
-// Row-major image (h, w, c) <-> patch order (see doc.h). p must divide h and w.
+// Row-major image (h, w, c) <-> patch order (see doc.h). p must divide h and w (otherwise nothing
+// is written).
 void mm_image_to_patches(const uint8_t *px, uint32_t h, uint32_t w, uint32_t c, uint32_t p, uint8_t *out);
 void mm_image_from_patches(const uint8_t *patches, uint32_t h, uint32_t w, uint32_t c, uint32_t p, uint8_t *out);
 

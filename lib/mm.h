@@ -12,5 +12,10 @@
 #include "image.h"
 #include "tokenizer.h"
 #include "model.h"
+#include "ckpt.h"
+#include "loader.h"
+#include "optim.h"
+#include "ingest.h"
+#include "kv.h"
 
 #endif

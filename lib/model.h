@@ -150,4 +150,9 @@ void mm_model_zero_grad(mm_model *m);
 const float *mm_model_logits(const mm_model *m, int *n, const int32_t **rows);
 const float *mm_model_x_pred(const mm_model *m, int *n, const int32_t **rows);
 
+// mm_config as "key = value" text (stored in checkpoints; lib/config.c). Parsing also checks
+// the configuration (mm_config_check).
+int mm_config_format(const mm_config *c, char *buf, size_t n);
+int mm_config_parse(const char *text, size_t n, const char *name, mm_config *c);
+
 #endif

@@ -8,6 +8,12 @@
 
 #include "doc.h"
 
+// Largest encoded document, and largest uncompressed block, in bytes (see man/mm-shard.5,
+// LIMITS). A document over this size is refused by the writer.
+#define MM_SHARD_MAX_BLOCK (1u << 30)
+// Default target for a block's uncompressed size.
+#define MM_SHARD_BLOCK_SIZE (1u << 16)
+
 // What a shard promises about its content. Two shards can be read together only if their info
 // is compatible (mm_shard_info_compatible).
 typedef struct mm_shard_info {
@@ -27,9 +33,14 @@ typedef struct mm_shard_writer mm_shard_writer;
 // Starts a shard at path (written atomically: nothing appears under path before close).
 // level is the zstd level (3 is a good default).
 int mm_shard_writer_open(mm_shard_writer **w, const char *path, const mm_shard_info *info, int level);
+// Sets the target uncompressed size of a block (default MM_SHARD_BLOCK_SIZE; 1 to
+// MM_SHARD_MAX_BLOCK). Smaller blocks make random access cheaper, larger ones compress better.
+// A document larger than the target gets a block of its own.
+int mm_shard_writer_set_block_size(mm_shard_writer *w, uint32_t bytes);
 // Appends a document. Checks it against info (token ids < vocab, image geometry).
 int mm_shard_writer_add(mm_shard_writer *w, const mm_doc *doc);
-// Bytes written so far (compressed), to cut shards at a size.
+// Bytes written to the file so far (header and finished blocks; the block being filled is not
+// counted), to cut shards at a size.
 uint64_t mm_shard_writer_bytes(const mm_shard_writer *w);
 uint64_t mm_shard_writer_docs(const mm_shard_writer *w);
 // Writes the index and header, fsyncs and renames into place. Frees w in every case.
@@ -40,7 +51,8 @@ void mm_shard_writer_abort(mm_shard_writer *w);
 typedef struct mm_shard_reader mm_shard_reader;
 
 // Opens and validates the header and the index (not the blocks). Memory used is the index
-// (16 bytes per document) plus one decompressed block, whatever the size of the shard.
+// (8 bytes per document, 40 per block) plus one block, compressed and decompressed, whatever
+// the size of the shard. A reader is used by one thread at a time; open one per thread.
 int mm_shard_open(mm_shard_reader **r, const char *path);
 const mm_shard_info *mm_shard_get_info(const mm_shard_reader *r);
 const char *mm_shard_path(const mm_shard_reader *r);

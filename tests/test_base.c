@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "mm.h"
+#include "kv.h"
 
 static void test_errors(void)
 {
@@ -88,8 +89,29 @@ static void test_afile(void)
 	free(tmp);
 }
 
+static void test_kv(void)
+{
+	const char *text = "# model\ndim = 384\n  image_weight=5 # lambda\n\nname = a b \n";
+	mm_kv *kv;
+	int n;
+	CHECK_OK(mm_kv_parse(text, strlen(text), "c.conf", &kv, &n));
+	CHECK_EQ_INT(n, 3);
+	if (n == 3) {
+		CHECK(strcmp(kv[0].key, "dim") == 0 && strcmp(kv[0].value, "384") == 0 && kv[0].line == 2);
+		CHECK(strcmp(kv[1].key, "image-weight") == 0 && strcmp(kv[1].value, "5") == 0);
+		CHECK(strcmp(kv[2].value, "a b") == 0 && kv[2].line == 5);
+	}
+	mm_kv_free(kv, n);
+	const char *bad = "dim = 3\nlayers 6\n";
+	CHECK(mm_kv_parse(bad, strlen(bad), "c.conf", &kv, &n) == -MM_EFORMAT);
+	CHECK(strcmp(mm_errmsg(), "c.conf:2: expected 'key = value'") == 0);
+	const char *badkey = "d!m = 3\n";
+	CHECK(mm_kv_parse(badkey, strlen(badkey), "c.conf", &kv, &n) == -MM_EFORMAT);
+}
+
 int main(void)
 {
+	test_kv();
 	test_errors();
 	test_bytes();
 	test_crc();
