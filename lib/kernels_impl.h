@@ -561,11 +561,14 @@ void KFN(embedding_backward)(REAL *dtable, const REAL *dout, const int32_t *ids,
 
 void KFN(timestep_forward)(REAL *out, const REAL *t, int N)
 {
+	double w[32];
+	for (int k = 0; k < 32; k++)
+		w[k] = pow(10000.0, -k / 32.0);
 #pragma omp parallel for schedule(static) if (N > 256)
 	for (int n = 0; n < N; n++)
 		for (int k = 0; k < 32; k++) {
 			// in double whatever REAL is: the angle reaches 1000 radians
-			double a = 1000.0 * (double)t[n] * pow(10000.0, -k / 32.0);
+			double a = 1000.0 * (double)t[n] * w[k];
 			out[(size_t)n * 64 + k] = (REAL)sin(a);
 			out[(size_t)n * 64 + 32 + k] = (REAL)cos(a);
 		}
