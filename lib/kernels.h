@@ -26,7 +26,7 @@ void mm_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
 			const float *w, int N, int C, int OC);
 
 // out (N, C) = inp / sqrt(mean(inp^2) + 1e-5) * w, w (C); rstd (N) keeps the 1/sqrt for backward.
-// Also per head: (N*H, hd) rows with w (hd).
+// Also per head: (N*H, hd) rows with w (hd). out may be inp.
 void mm_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C);
 // dinp (N, C) += ..., dw (C) += ... (dw may be NULL).
 void mm_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
@@ -57,7 +57,7 @@ void mm_attention_backward_naive(float *dq, float *dk, float *dv, const float *d
 				 const float *att, const float *q, const float *k, const float *v,
 				 int B, int T, int H, int hd);
 
-// out = silu(g1) * g3 elementwise over n values.
+// out = silu(g1) * g3 elementwise over n values (out may be g1 or g3).
 void mm_swiglu_forward(float *out, const float *g1, const float *g3, size_t n);
 void mm_swiglu_backward(float *dg1, float *dg3, const float *dout, const float *g1, const float *g3,
 			size_t n);

@@ -113,13 +113,13 @@ void KFN(matmul_forward_naive)(REAL *out, const REAL *inp, const REAL *w, const 
 // as fast as the BLAS's own threads alternating with our OpenMP loops, whose idle threads keep
 // spinning on the cores the BLAS threads need. The BLAS rounds an element differently
 // depending on where its row falls in a call, so the slabs depend on the shape only, never on
-// the thread count: an even number of slabs of 64 to 256 rows or more (each call packs the
-// whole of B again: the fewer slabs the better, as long as every thread gets one).
+// the thread count. Each call packs the whole of B again, so the fewer slabs the better: two
+// (one per core on the 2-core machines we target) up to 4096 rows, then one per 1024 rows.
 static void KFN(gemm)(int ta, int tb, int M, int Nc, int K, const REAL *A, int lda, const REAL *B,
 		      int ldb, REAL beta, REAL *C, int ldc)
 {
 	enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
-	int ns = M / 256 > 2 ? M / 256 : 2;
+	int ns = M / 1024 > 2 ? M / 1024 : 2;
 	ns -= ns % 2;
 	if (M < 128 || (double)M * Nc * K < 4e6) {
 		MM_GEMM(CblasRowMajor, opa, opb, M, Nc, K, 1, A, lda, B, ldb, beta, C, ldc);
