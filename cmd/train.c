@@ -29,7 +29,7 @@ void train_set_threads(long long n)
 	if (n < 1)
 		n = 1;
 	omp_set_num_threads((int)n);
-	openblas_set_num_threads((int)n);
+	openblas_set_num_threads(1); // the kernels spread matmuls over the OpenMP threads (kernels.h)
 }
 
 static void load_tokenizer(struct trainer *tr)

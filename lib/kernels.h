@@ -3,6 +3,11 @@
 // a NULL gradient pointer, where allowed, skips that gradient. Results do not depend on the
 // number of OpenMP threads. The code lives in kernels_impl.h, written over a scalar type so
 // that tests can run the same kernels in double.
+//
+// Threads: everything runs on the OpenMP threads (omp_set_num_threads). Matmuls split their
+// rows across them and call the BLAS from each, so OpenBLAS itself must run single-threaded
+// (openblas_set_num_threads(1); mm_model_new does it): OpenBLAS's own threads would compete
+// with idle OpenMP threads for the cores.
 #ifndef MM_KERNELS_H
 #define MM_KERNELS_H
 
@@ -21,7 +26,7 @@ void mm_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
 			const float *w, int N, int C, int OC);
 
 // out (N, C) = inp / sqrt(mean(inp^2) + 1e-5) * w, w (C); rstd (N) keeps the 1/sqrt for backward.
-// Also per head: (N*H, hd) rows with w (hd).
+// Also per head: (N*H, hd) rows with w (hd). out may be inp.
 void mm_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C);
 // dinp (N, C) += ..., dw (C) += ... (dw may be NULL).
 void mm_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
@@ -36,13 +41,23 @@ void mm_rope_backward(float *dx, const float *cosb, const float *sinb, int N, in
 
 // q, k, v, out (B*T, H*hd), head h in columns h*hd..; doc, img (B, T) give the mask of
 // lib/model.h. att (B, H, T, T) receives the softmax probabilities (0 where masked).
+// Two small GEMMs per (row, head).
 void mm_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
 			  const int32_t *doc, const int32_t *img, int B, int T, int H, int hd);
-// dq, dk, dv (B*T, H*hd) += gradients from dout (B*T, H*hd), with att and the inputs of forward.
-void mm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
-			   const float *q, const float *k, const float *v, int B, int T, int H, int hd);
+// dq, dk, dv (B*T, H*hd) += gradients from dout (B*T, H*hd), with att and the inputs of forward;
+// scratch (B, H, T, T) is overwritten.
+void mm_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
+			   const float *att, const float *q, const float *k, const float *v, int B,
+			   int T, int H, int hd);
+// The same by loops, skipping masked pairs: the reference the GEMM versions are tested against.
+void mm_attention_forward_naive(float *out, float *att, const float *q, const float *k,
+				const float *v, const int32_t *doc, const int32_t *img, int B, int T,
+				int H, int hd);
+void mm_attention_backward_naive(float *dq, float *dk, float *dv, const float *dout,
+				 const float *att, const float *q, const float *k, const float *v,
+				 int B, int T, int H, int hd);
 
-// out = silu(g1) * g3 elementwise over n values.
+// out = silu(g1) * g3 elementwise over n values (out may be g1 or g3).
 void mm_swiglu_forward(float *out, const float *g1, const float *g3, size_t n);
 void mm_swiglu_backward(float *dg1, float *dg3, const float *dout, const float *g1, const float *g3,
 			size_t n);

@@ -12,6 +12,7 @@
 // attention gives each (row, head) to one thread. Results are the same bytes whatever the number
 // of OpenMP threads (what OpenBLAS does with its own threads is up to OpenBLAS).
 #include <cblas.h>
+#include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,7 +34,48 @@ static inline int mm_att_allowed(const int32_t *doc, const int32_t *img, int i, 
 		return 0;
 	return j < i || (img[i] >= 0 && img[j] == img[i]);
 }
+// e^x in float, for loops the compiler can vectorize (libm's expf is a call per value):
+// x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^6 (error below 3e-7 relative),
+// 2^k put into the exponent bits. |x| is clamped to 87 first, on the integer bits (a float
+// compare-and-select keeps -O2 from vectorizing): no infinities, no subnormals, NaN becomes
+// +-87, and e^-inf comes out as 1.6e-38, not 0 (do not use it where 0 matters).
+static inline float mm_fast_expf(float x)
+{
+	uint32_t ix, mag;
+	memcpy(&ix, &x, 4);
+	mag = ix & 0x7fffffffu;
+	mag = mag < 0x42ae0000u ? mag : 0x42ae0000u; // 87.0f
+	ix = (ix & 0x80000000u) | mag;
+	memcpy(&x, &ix, 4);
+	float kf = (x * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest
+	float r = x - kf * 0.693145752f - kf * 1.42860677e-6f;    // ln 2 in two parts
+	float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+										   r * (1.0f / 720))))));
+	int32_t bits = ((int32_t)kf + 127) << 23;
+	float scale;
+	memcpy(&scale, &bits, 4);
+	return p * scale;
+}
+// The span [*lo, *hi) of keys that query i may see (the mask may still exclude some inside).
+static void mm_att_span(const int32_t *doc, const int32_t *img, int T, int i, int *lo, int *hi)
+{
+	int j0 = i, j1 = i + 1;
+	for (int j = 0; j < i; j++)
+		if (mm_att_allowed(doc, img, i, j)) {
+			j0 = j;
+			break;
+		}
+	for (int j = T - 1; j > i; j--)
+		if (mm_att_allowed(doc, img, i, j)) {
+			j1 = j + 1;
+			break;
+		}
+	*lo = j0, *hi = j1;
+}
 #endif
+
+// The exponential of the elementwise kernels: the vectorizable one in float, libm's in double.
+#define MM_EXPV(x) _Generic((x), float: mm_fast_expf, default: exp)(x)
 
 // acc (C) += column sums of x (N, C), in row order for every column.
 static void KFN(colsum_add)(REAL *acc, const REAL *x, int N, int C)
@@ -66,6 +108,32 @@ void KFN(matmul_forward_naive)(REAL *out, const REAL *inp, const REAL *w, const 
 		}
 }
 
+// C (M, Nc) = op(A) @ op(B) + beta C, row-major. The rows of C are cut into slabs, and the
+// OpenMP threads call a single-threaded BLAS on the slabs: measured here, this runs near twice
+// as fast as the BLAS's own threads alternating with our OpenMP loops, whose idle threads keep
+// spinning on the cores the BLAS threads need. The BLAS rounds an element differently
+// depending on where its row falls in a call, so the slabs depend on the shape only, never on
+// the thread count. Each call packs the whole of B again, so the fewer slabs the better: two
+// (one per core on the 2-core machines we target) up to 4096 rows, then one per 1024 rows.
+static void KFN(gemm)(int ta, int tb, int M, int Nc, int K, const REAL *A, int lda, const REAL *B,
+		      int ldb, REAL beta, REAL *C, int ldc)
+{
+	enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+	int ns = M / 1024 > 2 ? M / 1024 : 2;
+	ns -= ns % 2;
+	if (M < 128 || (double)M * Nc * K < 4e6) {
+		MM_GEMM(CblasRowMajor, opa, opb, M, Nc, K, 1, A, lda, B, ldb, beta, C, ldc);
+		return;
+	}
+#pragma omp parallel for schedule(static)
+	for (int s = 0; s < ns; s++) {
+		int r0 = (int)((int64_t)M * s / ns), r1 = (int)((int64_t)M * (s + 1) / ns);
+		const REAL *a = ta ? A + r0 : A + (size_t)r0 * lda; // row r0 of op(A)
+		MM_GEMM(CblasRowMajor, opa, opb, r1 - r0, Nc, K, 1, a, lda, B, ldb, beta,
+			C + (size_t)r0 * ldc, ldc);
+	}
+}
+
 void KFN(matmul_forward)(REAL *out, const REAL *inp, const REAL *w, const REAL *bias, int N, int C,
 			 int OC)
 {
@@ -84,7 +152,7 @@ void KFN(matmul_forward)(REAL *out, const REAL *inp, const REAL *w, const REAL *
 		beta = 1;
 	}
 	if (C > 0)
-		MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, beta, out, OC);
+		KFN(gemm)(0, 1, N, OC, C, inp, C, w, C, beta, out, OC);
 }
 
 void KFN(matmul_backward)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, const REAL *inp,
@@ -93,9 +161,9 @@ void KFN(matmul_backward)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, c
 	if (N <= 0 || OC <= 0)
 		return;
 	if (dinp && C > 0) // (N, C) += (N, OC) @ (OC, C)
-		MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+		KFN(gemm)(0, 0, N, C, OC, dout, OC, w, C, 1, dinp, C);
 	if (dw && C > 0) // (OC, C) += (N, OC)^T @ (N, C)
-		MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+		KFN(gemm)(1, 0, OC, C, N, dout, OC, inp, C, 1, dw, C);
 	if (dbias)
 		KFN(colsum_add)(dbias, dout, N, OC);
 }
@@ -197,6 +265,126 @@ void KFN(rope_backward)(REAL *dx, const REAL *cosb, const REAL *sinb, int N, int
 	}
 }
 
+// s[j] = a . rows[j] (hd values) for j in [lo, hi), rows `stride` apart. Four rows at a time
+// share the loads of a; the sums run across d in vector lanes (a fixed order per build).
+static void KFN(dots)(REAL *s, const REAL *a, const REAL *rows, size_t stride, int lo, int hi,
+		      int hd)
+{
+	int j = lo;
+	for (; j + 4 <= hi; j += 4) {
+		const REAL *r0 = rows + j * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+		REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+		for (int d = 0; d < hd; d++) {
+			s0 += a[d] * r0[d];
+			s1 += a[d] * r1[d];
+			s2 += a[d] * r2[d];
+			s3 += a[d] * r3[d];
+		}
+		s[j] = s0, s[j + 1] = s1, s[j + 2] = s2, s[j + 3] = s3;
+	}
+	for (; j < hi; j++) {
+		const REAL *r0 = rows + j * stride;
+		REAL s0 = 0;
+#pragma omp simd reduction(+ : s0)
+		for (int d = 0; d < hd; d++)
+			s0 += a[d] * r0[d];
+		s[j] = s0;
+	}
+}
+
+void KFN(attention_forward_naive)(REAL *out, REAL *att, const REAL *q, const REAL *k,
+				  const REAL *v, const int32_t *doc, const int32_t *img, int B, int T,
+				  int H, int hd)
+{
+	int D = H * hd;
+	REAL scale = 1 / sqrt((REAL)hd);
+#pragma omp parallel for collapse(2) schedule(static)
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
+			const REAL *kb = k + (size_t)b * T * D + h * hd, *vb = v + (size_t)b * T * D + h * hd;
+			for (int i = 0; i < T; i++) {
+				const REAL *qi = q + ((size_t)b * T + i) * D + h * hd;
+				REAL *p = att + (((size_t)b * H + h) * T + i) * T;
+				int lo, hi;
+				mm_att_span(bd, bi, T, i, &lo, &hi);
+				for (int j = 0; j < lo; j++)
+					p[j] = 0;
+				for (int j = hi; j < T; j++)
+					p[j] = 0;
+				KFN(dots)(p, qi, kb, D, lo, hi, hd);
+				REAL mx = -INFINITY, sum = 0;
+				for (int j = lo; j < hi; j++) {
+					p[j] = mm_att_allowed(bd, bi, i, j) ? p[j] * scale : -INFINITY;
+					mx = p[j] > mx ? p[j] : mx;
+				}
+				for (int j = lo; j < hi; j++) {
+					p[j] = exp(p[j] - mx); // masked: exp(-inf) = 0
+					sum += p[j];
+				}
+				REAL *o = out + ((size_t)b * T + i) * D + h * hd;
+				memset(o, 0, (size_t)hd * sizeof *o);
+				for (int j = lo; j < hi; j++) {
+					REAL pj = p[j] /= sum;
+					if (pj == 0)
+						continue;
+					const REAL *vj = vb + (size_t)j * D;
+#pragma omp simd
+					for (int d = 0; d < hd; d++)
+						o[d] += pj * vj[d];
+				}
+			}
+		}
+}
+
+void KFN(attention_backward_naive)(REAL *dq, REAL *dk, REAL *dv, const REAL *dout,
+				   const REAL *att, const REAL *q, const REAL *k, const REAL *v, int B,
+				   int T, int H, int hd)
+{
+	int D = H * hd;
+	REAL scale = 1 / sqrt((REAL)hd);
+	// One thread owns a whole (row, head): dk and dv of its positions get their terms in order.
+#pragma omp parallel for collapse(2) schedule(static)
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			REAL dp[T];
+			size_t base = (size_t)b * T * D + h * hd;
+			for (int i = 0; i < T; i++) {
+				size_t oi = base + (size_t)i * D;
+				const REAL *p = att + (((size_t)b * H + h) * T + i) * T;
+				const REAL *doi = dout + oi, *qi = q + oi;
+				REAL *dqi = dq + oi, pdp = 0;
+				int lo = 0, hi = T; // the span of nonzero probabilities
+				while (p[lo] == 0) // the largest probability is > 0: both loops stop
+					lo++;
+				while (p[hi - 1] == 0)
+					hi--;
+				KFN(dots)(dp, doi, v + base, D, lo, hi, hd);
+				for (int j = lo; j < hi; j++)
+					pdp += p[j] * dp[j];
+				for (int j = lo; j < hi; j++) {
+					if (p[j] == 0)
+						continue;
+					REAL ds = p[j] * (dp[j] - pdp) * scale, pj = p[j]; // softmax backward
+					const REAL *kj = k + base + (size_t)j * D;
+					REAL *dkj = dk + base + (size_t)j * D, *dvj = dv + base + (size_t)j * D;
+#pragma omp simd
+					for (int d = 0; d < hd; d++)
+						dqi[d] += ds * kj[d];
+#pragma omp simd
+					for (int d = 0; d < hd; d++) {
+						dkj[d] += ds * qi[d];
+						dvj[d] += pj * doi[d];
+					}
+				}
+			}
+		}
+}
+
+// The same by matrix products, per (row, head): scores = q k^T as one GEMM into att, the mask
+// and softmax in place, out = att v. Masked scores are computed and thrown away (half of them
+// under a causal mask): a small GEMM is still several times faster than the loops above.
 void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, const REAL *v,
 			    const int32_t *doc, const int32_t *img, int B, int T, int H, int hd)
 {
@@ -206,99 +394,75 @@ void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, 
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
 			const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
-			for (int i = 0; i < T; i++) {
-				const REAL *qi = q + ((size_t)b * T + i) * D + h * hd;
-				REAL *p = att + (((size_t)b * H + h) * T + i) * T;
-				REAL mx = -INFINITY;
+			size_t base = (size_t)b * T * D + h * hd;
+			REAL *p = att + ((size_t)b * H + h) * T * T;
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + base, D,
+				k + base, D, 0, p, T);
+			for (int i = 0; i < T; i++, p += T) {
+				REAL mx = -INFINITY, sum = 0;
 				for (int j = 0; j < T; j++) {
-					if (!mm_att_allowed(bd, bi, i, j)) {
-						p[j] = -INFINITY;
-						continue;
-					}
-					const REAL *kj = k + ((size_t)b * T + j) * D + h * hd;
-					REAL s = 0;
-#pragma omp simd reduction(+ : s)
-					for (int d = 0; d < hd; d++)
-						s += qi[d] * kj[d];
-					p[j] = s * scale;
+					p[j] = mm_att_allowed(bd, bi, i, j) ? p[j] : -INFINITY;
 					mx = p[j] > mx ? p[j] : mx;
 				}
-				REAL sum = 0;
 				for (int j = 0; j < T; j++) {
 					p[j] = exp(p[j] - mx); // masked: exp(-inf) = 0
 					sum += p[j];
 				}
-				REAL *o = out + ((size_t)b * T + i) * D + h * hd;
-				memset(o, 0, (size_t)hd * sizeof *o);
-				for (int j = 0; j < T; j++) {
+				for (int j = 0; j < T; j++)
 					p[j] /= sum;
-					if (p[j] == 0)
-						continue;
-					const REAL *vj = v + ((size_t)b * T + j) * D + h * hd;
-					for (int d = 0; d < hd; d++)
-						o[d] += p[j] * vj[d];
-				}
 			}
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1,
+				att + ((size_t)b * H + h) * T * T, T, v + base, D, 0, out + base, D);
 		}
 }
 
-void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, const REAL *dout, const REAL *att,
-			     const REAL *q, const REAL *k, const REAL *v, int B, int T, int H, int hd)
+// scratch (B, H, T, T) holds dL/dscores on the way.
+void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const REAL *dout,
+			     const REAL *att, const REAL *q, const REAL *k, const REAL *v, int B, int T,
+			     int H, int hd)
 {
 	int D = H * hd;
 	REAL scale = 1 / sqrt((REAL)hd);
-	// One thread owns a whole (row, head): dk and dv of its positions get their terms in order.
 #pragma omp parallel for collapse(2) schedule(static)
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
-			REAL dp[T];
-			for (int i = 0; i < T; i++) {
-				size_t oi = ((size_t)b * T + i) * D + h * hd;
-				const REAL *p = att + (((size_t)b * H + h) * T + i) * T;
-				const REAL *doi = dout + oi, *qi = q + oi;
-				REAL *dqi = dq + oi, pdp = 0;
-				for (int j = 0; j < T; j++) {
-					dp[j] = 0;
-					if (p[j] == 0)
-						continue;
-					const REAL *vj = v + ((size_t)b * T + j) * D + h * hd;
-					REAL s = 0;
-#pragma omp simd reduction(+ : s)
-					for (int d = 0; d < hd; d++)
-						s += doi[d] * vj[d];
-					dp[j] = s;
-					pdp += p[j] * s;
-				}
-				for (int j = 0; j < T; j++) {
-					if (p[j] == 0)
-						continue;
-					size_t oj = ((size_t)b * T + j) * D + h * hd;
-					REAL ds = p[j] * (dp[j] - pdp) * scale; // softmax backward
-					const REAL *kj = k + oj;
-					REAL *dkj = dk + oj, *dvj = dv + oj;
-					for (int d = 0; d < hd; d++) {
-						dqi[d] += ds * kj[d];
-						dkj[d] += ds * qi[d];
-						dvj[d] += p[j] * doi[d];
-					}
-				}
+			size_t base = (size_t)b * T * D + h * hd, at = ((size_t)b * H + h) * T * T;
+			const REAL *p = att + at;
+			REAL *ds = scratch + at;
+			// dv += p^T dout; dp = dout v^T
+			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, p, T, dout + base, D,
+				1, dv + base, D);
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1, dout + base, D,
+				v + base, D, 0, ds, T);
+			for (int i = 0; i < T; i++) { // softmax backward, with the 1/sqrt(hd) of the scores
+				const REAL *pi = p + (size_t)i * T;
+				REAL *di = ds + (size_t)i * T, pdp = 0;
+				for (int j = 0; j < T; j++)
+					pdp += pi[j] * di[j];
+				for (int j = 0; j < T; j++)
+					di[j] = pi[j] * (di[j] - pdp) * scale;
 			}
+			// dq += ds k; dk += ds^T q
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, ds, T, k + base, D,
+				1, dq + base, D);
+			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, ds, T, q + base, D,
+				1, dk + base, D);
 		}
 }
 
 void KFN(swiglu_forward)(REAL *out, const REAL *g1, const REAL *g3, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n > MM_PAR_MIN)
 	for (size_t i = 0; i < n; i++)
-		out[i] = g1[i] / (1 + exp(-g1[i])) * g3[i];
+		out[i] = g1[i] / (1 + MM_EXPV(-g1[i])) * g3[i];
 }
 
 void KFN(swiglu_backward)(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1, const REAL *g3,
 			  size_t n)
 {
-#pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n > MM_PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
-		REAL sg = 1 / (1 + exp(-g1[i]));
+		REAL sg = 1 / (1 + MM_EXPV(-g1[i]));
 		dg1[i] += dout[i] * g3[i] * sg * (1 + g1[i] * (1 - sg));
 		dg3[i] += dout[i] * g1[i] * sg;
 	}
@@ -397,11 +561,14 @@ void KFN(embedding_backward)(REAL *dtable, const REAL *dout, const int32_t *ids,
 
 void KFN(timestep_forward)(REAL *out, const REAL *t, int N)
 {
+	double w[32];
+	for (int k = 0; k < 32; k++)
+		w[k] = pow(10000.0, -k / 32.0);
 #pragma omp parallel for schedule(static) if (N > 256)
 	for (int n = 0; n < N; n++)
 		for (int k = 0; k < 32; k++) {
 			// in double whatever REAL is: the angle reaches 1000 radians
-			double a = 1000.0 * (double)t[n] * pow(10000.0, -k / 32.0);
+			double a = 1000.0 * (double)t[n] * w[k];
 			out[(size_t)n * 64 + k] = (REAL)sin(a);
 			out[(size_t)n * 64 + 32 + k] = (REAL)cos(a);
 		}

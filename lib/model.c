@@ -1,5 +1,6 @@
 // The model: layout of parameters and activations from the MM_PARAMS and MM_ACTS lists, batch
 // validation, initialisation, and the float instantiation of forward and backward.
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,20 +74,23 @@ static size_t layout_params(mm_model *m, mm_tensor *tab, int *ntab)
 	return off;
 }
 
+// Lays out the activations; 0 if they would exceed 2^40 values (the sizes are then not used).
 static size_t layout_acts(mm_model *m)
 {
 	const mm_config *c = &m->c;
 	size_t L = c->layers, T = c->seq_len, N = (size_t)m->max_batch * T, NI = m->P ? N : 0;
 	size_t D = c->dim, F = c->mlp, H = c->heads, V = c->vocab, P = m->P, K = c->bottleneck;
 	size_t hd = m->hd, qk = c->qk_norm, off = 0;
+	double total = 0; // the same sum, immune to overflow
 	// each activation starts on a 64-byte line
-#define MM_X(nm, copies, size) \
-	m->al.off.nm = off;    \
-	m->al.len.nm = (size); \
+#define MM_X(nm, copies, size)                             \
+	m->al.off.nm = off;                                \
+	m->al.len.nm = (size);                             \
+	total += (double)(copies) * (double)(size) + 15;   \
 	off += ((copies) * (size) + 15) / 16 * 16;
 	MM_ACTS(MM_X)
 #undef MM_X
-	return off;
+	return total < 0x1p40 ? off : 0;
 }
 
 int mm_model_new(mm_model **mp, const mm_config *c, int max_batch)
@@ -101,6 +105,7 @@ int mm_model_new(mm_model **mp, const mm_config *c, int max_batch)
 	mm_model *m = calloc(1, sizeof *m);
 	if (!m)
 		return mm_fail(MM_ENOMEM, "model: out of memory");
+	openblas_set_num_threads(1); // the kernels split matmuls across OpenMP threads themselves
 	m->c = *c;
 	m->max_batch = max_batch;
 	m->hd = c->dim / c->heads;
@@ -112,6 +117,11 @@ int mm_model_new(mm_model **mp, const mm_config *c, int max_batch)
 		m->nparams = layout_params(m, m->tensors, &m->ntensors);
 	m->nacts = layout_acts(m);
 	size_t N = (size_t)max_batch * c->seq_len;
+	if (!m->nacts) {
+		mm_model_free(m);
+		return mm_fail(MM_ENOMEM, "model: activations for %d rows of %d positions exceed 2^40 "
+					  "values", max_batch, c->seq_len);
+	}
 	m->params = calloc(m->nparams, sizeof(float));
 	m->grads = calloc(m->nparams, sizeof(float));
 	m->acts = calloc(m->nacts, sizeof(float));

@@ -118,6 +118,7 @@ int mm_config_check(const mm_config *c);
 
 // Builds a model for batches of up to max_batch rows of up to c->seq_len positions: parameters,
 // gradients and activations are allocated here, once. Parameters start at 0: see mm_model_init.
+// Threads: the OpenMP ones (omp_set_num_threads); this sets OpenBLAS to one thread (kernels.h).
 int mm_model_new(mm_model **m, const mm_config *c, int max_batch);
 void mm_model_free(mm_model *m);
 

@@ -142,8 +142,8 @@ static void KFN(model_block_backward)(mm_model *m, const REAL *P, REAL *G, REAL 
 	KFN(zero)(dq, ND);
 	KFN(zero)(dk, ND);
 	KFN(zero)(dv, ND);
-	KFN(attention_backward)(dq, dk, dv, da, ACT(att, l), ACT(q, l), ACT(k, l), ACT(v, l), m->B,
-				m->T, H, hd);
+	KFN(attention_backward)(dq, dk, dv, ACT(datt, 0), da, ACT(att, l), ACT(q, l), ACT(k, l),
+				ACT(v, l), m->B, m->T, H, hd);
 	KFN(rope_backward)(dq, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
 	KFN(rope_backward)(dk, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
 	if (c->qk_norm) {

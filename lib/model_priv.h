@@ -57,6 +57,7 @@
 	X(dq, 1, N * D)                                                                 \
 	X(dk, 1, N * D)                                                                 \
 	X(dv, 1, N * D)                                                                 \
+	X(datt, 1, N * H * T)                                                           \
 	X(dqr, 1, qk * N * D)                                                           \
 	X(dkr, 1, qk * N * D)                                                           \
 	X(dlogits, 1, N * V)                                                            \

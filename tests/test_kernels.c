@@ -1,6 +1,7 @@
 // Kernels: every backward against central differences, in double (the same source as the
 // library's float kernels, compiled here over double); the float kernels against the double ones;
 // the BLAS matmul against the naive one; the attention mask against the spec, by hand.
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,42 @@ static double matmul_loss(void)
 	return l;
 }
 
+// Matmuls big enough to be split across threads: the same bytes with 1 and 2 threads, and the
+// forward equal to the naive one.
+static void test_matmul_split(void)
+{
+	int N = 300, C = 70, OC = 90;
+	size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+	float *x = malloc(ni * 4), *w = malloc(nw * 4), *b = malloc(OC * 4), *d = malloc(no * 4);
+	for (size_t i = 0; i < ni; i++)
+		x[i] = (float)mm_rng_normal(&rng);
+	for (size_t i = 0; i < nw; i++)
+		w[i] = (float)mm_rng_normal(&rng);
+	for (size_t i = 0; i < no; i++)
+		d[i] = (float)mm_rng_normal(&rng);
+	for (int i = 0; i < OC; i++)
+		b[i] = (float)mm_rng_normal(&rng);
+	float *out[2], *dx[2], *dw[2], *db[2];
+	for (int k = 0; k < 2; k++) {
+		omp_set_num_threads(k + 1);
+		out[k] = malloc(no * 4), dx[k] = calloc(ni, 4), dw[k] = calloc(nw, 4), db[k] = calloc(OC, 4);
+		mm_matmul_forward(out[k], x, w, b, N, C, OC);
+		mm_matmul_backward(dx[k], dw[k], db[k], d, x, w, N, C, OC);
+	}
+	CHECK(!memcmp(out[0], out[1], no * 4) && !memcmp(dx[0], dx[1], ni * 4));
+	CHECK(!memcmp(dw[0], dw[1], nw * 4) && !memcmp(db[0], db[1], OC * 4));
+	float *ref = malloc(no * 4);
+	mm_matmul_forward_naive(ref, x, w, b, N, C, OC);
+	double e = 0;
+	for (size_t i = 0; i < no; i++)
+		e = fmax(e, fabs(out[1][i] - ref[i]));
+	printf("  split sgemm (2 threads) against naive: worst abs err %.1e\n", e);
+	CHECK(e < 1e-4);
+	for (int k = 0; k < 2; k++)
+		free(out[k]), free(dx[k]), free(dw[k]), free(db[k]);
+	free(x), free(w), free(b), free(d), free(ref);
+}
+
 static void test_matmul(void)
 {
 	printf("matmul\n");
@@ -165,6 +202,7 @@ static void test_matmul(void)
 	printf("  sgemm against naive: worst abs err %.1e\n", e);
 	CHECK(e < 1e-4);
 	free(x), free(w), free(bias), free(o1), free(o2);
+	test_matmul_split();
 }
 
 static double rmsnorm_loss(void)
@@ -291,24 +329,37 @@ static void test_attention(void)
 				}
 				CHECK(fabs(sum - 1) < 1e-12);
 			}
-	double *dq = gradbuf(n), *dk = gradbuf(n), *dv = gradbuf(n);
-	mmd_attention_backward(dq, dk, dv, k.r, att, k.a, k.b, k.c, B, T, k.H, k.hd);
+	double *dq = gradbuf(n), *dk = gradbuf(n), *dv = gradbuf(n), *scratch = zeros(na);
+	mmd_attention_backward(dq, dk, dv, scratch, k.r, att, k.a, k.b, k.c, B, T, k.H, k.hd);
 	ungrad(dq, n), ungrad(dk, n), ungrad(dv, n);
 	gradcheck("attention dq", attention_loss, k.a, dq, n);
 	gradcheck("attention dk", attention_loss, k.b, dk, n);
 	gradcheck("attention dv", attention_loss, k.c, dv, n);
 
+	// the GEMM versions against the loops
+	double *out2 = zeros(n), *att2 = zeros(na), *dq2 = zeros(n), *dk2 = zeros(n), *dv2 = zeros(n);
+	mmd_attention_forward_naive(out2, att2, k.a, k.b, k.c, doc, img, B, T, k.H, k.hd);
+	mmd_attention_backward_naive(dq2, dk2, dv2, k.r, att2, k.a, k.b, k.c, B, T, k.H, k.hd);
+	double e = fmax(relerr(out, out2, n), relerr(att, att2, na));
+	e = fmax(e, fmax(relerr(dq, dq2, n), fmax(relerr(dk, dk2, n), relerr(dv, dv2, n))));
+	printf("  attention GEMM vs loops (double): worst rel err %.1e\n", e);
+	CHECK(e < 1e-13);
+	for (size_t i = 0; i < na; i++)
+		CHECK((att[i] == 0) == (att2[i] == 0));
+	free(out2), free(att2), free(dq2), free(dk2), free(dv2), free(scratch);
+
 	float *fq = tof(k.a, n), *fk = tof(k.b, n), *fv = tof(k.c, n), *fr = tof(k.r, n);
 	float *fo = calloc(n, 4), *fatt = calloc(na, 4), *fdq = calloc(n, 4), *fdk = calloc(n, 4),
-	      *fdv = calloc(n, 4);
+	      *fdv = calloc(n, 4), *fs = calloc(na, 4);
 	mm_attention_forward(fo, fatt, fq, fk, fv, doc, img, B, T, k.H, k.hd);
-	mm_attention_backward(fdq, fdk, fdv, fr, fatt, fq, fk, fv, B, T, k.H, k.hd);
+	mm_attention_backward(fdq, fdk, fdv, fs, fr, fatt, fq, fk, fv, B, T, k.H, k.hd);
 	cmpf("attention out", fo, out, n, 1e-6);
 	cmpf("attention probs", fatt, att, na, 1e-6);
 	cmpf("attention dq", fdq, dq, n, 1e-5);
 	cmpf("attention dk", fdk, dk, n, 1e-5);
 	cmpf("attention dv", fdv, dv, n, 1e-6);
 	free(fq), free(fk), free(fv), free(fr), free(fo), free(fatt), free(fdq), free(fdk), free(fdv);
+	free(fs);
 	free(k.a), free(k.b), free(k.c), free(k.r), free(out), free(att), free(dq), free(dk), free(dv);
 }
 
@@ -470,6 +521,15 @@ static void test_residual_timestep(void)
 	gradcheck("residual db", residual_loss, k.b, db, k.N);
 	free(k.a), free(k.b), free(k.r), free(da), free(db);
 
+	double worst = 0; // the vectorizable exp of the float elementwise kernels
+	for (float x = -87; x <= 87; x += 0.01f)
+		worst = fmax(worst, fabs(mm_fast_expf(x) / exp((double)x) - 1));
+	printf("  mm_fast_expf on [-87, 87]: worst rel err %.1e\n", worst);
+	CHECK(worst < 3e-7);
+	CHECK(mm_fast_expf(-INFINITY) > 0 && mm_fast_expf(-INFINITY) < 1e-37);
+	CHECK(mm_fast_expf(0) == 1);
+	CHECK(mm_fast_expf(INFINITY) > 6e37f && isfinite(mm_fast_expf(INFINITY)));
+
 	float t[3] = {0, 0.37f, 1}, f[3 * 64];
 	mm_timestep_forward(f, t, 3);
 	CHECK(f[0] == 0 && f[32] == 1);
@@ -482,6 +542,8 @@ static void test_residual_timestep(void)
 int main(void)
 {
 	mm_rng_seed(&rng, 42, 0);
+	openblas_set_num_threads(1); // as the model runs it (see kernels.h)
+	omp_set_num_threads(2);
 	test_matmul();
 	test_rmsnorm();
 	test_rope();
