@@ -315,8 +315,6 @@ void train_setup(struct trainer *tr, struct train_opts *o, struct opt *table)
 	if (o->resume) {
 		resume(tr, table);
 	} else {
-		if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
-			die("%s: cannot create: %s", o->out, strerror(errno));
 		char *latest = join(o->out, "latest");
 		if (access(latest, F_OK) == 0)
 			die("%s already holds a run; use --resume %s, or another --out", o->out, o->out);
@@ -325,6 +323,9 @@ void train_setup(struct trainer *tr, struct train_opts *o, struct opt *table)
 		open_loaders(tr);
 		config_from_opts(tr);
 		build_model(tr);
+		// Only now that the run can start: a refused run leaves no directory behind.
+		if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
+			die("%s: cannot create: %s", o->out, strerror(errno));
 		mm_model_init(tr->model, (uint64_t)o->seed);
 		if (tr->ema)
 			memcpy(tr->ema, mm_model_params(tr->model), mm_model_nparams(tr->model) * sizeof(float));
@@ -362,13 +363,12 @@ static void evaluate(struct trainer *tr, double *vt, double *vi)
 }
 
 static void log_step(struct trainer *tr, float loss, float lt, float li, double lr, double gnorm, double pps,
-		     double eta)
+		     double eta, double padding)
 {
 	fprintf(tr->log,
-		"{\"step\":%llu,\"loss\":%.6g,\"loss_text\":%.6g,\"loss_image\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
+		"{\"step\":%llu,\"loss\":%.9g,\"loss_text\":%.9g,\"loss_image\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
 		"\"positions_per_s\":%.1f,\"epoch\":%.4f,\"padding\":%.4f}\n",
-		(unsigned long long)tr->step, loss, lt, li, lr, gnorm, pps, mm_loader_epochs_done(tr->train),
-		mm_loader_padding(tr->train, NULL, NULL));
+		(unsigned long long)tr->step, loss, lt, li, lr, gnorm, pps, mm_loader_epochs_done(tr->train), padding);
 	fflush(tr->log);
 	int tty = isatty(2);
 	fprintf(stderr, "%sstep %llu/%llu  loss %.4f  text %.4f  image %.4f  lr %.2e  gnorm %.3f  %.0f pos/s  eta %dm%02ds%s",
@@ -382,7 +382,7 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 	size_t np = mm_model_nparams(tr->model);
 	float *params = mm_model_params(tr->model), *grads = mm_model_grads(tr->model);
 	double t0 = now(), tlog = t0, prof[4] = {0};
-	uint64_t step0 = tr->step, pos_since = 0;
+	uint64_t step0 = tr->step, pos_since = 0, pad_since = 0;
 	while (tr->step < tr->total_steps) {
 		if (o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs)
 			break;
@@ -416,19 +416,21 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 		double te = now();
 		prof[0] += tb - ta, prof[1] += tc - tb, prof[2] += td - tc, prof[3] += te - td;
 		pos_since += (uint64_t)tr->batch.B * (uint64_t)tr->batch.T;
+		for (int p = 0; p < tr->batch.B * tr->batch.T; p++)
+			pad_since += tr->batch.doc[p] < 0;
 		if (tr->step % (uint64_t)o->log_every == 0 || tr->step == tr->total_steps) {
 			double t = now();
 			double pps = (double)pos_since / (t - tlog);
 			double eta = (t - t0) / (double)(tr->step - step0) * (double)(tr->total_steps - tr->step);
-			log_step(tr, loss, lt, li, lr, gnorm, pps, eta);
+			log_step(tr, loss, lt, li, lr, gnorm, pps, eta, (double)pad_since / (double)pos_since);
 			tlog = t;
-			pos_since = 0;
+			pos_since = pad_since = 0;
 		}
 		int last = tr->step == tr->total_steps || (o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs);
 		if (tr->val && (tr->step % (uint64_t)o->eval_every == 0 || last)) {
 			double vt, vi;
 			evaluate(tr, &vt, &vi);
-			fprintf(tr->log, "{\"step\":%llu,\"val_loss_text\":%.6g,\"val_loss_image\":%.6g}\n",
+			fprintf(tr->log, "{\"step\":%llu,\"val_loss_text\":%.9g,\"val_loss_image\":%.9g}\n",
 				(unsigned long long)tr->step, vt, vi);
 			fflush(tr->log);
 			fprintf(stderr, "%sstep %llu  val text %.4f  val image %.4f\n", isatty(2) ? "\r\033[K" : "",

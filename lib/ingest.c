@@ -1,0 +1,611 @@
+// The ingest driver: inputs are read in order into batches of raw documents; a batch is
+// tokenized and its images prepared in parallel; then its documents are written in order, so
+// the shards are the same bytes for every thread count.
+#include "ingest.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "checksum.h"
+#include "err.h"
+#include "fileio.h"
+#include "source_internal.h"
+
+// Documents per batch: enough to keep the threads busy, few enough to bound memory. Fixed, so
+// that nothing about the output depends on the thread count.
+#define BATCH 256
+
+void mm_ingest_opts_default(mm_ingest_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->format = MM_FMT_AUTO;
+	o->prep.channels = 1;
+	o->prep.w = o->prep.h = 28;
+	o->prep.patch = 4;
+	o->prep.fit = MM_FIT_CROP;
+	memset(o->prep.background, 255, 3);
+	o->prep.max_pixels = (uint64_t)64 << 20;
+	o->shard_size = (uint64_t)256 << 20;
+	o->threads = 1;
+	o->zstd_level = 3;
+}
+
+int mm_format_parse(const char *name)
+{
+	static const char *const names[] = {"jsonl", "dir", "idx", "text", "image"};
+	for (int i = 0; i < 5; i++)
+		if (strcmp(name, names[i]) == 0)
+			return MM_FMT_JSONL + i;
+	return -1;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// ---------------------------------------------------------------- inputs
+
+typedef struct input {
+	const char *path, *labels; // borrowed from the caller or the stdin list
+	int format;
+	uint64_t weight;
+} input;
+
+typedef struct inputs {
+	input *v;
+	int n;
+	uint64_t total_weight; // 0 when some input's size is unknown
+	char **names;          // class names for IDX captions
+	uint32_t n_names;
+	char *names_buf;
+} inputs;
+
+static void inputs_free(inputs *in)
+{
+	free(in->v);
+	free(in->names);
+	free(in->names_buf);
+	memset(in, 0, sizeof *in);
+}
+
+static int load_names(inputs *in, const char *path)
+{
+	size_t n;
+	int rc = mm_read_file(path, (size_t)1 << 24, (uint8_t **)&in->names_buf, &n);
+	if (rc)
+		return rc;
+	size_t lines = 1;
+	for (size_t i = 0; i < n; i++)
+		lines += in->names_buf[i] == '\n';
+	if (!(in->names = malloc(lines * sizeof *in->names)))
+		return mm_fail(MM_ENOMEM, "out of memory");
+	char *p = in->names_buf, *end = p + n;
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *e = nl ? nl : end;
+		*e = 0;
+		if (e > p && e[-1] == '\r')
+			e[-1] = 0;
+		in->names[in->n_names++] = p;
+		p = e + 1;
+	}
+	if (!in->n_names)
+		return mm_fail(MM_EFORMAT, "%s: no class names", path);
+	return 0;
+}
+
+static int content_format(int f) { return f == MM_FMT_JSONL || f == MM_FMT_TEXT; }
+
+static int inputs_add(inputs *in, int *cap, const char *path, int format, const char *labels)
+{
+	if (in->n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		input *v = realloc(in->v, (size_t)*cap * sizeof *v);
+		if (!v)
+			return mm_fail(MM_ENOMEM, "out of memory");
+		in->v = v;
+	}
+	in->v[in->n++] = (input){path, labels, format, 0};
+	return 0;
+}
+
+// Expands "-", detects every format, pairs IDX images with the labels that follow them.
+static int inputs_resolve(inputs *in, const mm_ingest_opts *o, char *const *argv, int argc)
+{
+	memset(in, 0, sizeof *in);
+	int cap = 0, rc = 0;
+	char **list = NULL;
+	int n_list = 0;
+	for (int i = 0; i < argc && !rc; i++) {
+		if (strcmp(argv[i], "-") == 0 && content_format(o->format)) {
+			rc = inputs_add(in, &cap, "-", o->format, NULL);
+			continue;
+		}
+		char *const *paths = argv + i;
+		int np = 1;
+		if (strcmp(argv[i], "-") == 0) {
+			if ((rc = mm_stdin_paths(&list, &n_list)))
+				break;
+			paths = list, np = n_list;
+		}
+		for (int k = 0; k < np && !rc; k++) {
+			int fmt, kind;
+			if ((rc = mm_source_detect(paths[k], o->format, &fmt, &kind)))
+				break;
+			input *prev = in->n ? &in->v[in->n - 1] : NULL;
+			if (fmt == MM_FMT_IDX && kind == 1) {
+				if (!prev || prev->format != MM_FMT_IDX || prev->labels)
+					rc = mm_fail(MM_EINVAL, "%s: IDX labels must follow their IDX images file",
+						     paths[k]);
+				else
+					prev->labels = paths[k];
+				continue;
+			}
+			rc = inputs_add(in, &cap, paths[k], fmt, NULL);
+		}
+	}
+	if (!rc && o->labels)
+		rc = load_names(in, o->labels);
+	if (rc) {
+		inputs_free(in);
+		return rc;
+	}
+	in->total_weight = 0;
+	for (int i = 0; i < in->n; i++) {
+		input *p = &in->v[i];
+		p->weight = mm_source_weight(p->path, p->format);
+		if (p->labels)
+			p->weight += mm_source_weight(p->labels, MM_FMT_IDX);
+		if (!p->weight && strcmp(p->path, "-") == 0) {
+			in->total_weight = 0;
+			break;
+		}
+		in->total_weight += p->weight;
+	}
+	return 0;
+}
+
+static int source_open(mm_source **s, const inputs *in, const input *p, const mm_ingest_opts *o)
+{
+	mm_source_opts so = {o->doc_separator, in->names, in->n_names, o->caption_template, o->prep.max_pixels};
+	return mm_source_open(s, p->format, p->path, p->labels, &so);
+}
+
+// ---------------------------------------------------------------- tokenizer training
+
+int mm_ingest_train(const mm_ingest_opts *o, char *const *argv, int argc, uint32_t vocab_size, mm_tokenizer **out,
+		    uint64_t *skipped)
+{
+	*out = NULL;
+	uint64_t bad = 0;
+	int rc = 0;
+	for (int i = 0; i < argc && !rc; i++)
+		if (strcmp(argv[i], "-") == 0 && content_format(o->format))
+			rc = mm_stdin_spool();
+	inputs in;
+	if (rc || (rc = inputs_resolve(&in, o, argv, argc)))
+		return rc;
+	mm_bpe_trainer *tr = NULL;
+	mm_rawdoc d = {0};
+	rc = mm_bpe_trainer_new(&tr);
+	for (int i = 0; i < in.n && !rc; i++) {
+		mm_source *s;
+		if ((rc = source_open(&s, &in, &in.v[i], o)))
+			break;
+		while ((rc = mm_source_next(s, &d)) == 1) {
+			if (d.err) {
+				if (!o->skip_bad) {
+					rc = mm_fail(d.err, "%s", d.msg);
+					break;
+				}
+				bad++;
+				continue;
+			}
+			for (uint32_t k = 0; k < d.n_segs && rc == 1; k++)
+				if (d.segs[k].type == MM_SEG_TEXT && d.segs[k].len)
+					rc = mm_bpe_trainer_feed(tr, d.segs[k].text, d.segs[k].len) ? -1 : 1;
+			if (rc != 1)
+				break;
+		}
+		mm_source_close(s);
+	}
+	mm_rawdoc_free(&d);
+	if (!rc)
+		rc = mm_bpe_trainer_finish(tr, vocab_size, out);
+	mm_bpe_trainer_free(tr);
+	inputs_free(&in);
+	if (skipped)
+		*skipped = bad;
+	return rc;
+}
+
+// ---------------------------------------------------------------- one batch
+
+typedef struct job {
+	mm_rawdoc raw;
+	mm_doc doc;
+	uint64_t index; // of the document in the whole input, for the validation draw
+	int err;
+	char *msg;
+	uint64_t bytes_in;
+	uint64_t tokens;
+	uint32_t images, invalid_utf8;
+} job;
+
+static int utf8_valid(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		uint8_t c = s[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k;
+		uint32_t cp, min;
+		if ((c & 0xe0) == 0xc0)
+			k = 1, cp = c & 0x1f, min = 0x80;
+		else if ((c & 0xf0) == 0xe0)
+			k = 2, cp = c & 0x0f, min = 0x800;
+		else if ((c & 0xf8) == 0xf0)
+			k = 3, cp = c & 0x07, min = 0x10000;
+		else
+			return 0;
+		if (n - i <= k)
+			return 0;
+		for (size_t j = 1; j <= k; j++) {
+			if ((s[i + j] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i + j] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += k + 1;
+	}
+	return 1;
+}
+
+static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, const mm_prep *p, uint8_t *px,
+		       uint32_t **ids, size_t *cap)
+{
+	if (s->type == MM_SEG_TEXT) {
+		size_t n_ids;
+		int rc = mm_tok_encode(tok, s->text, s->len, ids, cap, &n_ids);
+		if (rc)
+			return rc;
+		if (n_ids > UINT32_MAX)
+			return mm_fail(MM_ERANGE, "a text of %zu tokens is too long", n_ids);
+		j->tokens += n_ids;
+		j->invalid_utf8 += !utf8_valid(s->text, s->len);
+		return mm_doc_add_text(&j->doc, *ids, (uint32_t)n_ids);
+	}
+	int rc;
+	if (s->path) {
+		struct stat st;
+		if (stat(s->path, &st) == 0)
+			j->bytes_in += (uint64_t)st.st_size;
+		rc = mm_prep_image_file(s->path, p, px);
+	} else {
+		mm_image img = {s->w, s->h, 1, s->px};
+		rc = mm_prep_image(&img, p, px);
+	}
+	if (!rc)
+		rc = mm_doc_add_image(&j->doc, p->h, p->w, p->channels, p->patch, px);
+	j->images++;
+	return rc;
+}
+
+// Runs on a worker thread: everything a document needs before it can be written.
+static void job_run(job *j, const mm_tokenizer *tok, const mm_prep *p)
+{
+	j->tokens = j->images = j->invalid_utf8 = 0;
+	j->bytes_in = 0;
+	mm_doc_clear(&j->doc);
+	if (j->raw.err) {
+		j->err = j->raw.err;
+		j->msg = strdup(j->raw.msg);
+		return;
+	}
+	uint8_t *px = malloc(mm_prep_bytes(p));
+	uint32_t *ids = NULL;
+	size_t cap = 0;
+	int rc = px ? 0 : mm_fail(MM_ENOMEM, "out of memory");
+	for (uint32_t k = 0; k < j->raw.n_segs && !rc; k++)
+		rc = job_segment(j, &j->raw.segs[k], tok, p, px, &ids, &cap);
+	free(px);
+	free(ids);
+	if (rc) {
+		if (j->raw.where)
+			mm_errctx("%s", j->raw.where);
+		j->err = rc;
+		j->msg = strdup(mm_errmsg());
+	}
+}
+
+// ---------------------------------------------------------------- output
+
+typedef struct out {
+	const mm_ingest_opts *o;
+	mm_shard_info info;
+	mm_shard_writer *w[2]; // train, val
+	uint32_t next[2];      // number of the next shard of each kind
+	char **done;           // shards closed so far (removed if the run fails)
+	int n_done, cap_done;
+	uint64_t bytes_done;
+} out;
+
+static char *shard_name(const char *prefix, int val, uint32_t k)
+{
+	size_t n = strlen(prefix) + 32;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s-%s%05u.mms", prefix, val ? "val-" : "", k);
+	return p;
+}
+
+static int out_close(out *u, int val)
+{
+	if (u->n_done == u->cap_done) {
+		int cap = u->cap_done ? u->cap_done * 2 : 8;
+		char **d = realloc(u->done, (size_t)cap * sizeof *d);
+		if (!d)
+			return mm_fail(MM_ENOMEM, "out of memory");
+		u->done = d, u->cap_done = cap;
+	}
+	char *path = shard_name(u->o->prefix, val, u->next[val] - 1);
+	if (!path)
+		return mm_fail(MM_ENOMEM, "out of memory");
+	int rc = mm_shard_writer_close(u->w[val]);
+	u->w[val] = NULL;
+	if (rc) {
+		free(path);
+		return rc;
+	}
+	struct stat st;
+	if (stat(path, &st) == 0)
+		u->bytes_done += (uint64_t)st.st_size;
+	u->done[u->n_done++] = path;
+	return 0;
+}
+
+static int out_add(out *u, int val, const mm_doc *doc)
+{
+	if (!u->w[val]) {
+		char *path = shard_name(u->o->prefix, val, u->next[val]);
+		if (!path)
+			return mm_fail(MM_ENOMEM, "out of memory");
+		int rc = mm_shard_writer_open(&u->w[val], path, &u->info, u->o->zstd_level);
+		free(path);
+		if (rc)
+			return rc;
+		// The writer's size grows a block at a time: blocks well under the shard size let
+		// a small --shard-size cut where asked, and leave the default (1 MB) alone.
+		uint64_t block = u->o->shard_size / 4;
+		block = block < 1 ? 1 : block > MM_SHARD_BLOCK_SIZE ? MM_SHARD_BLOCK_SIZE : block;
+		if ((rc = mm_shard_writer_set_block_size(u->w[val], (uint32_t)block))) {
+			mm_shard_writer_abort(u->w[val]);
+			u->w[val] = NULL;
+			return rc;
+		}
+		u->next[val]++;
+	}
+	int rc = mm_shard_writer_add(u->w[val], doc);
+	if (!rc && mm_shard_writer_bytes(u->w[val]) >= u->o->shard_size)
+		rc = out_close(u, val);
+	return rc;
+}
+
+static uint64_t out_bytes(const out *u)
+{
+	uint64_t b = u->bytes_done;
+	for (int v = 0; v < 2; v++)
+		if (u->w[v])
+			b += mm_shard_writer_bytes(u->w[v]);
+	return b;
+}
+
+// All or nothing: the open shards are discarded and the finished ones removed.
+static void out_discard(out *u)
+{
+	for (int v = 0; v < 2; v++)
+		if (u->w[v])
+			mm_shard_writer_abort(u->w[v]);
+	for (int i = 0; i < u->n_done; i++) {
+		unlink(u->done[i]);
+		free(u->done[i]);
+	}
+	free(u->done);
+	memset(u->w, 0, sizeof u->w);
+	u->done = NULL;
+	u->n_done = 0;
+}
+
+static int out_finish(out *u)
+{
+	int rc = 0;
+	for (int v = 0; v < 2 && !rc; v++)
+		if (u->w[v])
+			rc = out_close(u, v);
+	if (rc) {
+		out_discard(u);
+		return rc;
+	}
+	for (int i = 0; i < u->n_done; i++)
+		free(u->done[i]);
+	free(u->done);
+	u->done = NULL;
+	return 0;
+}
+
+// A fixed function of (seed, document index): the same documents go to validation whatever
+// the thread count, the shard size, or the other documents.
+static int is_val(uint64_t seed, uint64_t index, double f)
+{
+	if (f <= 0)
+		return 0;
+	if (f >= 1)
+		return 1;
+	uint8_t b[16];
+	mm_put_u64(b, seed);
+	mm_put_u64(b + 8, index);
+	uint64_t h = mm_hash64(MM_HASH64_INIT, b, sizeof b);
+	return (double)(h >> 11) * 0x1p-53 < f;
+}
+
+// ---------------------------------------------------------------- the run
+
+typedef struct run {
+	const mm_ingest_opts *o;
+	const mm_tokenizer *tok;
+	inputs in;
+	out u;
+	job *jobs;
+	mm_ingest_stats st;
+	uint64_t index;    // documents read so far
+	uint64_t src_bytes; // bytes of the finished sources
+	uint64_t weight_done;
+	double t0;
+} run;
+
+// Writes the documents of a batch in order; the first bad one fails the run (or is skipped).
+static int run_write(run *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		job *j = &r->jobs[i];
+		if (j->err) {
+			if (!r->o->skip_bad)
+				return mm_fail(j->err, "%s", j->msg ? j->msg : mm_strerror(j->err));
+			r->st.skipped++;
+			continue;
+		}
+		int val = is_val(r->o->seed, j->index, r->o->val_fraction);
+		int rc = out_add(&r->u, val, &j->doc);
+		if (rc)
+			return rc;
+		r->st.docs++;
+		r->st.val_docs += (uint64_t)val;
+		r->st.text_tokens += j->tokens;
+		r->st.images += j->images;
+		r->st.invalid_utf8 += j->invalid_utf8;
+		r->st.bytes_in += j->bytes_in;
+	}
+	return 0;
+}
+
+static int run_batch(run *r, int n)
+{
+	int threads = r->o->threads > 0 ? r->o->threads : 1;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+	for (int i = 0; i < n; i++)
+		job_run(&r->jobs[i], r->tok, &r->o->prep);
+	int rc = run_write(r, n);
+	for (int i = 0; i < n; i++) {
+		free(r->jobs[i].msg);
+		r->jobs[i].msg = NULL;
+		r->jobs[i].err = 0;
+		mm_rawdoc_clear(&r->jobs[i].raw);
+		mm_doc_clear(&r->jobs[i].doc);
+	}
+	return rc;
+}
+
+static void run_progress(run *r, const mm_source *s, const input *p)
+{
+	if (!r->o->progress)
+		return;
+	r->st.seconds = now() - r->t0;
+	r->st.bytes_out = out_bytes(&r->u);
+	r->st.fraction = -1;
+	if (r->in.total_weight && s)
+		r->st.fraction = ((double)r->weight_done + (double)p->weight * mm_source_progress(s)) /
+				 (double)r->in.total_weight;
+	uint64_t keep = r->st.bytes_in;
+	r->st.bytes_in += r->src_bytes + (s ? mm_source_bytes(s) : 0);
+	r->o->progress(r->o->progress_ctx, &r->st);
+	r->st.bytes_in = keep;
+}
+
+static int run_inputs(run *r)
+{
+	int rc = 0, n = 0;
+	for (int i = 0; i < r->in.n && !rc; i++) {
+		const input *p = &r->in.v[i];
+		mm_source *s;
+		if ((rc = source_open(&s, &r->in, p, r->o)))
+			break;
+		while ((rc = mm_source_next(s, &r->jobs[n].raw)) == 1) {
+			r->jobs[n].index = r->index++;
+			if (++n == BATCH) {
+				rc = run_batch(r, n);
+				n = 0;
+				if (rc)
+					break;
+				run_progress(r, s, p);
+			}
+		}
+		r->src_bytes += mm_source_bytes(s);
+		r->weight_done += p->weight;
+		mm_source_close(s);
+	}
+	if (rc < 0 && n) {
+		// The documents read before an input went bad come first: their errors win.
+		char *msg = strdup(mm_errmsg());
+		int rc2 = run_batch(r, n);
+		if (!rc2 && msg)
+			mm_fail(rc, "%s", msg);
+		free(msg);
+		return rc2 ? rc2 : rc;
+	}
+	if (!rc && n)
+		rc = run_batch(r, n);
+	return rc;
+}
+
+int mm_ingest_run(const mm_ingest_opts *o, const mm_tokenizer *tok, char *const *argv, int argc, mm_ingest_stats *stats)
+{
+	int rc = mm_prep_check(&o->prep);
+	if (rc)
+		return rc;
+	run r;
+	memset(&r, 0, sizeof r);
+	r.o = o, r.tok = tok, r.t0 = now();
+	r.u.o = o;
+	r.u.info = (mm_shard_info){mm_tok_hash(tok), mm_tok_vocab_size(tok), o->prep.h, o->prep.w, o->prep.channels,
+				   o->prep.patch, 0};
+	if ((rc = inputs_resolve(&r.in, o, argv, argc)))
+		return rc;
+	if (!(r.jobs = calloc(BATCH, sizeof *r.jobs)))
+		rc = mm_fail(MM_ENOMEM, "out of memory");
+	if (!rc)
+		rc = run_inputs(&r);
+	if (!rc && !r.st.docs)
+		rc = mm_fail(MM_EINVAL, "no documents in the input%s", r.st.skipped ? " (every one was bad)" : "");
+	if (!rc)
+		rc = out_finish(&r.u);
+	else
+		out_discard(&r.u);
+	for (int i = 0; r.jobs && i < BATCH; i++) {
+		mm_rawdoc_free(&r.jobs[i].raw);
+		mm_doc_free(&r.jobs[i].doc);
+		free(r.jobs[i].msg);
+	}
+	free(r.jobs);
+	r.st.bytes_in += r.src_bytes;
+	r.st.bytes_out = r.u.bytes_done;
+	r.st.shards = r.u.next[0];
+	r.st.val_shards = r.u.next[1];
+	r.st.seconds = now() - r.t0;
+	r.st.fraction = 1;
+	inputs_free(&r.in);
+	if (stats)
+		*stats = r.st;
+	return rc;
+}
