@@ -11,6 +11,11 @@
 #include "model_priv.h"
 #include "tokenizer.h"
 
+#include <cblas.h>
+
+// Queries per attention block (the scores of one block are (QB, T)).
+#define QB 64
+
 // A span: positions [start, start + n) of one slot, run through the layers together.
 typedef struct span {
 	int slot, start, n;
@@ -31,8 +36,8 @@ struct mm_sampler {
 	float *rcos, *rsin; // rotary tables of positions 0..T-1, (T, hd/2)
 	// Scratch for up to rcap rows.
 	float *x, *h, *q, *k, *v, *a, *tmp, *g1, *g3, *rstd, *cosb, *sinb;
-	float *zs, *ts, *ft, *u, *emb, *xp;
-	int32_t *rslot, *rpos, *rtok, *rkend, *irows, *ipatch, *orows;
+	float *att, *zs, *ts, *ft, *u, *emb, *xp; // att: (QB, T) scores
+	int32_t *rslot, *rpos, *rtok, *irows, *ipatch, *orows;
 	float *logits; // (S, V): the last positions of the spans of the last append
 	void *mem;     // one allocation for all of the above
 };
@@ -57,8 +62,8 @@ static size_t sampler_layout(mm_sampler *s, char *base)
 	F32(x, R * D) F32(h, R * D) F32(q, R * D) F32(k, R * D) F32(v, R * D) F32(a, R * D)
 	F32(tmp, R * D) F32(g1, R * s->F) F32(g3, R * s->F) F32(rstd, R * s->H)
 	F32(cosb, R * (s->hd / 2)) F32(sinb, R * (s->hd / 2))
-	F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
-	I32(rslot, R) I32(rpos, R) I32(rtok, R) I32(rkend, R) I32(irows, R) I32(ipatch, R) I32(orows, R)
+	F32(att, (size_t)QB * T) F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
+	I32(rslot, R) I32(rpos, R) I32(rtok, R) I32(irows, R) I32(ipatch, R) I32(orows, R)
 	F32(logits, S * (size_t)s->V)
 #undef F32
 #undef I32
@@ -151,58 +156,51 @@ static void embed_rows(mm_sampler *s, int R)
 	mm_embedding_backward(s->x, s->emb, s->irows, ni, D); // image rows of x are zero
 }
 
-// a (R, D) = attention of the rows' queries over their slots' cached keys and values of layer
-// l, positions [0, rkend[r]). The mask of lib/model.h: a position sees every earlier one, and a
-// patch also the later patches of its own image. One (row, head) per thread, keys in order.
-static void attend(mm_sampler *s, int l, int R)
+// a = attention of the rows of spans sp[0..nsp) over their slots' cached keys and values of
+// layer l. Per span, head and block of up to QB queries: scores by one matrix product, the mask
+// of lib/model.h (a position sees every earlier one, a patch also the later patches of its own
+// image), softmax, and the weighted values by a second product.
+static void attend(mm_sampler *s, int l, int nsp, const span *sp)
 {
 	int D = s->D, H = s->H, hd = s->hd, T = s->T;
-	float scale = 1 / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int r = 0; r < R; r++)
-		for (int hh = 0; hh < H; hh++) {
-			float p[T];
-			int slot = s->rslot[r], pos = s->rpos[r], n = s->rkend[r];
-			const int32_t *img = s->img + (size_t)slot * T;
-			const float *kb = s->kc + ((size_t)l * s->S + slot) * T * D + hh * hd;
-			const float *vb = s->vc + ((size_t)l * s->S + slot) * T * D + hh * hd;
-			const float *qi = s->q + (size_t)r * D + hh * hd;
-			int32_t me = img[pos];
-			float mx = -INFINITY;
-			for (int j = 0; j < n; j++) {
-				if (j > pos && (me < 0 || img[j] != me)) {
-					p[j] = -INFINITY;
-					continue;
+	float scale = 1 / sqrtf((float)hd), *sc = s->att;
+	for (int i = 0, row0 = 0; i < nsp; row0 += sp[i++].n) {
+		int nk = sp[i].start + sp[i].n;
+		const int32_t *img = s->img + (size_t)sp[i].slot * T;
+		const float *kb = s->kc + ((size_t)l * s->S + sp[i].slot) * T * D;
+		const float *vb = s->vc + ((size_t)l * s->S + sp[i].slot) * T * D;
+		for (int hh = 0; hh < H; hh++)
+			for (int q0 = 0; q0 < sp[i].n; q0 += QB) {
+				int nq = sp[i].n - q0 < QB ? sp[i].n - q0 : QB;
+				size_t at = (size_t)(row0 + q0) * D + hh * hd;
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, s->q + at, D,
+					    kb + hh * hd, D, 0, sc, nk);
+				for (int r = 0; r < nq; r++) {
+					float *p = sc + (size_t)r * nk, mx = -INFINITY, sum = 0;
+					int pos = sp[i].start + q0 + r;
+					int32_t me = img[pos];
+					for (int j = pos + 1; j < nk; j++)
+						if (me < 0 || img[j] != me)
+							p[j] = -INFINITY;
+					for (int j = 0; j < nk; j++)
+						mx = p[j] > mx ? p[j] : mx;
+					for (int j = 0; j < nk; j++) {
+						p[j] = expf(p[j] - mx);
+						sum += p[j];
+					}
+					float inv = 1 / sum;
+					for (int j = 0; j < nk; j++)
+						p[j] *= inv;
 				}
-				const float *kj = kb + (size_t)j * D;
-				float dot = 0;
-#pragma omp simd reduction(+ : dot)
-				for (int d = 0; d < hd; d++)
-					dot += qi[d] * kj[d];
-				p[j] = dot * scale;
-				mx = p[j] > mx ? p[j] : mx;
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb + hh * hd,
+					    D, 0, s->a + at, D);
 			}
-			float sum = 0;
-			for (int j = 0; j < n; j++) {
-				p[j] = expf(p[j] - mx);
-				sum += p[j];
-			}
-			float *o = s->a + (size_t)r * D + hh * hd;
-			memset(o, 0, (size_t)hd * sizeof *o);
-			for (int j = 0; j < n; j++) {
-				p[j] /= sum;
-				if (p[j] == 0)
-					continue;
-				const float *vj = vb + (size_t)j * D;
-				for (int d = 0; d < hd; d++)
-					o[d] += p[j] * vj[d];
-			}
-		}
+	}
 }
 
 // One block over rows [0, R): the training block, with the new keys and values stored in the
 // cache before attention reads it.
-static void block(mm_sampler *s, int l, int R)
+static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 {
 	int D = s->D, F = s->F, H = s->H, hd = s->hd;
 	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(attn_norm, l), R, D);
@@ -220,7 +218,7 @@ static void block(mm_sampler *s, int l, int R)
 		memcpy(s->kc + at, s->k + (size_t)r * D, (size_t)D * sizeof(float));
 		memcpy(s->vc + at, s->v + (size_t)r * D, (size_t)D * sizeof(float));
 	}
-	attend(s, l, R);
+	attend(s, l, nsp, sp);
 	mm_matmul_forward(s->tmp, s->a, WT(wo, l), NULL, R, D, D);
 	mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
 
@@ -255,7 +253,6 @@ static void run_spans(mm_sampler *s, int nsp, const span *sp, int logits, int xp
 			for (int j = 0; j < sp[i].n; j++, R++) {
 				s->rslot[R] = sp[i].slot;
 				s->rpos[R] = sp[i].start + j;
-				s->rkend[R] = sp[i].start + sp[i].n;
 				size_t at = (size_t)sp[i].slot * s->T + sp[i].start + j;
 				s->rtok[R] = s->img[at] < 0 ? s->tok[at] : -1;
 			}
@@ -263,7 +260,7 @@ static void run_spans(mm_sampler *s, int nsp, const span *sp, int logits, int xp
 		mm_embedding_forward(s->cosb, s->rcos, s->rpos, R, s->hd / 2);
 		mm_embedding_forward(s->sinb, s->rsin, s->rpos, R, s->hd / 2);
 		for (int l = 0; l < s->L; l++)
-			block(s, l, R);
+			block(s, l, R, last - first, sp + first);
 		int no = 0, row = 0;
 		for (int i = first; i < last; i++) {
 			row += sp[i].n;
