@@ -198,12 +198,21 @@ static int images(gen *g, int k)
 			rc = mm_doc_add_image(&g->out[i], (uint32_t)g->c->img_h, (uint32_t)g->c->img_w,
 					      (uint32_t)g->c->img_c, (uint32_t)g->c->patch, g->px + j * np);
 	}
-	if (!rc)
-		rc = mm_sampler_append_image(g->s, k, g->list, g->z, 1, 1);
-	if (!rc)
-		keep_logits(g, k, g->list);
-	for (int j = 0; j < k; j++)
-		g->state[g->list[j]] = ST_TEXT;
+	// Documents that go on read their image back; the others are done (this saves a model call
+	// per image when nothing follows it).
+	int m = 0;
+	for (int j = 0; j < k; j++) {
+		int i = g->list[j], more = g->ntok[i] < g->o->max_tokens;
+		g->state[i] = more ? ST_TEXT : ST_DONE;
+		if (more) {
+			memmove(g->z + m * np, g->z + j * np, np * sizeof *g->z);
+			g->list[m++] = i;
+		}
+	}
+	if (!rc && m)
+		rc = mm_sampler_append_image(g->s, m, g->list, g->z, 1, 1);
+	if (!rc && m)
+		keep_logits(g, m, g->list);
 	return rc;
 }
 

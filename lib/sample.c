@@ -198,6 +198,55 @@ static void attend(mm_sampler *s, int l, int nsp, const span *sp)
 	}
 }
 
+// silu(g1) * g3 four values at a time (GCC/clang vector extensions; plain SSE2 on x86-64): with
+// the library's scalar expf this was a tenth of the sampler's time. exp(x) is 2^n p(r) with
+// x = n ln2 + r, |r| <= ln2 / 2, p the degree-6 Taylor polynomial, x clamped to [-88, 88]:
+// relative error below 3e-7 (5 ulp).
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static v4f swiglu4(v4f g1, v4f g3)
+{
+	const v4f lo = {-88, -88, -88, -88}, hi = {88, 88, 88, 88}, one = {1, 1, 1, 1};
+	const v4f magic = {12582912, 12582912, 12582912, 12582912}; // 1.5 2^23: rounds to integers
+	v4f x = -g1;
+	v4i m = x < lo;
+	x = (v4f)(((v4i)x & ~m) | ((v4i)lo & m));
+	m = x > hi;
+	x = (v4f)(((v4i)x & ~m) | ((v4i)hi & m));
+	v4f n = (x * 1.44269504f + magic) - magic;
+	v4f r = x - n * 0.693359375f + n * 2.12194440e-4f; // ln2 in two parts, the first exact in n
+	v4f p = one + r * (one + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+	v4i e = (__builtin_convertvector(n, v4i) + 127) << 23;
+	return g1 / (one + p * (v4f)e) * g3;
+}
+
+// Over n values, n a multiple of 4.
+static void swiglu_4n(float *out, const float *g1, const float *g3, size_t n)
+{
+	for (size_t i = 0; i < n; i += 4) {
+		v4f a, b;
+		memcpy(&a, g1 + i, sizeof a);
+		memcpy(&b, g3 + i, sizeof b);
+		a = swiglu4(a, b);
+		memcpy(out + i, &a, sizeof a);
+	}
+}
+
+// out = silu(g1) * g3 over n values, as mm_swiglu_forward (out may be g1).
+static void swiglu(float *out, const float *g1, const float *g3, size_t n)
+{
+	size_t n4 = n / 4 * 4, k = n - n4;
+	swiglu_4n(out, g1, g3, n4);
+	if (k) { // the last values, padded
+		float a[4] = {0}, b[4] = {0};
+		memcpy(a, g1 + n4, k * sizeof(float));
+		memcpy(b, g3 + n4, k * sizeof(float));
+		swiglu_4n(a, a, b, 4);
+		memcpy(out + n4, a, k * sizeof(float));
+	}
+}
+
 // One block over rows [0, R): the training block, with the new keys and values stored in the
 // cache before attention reads it.
 static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
@@ -225,7 +274,7 @@ static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(mlp_norm, l), R, D);
 	mm_matmul_forward(s->g1, s->h, WT(w1, l), NULL, R, D, F);
 	mm_matmul_forward(s->g3, s->h, WT(w3, l), NULL, R, D, F);
-	mm_swiglu_forward(s->g1, s->g1, s->g3, (size_t)R * F);
+	swiglu(s->g1, s->g1, s->g3, (size_t)R * F);
 	mm_matmul_forward(s->tmp, s->g1, WT(w2, l), NULL, R, F, D);
 	mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
 }
@@ -267,8 +316,14 @@ static void run_spans(mm_sampler *s, int nsp, const span *sp, int logits, int xp
 			if (logits && sp[i].n)
 				s->orows[no++] = row - 1;
 		}
-		if (no)
-			head(s, no, WT(lm_head, 0), NULL, s->V, s->logits + (size_t)first * s->V);
+		if (no) { // rows in order of the spans that have any; spread to one row per span
+			float *lg = s->logits + (size_t)first * s->V;
+			head(s, no, WT(lm_head, 0), NULL, s->V, lg);
+			for (int i = last - 1, k = no - 1; i >= first && k < i - first; i--)
+				if (sp[i].n)
+					memmove(lg + (size_t)(i - first) * s->V, lg + (size_t)k-- * s->V,
+						(size_t)s->V * sizeof *lg);
+		}
 		if (xp_last) {
 			no = row = 0;
 			for (int i = first; i < last; i++) {

@@ -309,6 +309,32 @@ static void check_tokens(void)
 	CHECK_EQ_INT(mm_sample_token(l, V, &greedy, ban, &r, work), -1);
 }
 
+// A slot given no tokens in a batch keeps its state, and the others' logits stay in place.
+static void check_empty_span(void)
+{
+	mm_model *m = new_model(&cfg_a, 4);
+	mm_sampler *s;
+	CHECK_OK(mm_sampler_new(&s, m, 3));
+	int32_t a[] = {MM_TOK_BOS, 10, 11}, b[] = {MM_TOK_BOS, 12};
+	int sl[3] = {0, 1, 2}, n[3] = {3, 0, 2};
+	const int32_t *tp[3] = {a, a, b};
+	CHECK_OK(mm_sampler_append_tokens(s, 3, sl, tp, n));
+	int V = cfg_a.vocab;
+	float *la = malloc((size_t)2 * V * sizeof(float));
+	memcpy(la, mm_sampler_logits(s, 0), (size_t)V * sizeof(float));
+	memcpy(la + V, mm_sampler_logits(s, 2), (size_t)V * sizeof(float));
+	CHECK_EQ_INT(mm_sampler_len(s, 1), 0);
+	mm_sampler_clear(s, 0);
+	mm_sampler_clear(s, 2);
+	CHECK_OK(mm_sampler_append_tokens(s, 1, &sl[0], &tp[0], &n[0]));
+	CHECK(maxdiff(la, mm_sampler_logits(s, 0), (size_t)V) < 1e-5);
+	CHECK_OK(mm_sampler_append_tokens(s, 1, &sl[2], &tp[2], &n[2]));
+	CHECK(maxdiff(la + V, mm_sampler_logits(s, 0), (size_t)V) < 1e-5);
+	free(la);
+	mm_sampler_free(s);
+	mm_model_free(m);
+}
+
 static int same_docs(const mm_doc *a, const mm_doc *b)
 {
 	if (a->n_segs != b->n_segs)
@@ -412,6 +438,7 @@ int main(void)
 	check_image_ode(&cfg_b, MM_ODE_EULER, 3, 0.3f, 0.8f);
 	check_image_ode(&cfg_b, MM_ODE_HEUN, 1, 0, 1);
 	check_tokens();
+	check_empty_span();
 	check_generate();
 	uint8_t px[4] = {0, 1, 127, 255}, back[4];
 	float f[4];
