@@ -14,5 +14,6 @@
 #include "model.h"
 #include "ckpt.h"
 #include "loader.h"
+#include "sample.h"
 
 #endif
