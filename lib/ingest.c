@@ -1,9 +1,10 @@
 // The ingest driver: inputs are read in order into batches of raw documents; a batch is
 // tokenized and its images prepared in parallel; then its documents are written in order, so
-// the shards are the same bytes for every thread count.
+// the shards are the same bytes for every thread count (the pipeline is under "the run").
 #include "ingest.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +20,7 @@
 // Documents per batch: enough to keep the threads busy, few enough to bound memory. Fixed, so
 // that nothing about the output depends on the thread count.
 #define BATCH 256
+#define MAX_THREADS 256
 
 void mm_ingest_opts_default(mm_ingest_opts *o)
 {
@@ -462,24 +464,63 @@ static int is_val(uint64_t seed, uint64_t index, double f)
 
 // ---------------------------------------------------------------- the run
 
+// Batches move through three stages: read (one thread, input order), prepare (every thread),
+// write (one thread, input order). While batch k is written, batch k+1 is prepared and batch
+// k+2 read, so the serial reading and compressing overlap with each other and with the
+// decoding. Errors are kept with their batch and reported in input order.
+typedef struct batch {
+	job jobs[BATCH];
+	int n;
+} batch;
+
 typedef struct run {
 	const mm_ingest_opts *o;
 	const mm_tokenizer *tok;
 	inputs in;
 	out u;
-	job *jobs;
+	batch *b[3]; // being written, being prepared, being read
 	mm_ingest_stats st;
-	uint64_t index;    // documents read so far
+	// the reader
+	int cur;            // input being read
+	mm_source *src;     // its source, or NULL
+	int read_rc;        // an input went bad (< 0): nothing more is read
+	char *read_msg;     // its message (reading may run on another thread)
+	uint64_t index;     // documents read so far
 	uint64_t src_bytes; // bytes of the finished sources
 	uint64_t weight_done;
 	double t0;
 } run;
 
-// Writes the documents of a batch in order; the first bad one fails the run (or is skipped).
-static int run_write(run *r, int n)
+// Fills b with the next documents of the inputs (fewer at the end).
+static void read_batch(run *r, batch *b)
 {
-	for (int i = 0; i < n; i++) {
-		job *j = &r->jobs[i];
+	b->n = 0;
+	while (b->n < BATCH && !r->read_rc && r->cur < r->in.n) {
+		const input *p = &r->in.v[r->cur];
+		int rc = r->src ? 0 : source_open(&r->src, &r->in, p, r->o);
+		if (!rc && (rc = mm_source_next(r->src, &b->jobs[b->n].raw)) == 1) {
+			b->jobs[b->n++].index = r->index++;
+			continue;
+		}
+		if (r->src) {
+			r->src_bytes += mm_source_bytes(r->src);
+			mm_source_close(r->src);
+			r->src = NULL;
+		}
+		r->weight_done += p->weight;
+		r->cur++;
+		if (rc < 0) {
+			r->read_rc = rc;
+			r->read_msg = strdup(mm_errmsg());
+		}
+	}
+}
+
+// Writes the documents of a batch in order; the first bad one fails the run (or is skipped).
+static int write_batch(run *r, batch *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		job *j = &b->jobs[i];
 		if (j->err) {
 			if (!r->o->skip_bad)
 				return mm_fail(j->err, "%s", j->msg ? j->msg : mm_strerror(j->err));
@@ -500,73 +541,129 @@ static int run_write(run *r, int n)
 	return 0;
 }
 
-static int run_batch(run *r, int n)
+static void batch_clear(batch *b)
 {
-	int threads = r->o->threads > 0 ? r->o->threads : 1;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-	for (int i = 0; i < n; i++)
-		job_run(&r->jobs[i], r->tok, &r->o->prep);
-	int rc = run_write(r, n);
-	for (int i = 0; i < n; i++) {
-		free(r->jobs[i].msg);
-		r->jobs[i].msg = NULL;
-		r->jobs[i].err = 0;
-		mm_rawdoc_clear(&r->jobs[i].raw);
-		mm_doc_clear(&r->jobs[i].doc);
+	for (int i = 0; i < b->n; i++) {
+		free(b->jobs[i].msg);
+		b->jobs[i].msg = NULL;
+		b->jobs[i].err = 0;
+		mm_rawdoc_clear(&b->jobs[i].raw);
+		mm_doc_clear(&b->jobs[i].doc);
 	}
-	return rc;
+	b->n = 0;
 }
 
-static void run_progress(run *r, const mm_source *s, const input *p)
+static void batch_free(batch *b)
+{
+	if (!b)
+		return;
+	for (int i = 0; i < BATCH; i++) {
+		mm_rawdoc_free(&b->jobs[i].raw);
+		mm_doc_free(&b->jobs[i].doc);
+		free(b->jobs[i].msg);
+	}
+	free(b);
+}
+
+static void run_progress(run *r)
 {
 	if (!r->o->progress)
 		return;
 	r->st.seconds = now() - r->t0;
 	r->st.bytes_out = out_bytes(&r->u);
 	r->st.fraction = -1;
-	if (r->in.total_weight && s)
-		r->st.fraction = ((double)r->weight_done + (double)p->weight * mm_source_progress(s)) /
-				 (double)r->in.total_weight;
+	if (r->in.total_weight) {
+		double cur = r->src ? (double)r->in.v[r->cur].weight * mm_source_progress(r->src) : 0;
+		r->st.fraction = ((double)r->weight_done + cur) / (double)r->in.total_weight;
+	}
 	uint64_t keep = r->st.bytes_in;
-	r->st.bytes_in += r->src_bytes + (s ? mm_source_bytes(s) : 0);
+	r->st.bytes_in += r->src_bytes + (r->src ? mm_source_bytes(r->src) : 0);
 	r->o->progress(r->o->progress_ctx, &r->st);
 	r->st.bytes_in = keep;
 }
 
+// One step of the pipeline: write b[0], prepare b[1], read b[2], all at once. The calling
+// thread writes, the last helper reads, and each joins the preparation when done. Helpers are
+// plain threads started per step (a few microseconds against milliseconds of work) that
+// block rather than spin when idle, which matters on a machine shared with other work.
+typedef struct step {
+	run *r;
+	int role; // 0: write first, 1: read first, 2: prepare only
+	int next; // next job of b[1] to prepare
+	int wrc;
+	char *wmsg;
+} step;
+
+typedef struct helper {
+	step *st;
+	int role;
+} helper;
+
+static void step_work(step *st, int role)
+{
+	run *r = st->r;
+	batch *p = r->b[1];
+	if (role == 0 && r->b[0]->n && (st->wrc = write_batch(r, r->b[0])))
+		st->wmsg = strdup(mm_errmsg());
+	if (role == 1)
+		read_batch(r, r->b[2]);
+	for (int i; (i = __atomic_fetch_add(&st->next, 1, __ATOMIC_RELAXED)) < p->n;)
+		job_run(&p->jobs[i], r->tok, &r->o->prep);
+}
+
+static void *helper_main(void *arg)
+{
+	helper *h = arg;
+	step_work(h->st, h->role);
+	return NULL;
+}
+
+static int run_step(run *r)
+{
+	int threads = r->o->threads < 1 ? 1 : r->o->threads > MAX_THREADS ? MAX_THREADS : r->o->threads;
+	step st = {r, 0, 0, 0, NULL};
+	pthread_t tid[MAX_THREADS];
+	helper h[MAX_THREADS];
+	int started = 0;
+	for (int t = 1; t < threads; t++) {
+		h[t] = (helper){&st, t == threads - 1 ? 1 : 2};
+		if (pthread_create(&tid[t], NULL, helper_main, &h[t]) != 0)
+			break; // fewer helpers: the work is the same, only slower
+		started = t;
+	}
+	if (started < threads - 1 || threads == 1) {
+		// Nobody reads: do it here, after writing (same order, same output).
+		step_work(&st, 0);
+		read_batch(r, r->b[2]);
+		step_work(&st, 2);
+	} else
+		step_work(&st, 0);
+	for (int t = 1; t <= started; t++)
+		pthread_join(tid[t], NULL);
+	if (st.wrc)
+		mm_fail(st.wrc, "%s", st.wmsg ? st.wmsg : mm_strerror(st.wrc));
+	free(st.wmsg);
+	batch *w = r->b[0];
+	batch_clear(w);
+	r->b[0] = r->b[1], r->b[1] = r->b[2], r->b[2] = w;
+	return st.wrc;
+}
+
 static int run_inputs(run *r)
 {
-	int rc = 0, n = 0;
-	for (int i = 0; i < r->in.n && !rc; i++) {
-		const input *p = &r->in.v[i];
-		mm_source *s;
-		if ((rc = source_open(&s, &r->in, p, r->o)))
-			break;
-		while ((rc = mm_source_next(s, &r->jobs[n].raw)) == 1) {
-			r->jobs[n].index = r->index++;
-			if (++n == BATCH) {
-				rc = run_batch(r, n);
-				n = 0;
-				if (rc)
-					break;
-				run_progress(r, s, p);
-			}
-		}
-		r->src_bytes += mm_source_bytes(s);
-		r->weight_done += p->weight;
-		mm_source_close(s);
-	}
-	if (rc < 0 && n) {
-		// The documents read before an input went bad come first: their errors win.
-		char *msg = strdup(mm_errmsg());
-		int rc2 = run_batch(r, n);
-		if (!rc2 && msg)
-			mm_fail(rc, "%s", msg);
-		free(msg);
-		return rc2 ? rc2 : rc;
-	}
-	if (!rc && n)
-		rc = run_batch(r, n);
-	return rc;
+	for (int k = 0; k < 3; k++)
+		if (!(r->b[k] = calloc(1, sizeof *r->b[k])))
+			return mm_fail(MM_ENOMEM, "out of memory");
+	int rc;
+	do {
+		if ((rc = run_step(r)))
+			return rc;
+		run_progress(r);
+	} while (r->b[0]->n || r->b[1]->n);
+	// The documents read before an input went bad came first: their errors won above.
+	if (r->read_rc)
+		return mm_fail(r->read_rc, "%s", r->read_msg ? r->read_msg : mm_strerror(r->read_rc));
+	return 0;
 }
 
 int mm_ingest_run(const mm_ingest_opts *o, const mm_tokenizer *tok, char *const *argv, int argc, mm_ingest_stats *stats)
@@ -582,22 +679,20 @@ int mm_ingest_run(const mm_ingest_opts *o, const mm_tokenizer *tok, char *const 
 				   o->prep.patch, 0};
 	if ((rc = inputs_resolve(&r.in, o, argv, argc)))
 		return rc;
-	if (!(r.jobs = calloc(BATCH, sizeof *r.jobs)))
-		rc = mm_fail(MM_ENOMEM, "out of memory");
-	if (!rc)
-		rc = run_inputs(&r);
+	rc = run_inputs(&r);
 	if (!rc && !r.st.docs)
 		rc = mm_fail(MM_EINVAL, "no documents in the input%s", r.st.skipped ? " (every one was bad)" : "");
 	if (!rc)
 		rc = out_finish(&r.u);
 	else
 		out_discard(&r.u);
-	for (int i = 0; r.jobs && i < BATCH; i++) {
-		mm_rawdoc_free(&r.jobs[i].raw);
-		mm_doc_free(&r.jobs[i].doc);
-		free(r.jobs[i].msg);
+	for (int k = 0; k < 3; k++)
+		batch_free(r.b[k]);
+	if (r.src) {
+		r.src_bytes += mm_source_bytes(r.src);
+		mm_source_close(r.src);
 	}
-	free(r.jobs);
+	free(r.read_msg);
 	r.st.bytes_in += r.src_bytes;
 	r.st.bytes_out = r.u.bytes_done;
 	r.st.shards = r.u.next[0];

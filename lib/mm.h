@@ -14,6 +14,9 @@
 #include "model.h"
 #include "ckpt.h"
 #include "loader.h"
+#include "optim.h"
+#include "ingest.h"
+#include "kv.h"
 #include "sample.h"
 
 #endif

@@ -20,13 +20,16 @@ size_t mm_prep_bytes(const mm_prep *o) { return (size_t)o->w * o->h * o->channel
 int mm_prep_image(const mm_image *img, const mm_prep *o, uint8_t *out)
 {
 	mm_image conv = {0}, sized = {0};
-	int rc = mm_image_to_channels(img, o->channels, o->background, &conv);
-	if (rc)
-		return rc;
-	// Same size: no resampling at all, so that extracted images come back bit for bit.
-	const mm_image *src = &conv;
-	if (conv.w != o->w || conv.h != o->h) {
-		rc = mm_image_resize(&conv, o->w, o->h, o->fit, o->background, &sized);
+	const mm_image *src = img;
+	int rc = 0;
+	// Work is skipped where there is nothing to do (no alpha, same channels, same size), which
+	// also keeps extracted images bit for bit when they are read again.
+	if (img->c != o->channels) {
+		rc = mm_image_to_channels(img, o->channels, o->background, &conv);
+		src = &conv;
+	}
+	if (!rc && (src->w != o->w || src->h != o->h)) {
+		rc = mm_image_resize(src, o->w, o->h, o->fit, o->background, &sized);
 		src = &sized;
 	}
 	if (!rc)
