@@ -40,7 +40,7 @@ static const char usage_text[] =
 	"  --recompute             rerun the prefix at every step instead of reusing its keys\n"
 	"                          and values (same result up to rounding; for measurements)\n"
 	"Output:\n"
-	"  -o, --out DIR           write images as DIR/000.png ... (created)\n"
+	"  -o, --out DIR           write images as DIR/000.png ... (created, with its parents)\n"
 	"  -n, --samples N         documents to generate (default 1)\n"
 	"  --batch B               documents generated together (default 8)\n"
 	"  --grid FILE.png         also tile every generated image into one PNG\n"
@@ -124,6 +124,12 @@ static void parse(int argc, char **argv)
 		case ':': die_usage("option '%s' needs a value", argv[optind - 1]);
 		default: die_usage("unknown option '%s'", argv[optind - 1]);
 		}
+	}
+	if (o.out) { // "dir/" names its images dir/000.png
+		char *d = strdup(o.out);
+		for (size_t n = d ? strlen(d) : 0; n > 1 && d[n - 1] == '/'; n--)
+			d[n - 1] = 0;
+		o.out = d;
 	}
 	o.files = argv + optind;
 	o.nfiles = argc - optind;
@@ -222,10 +228,23 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+// Creates dir and any missing parents.
 static void mkdir_out(const char *dir)
 {
-	if (mkdir(dir, 0777) && errno != EEXIST)
-		die("%s: cannot create: %s", dir, strerror(errno));
+	char *p = strdup(dir);
+	if (!p)
+		die_mm(-MM_ENOMEM);
+	for (char *c = p + 1;; c++) {
+		if (*c && *c != '/')
+			continue;
+		char end = *c;
+		*c = 0;
+		if (mkdir(p, 0777) && errno != EEXIST)
+			die("%s: cannot create: %s", p, strerror(errno));
+		if (!(*c = end))
+			break;
+	}
+	free(p);
 	struct stat st;
 	if (stat(dir, &st) || !S_ISDIR(st.st_mode))
 		die("%s: not a directory", dir);
