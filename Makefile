@@ -71,11 +71,23 @@ demo: all
 	cmd/mm-train --data $(DEMO)/train-00000.mms --val $(DEMO)/test-00000.mms --tokenizer $(DEMO)/tok.bin \
 		--dim 128 --layers 4 --heads 4 --seq-len 64 --batch 16 --lr 2e-3 --warmup 50 \
 		--steps $(DEMO_STEPS) --ema 0.99 --log-every 25 --eval-every 200 --eval-batches 8 --out $(DEMO)/run
+	@echo "== sample: 8 images for each of 4 captions (EMA weights, 25 Heun steps, guidance 2), then their captions"
+	rm -rf $(DEMO)/samples
+	cmd/mm-sample --model $(DEMO)/run --ema --prompt 'a photo of a trouser' --image -o $(DEMO)/samples/trouser \
+		-n 8 --steps 25 --max-tokens 0 --grid $(DEMO)/grid-trouser.png >/dev/null
+	cmd/mm-sample --model $(DEMO)/run --ema --prompt 'a photo of a sneaker' --image -o $(DEMO)/samples/sneaker \
+		-n 8 --steps 25 --max-tokens 0 --grid $(DEMO)/grid-sneaker.png >/dev/null
+	cmd/mm-sample --model $(DEMO)/run --ema --prompt 'a photo of a bag' --image -o $(DEMO)/samples/bag \
+		-n 8 --steps 25 --max-tokens 0 --grid $(DEMO)/grid-bag.png >/dev/null
+	cmd/mm-sample --model $(DEMO)/run --ema --prompt 'a photo of a dress' --image -o $(DEMO)/samples/dress \
+		-n 8 --steps 25 --max-tokens 0 --grid $(DEMO)/grid-dress.png >/dev/null
+	cmd/mm-sample --model $(DEMO)/run --ema --max-tokens 20 --caption $(DEMO)/samples/*/000.png
 	@echo
 	@echo "tokenizer:   $(DEMO)/tok.bin"
 	@echo "shards:      $(DEMO)/train-00000.mms $(DEMO)/test-00000.mms"
 	@echo "checkpoint:  $(DEMO)/run/$$(cat $(DEMO)/run/latest)"
 	@echo "log:         $(DEMO)/run/log.jsonl"
+	@echo "images:      $(DEMO)/samples/*/NNN.png, grids $(DEMO)/grid-*.png"
 
 # Regenerates the PyTorch fixtures under tests/ref (needs python3-torch).
 ref: all

@@ -1,0 +1,561 @@
+// The inference engine: the KV cache, spans of new positions through the layers, and the image
+// ODE samplers (see sample.h). The layers use the model's kernels and its weights in place.
+#include "sample.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "kernels.h"
+#include "model_priv.h"
+#include "tokenizer.h"
+
+#include <cblas.h>
+
+// Queries per attention block (the scores of one block are (QB, T)).
+#define QB 64
+
+// A span: positions [start, start + n) of one slot, run through the layers together.
+typedef struct span {
+	int slot, start, n;
+} span;
+
+struct mm_sampler {
+	mm_model *m;
+	const float *w;
+	int S, T, D, H, hd, F, V, P, NP, K, L, qk;
+	int rcap; // rows one pass through the layers can hold
+	float *kc, *vc; // (L, S, T, D): keys (normed, rotated) and values of every cached position
+	// The inputs of every position of every slot, (S, T) each: what a recomputation needs, and
+	// the mask. img is the image's id within its slot (the position of its first patch), -1 for text.
+	int32_t *tok, *patch, *img;
+	float *tt, *zz; // noise level (S, T) and patch pixels (S, T, P)
+	int *len;
+	span *sp; // (S): the spans of the current call
+	float *rcos, *rsin; // rotary tables of positions 0..T-1, (T, hd/2)
+	// Scratch for up to rcap rows.
+	float *x, *h, *q, *k, *v, *a, *tmp, *g1, *g3, *rstd, *cosb, *sinb;
+	float *att, *zs, *ts, *ft, *u, *emb, *xp; // att: (QB, T) scores
+	int32_t *rslot, *rpos, *rtok, *irows, *ipatch, *orows;
+	float *logits; // (S, V): the last positions of the spans of the last append
+	void *mem;     // one allocation for all of the above
+};
+
+#define WT(name, l) (s->w + s->m->pl.off.name + (size_t)(l) * s->m->pl.len.name)
+
+static size_t align16(size_t n) { return (n + 15) / 16 * 16; }
+
+// Lays out every array in one block (base NULL: measures).
+static size_t sampler_layout(mm_sampler *s, char *base)
+{
+	size_t off = 0, S = s->S, T = s->T, D = s->D, R = s->rcap, P = s->P;
+#define F32(field, count)                                          \
+	s->field = base ? (float *)(base + off) : NULL;            \
+	off += align16((size_t)(count)) * sizeof(float);
+#define I32(field, count)                                          \
+	s->field = base ? (int32_t *)(base + off) : NULL;          \
+	off += align16((size_t)(count)) * sizeof(int32_t);
+	F32(kc, (size_t)s->L * S * T * D) F32(vc, (size_t)s->L * S * T * D)
+	I32(tok, S * T) I32(patch, S * T) I32(img, S * T) F32(tt, S * T) F32(zz, S * T * P)
+	F32(rcos, T * (s->hd / 2)) F32(rsin, T * (s->hd / 2))
+	F32(x, R * D) F32(h, R * D) F32(q, R * D) F32(k, R * D) F32(v, R * D) F32(a, R * D)
+	F32(tmp, R * D) F32(g1, R * s->F) F32(g3, R * s->F) F32(rstd, R * s->H)
+	F32(cosb, R * (s->hd / 2)) F32(sinb, R * (s->hd / 2))
+	F32(att, (size_t)QB * T) F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
+	I32(rslot, R) I32(rpos, R) I32(rtok, R) I32(irows, R) I32(ipatch, R) I32(orows, R)
+	F32(logits, S * (size_t)s->V)
+#undef F32
+#undef I32
+	return off;
+}
+
+int mm_sampler_new(mm_sampler **sp, mm_model *m, int slots)
+{
+	*sp = NULL;
+	const mm_config *c = mm_model_config(m);
+	if (slots < 1 || (int64_t)slots * c->seq_len > (1 << 24))
+		return mm_fail(MM_EINVAL, "sampler: %d slots of %d positions: need 1 to 2^24 positions", slots,
+			       c->seq_len);
+	mm_sampler *s = calloc(1, sizeof *s);
+	if (!s)
+		return mm_fail(MM_ENOMEM, "sampler: out of memory");
+	s->m = m;
+	s->w = mm_model_params(m);
+	s->S = slots, s->T = c->seq_len, s->D = c->dim, s->H = c->heads, s->hd = c->dim / c->heads;
+	s->F = c->mlp, s->V = c->vocab, s->P = MM_PDIM(c), s->NP = MM_NPATCH(c), s->K = c->bottleneck;
+	s->L = c->layers, s->qk = c->qk_norm;
+	// Room for the whole context of every slot, up to 4096 rows; larger batches go in pieces.
+	int64_t all = (int64_t)slots * s->T;
+	s->rcap = (int)(all < 4096 ? all : (s->T > 4096 ? s->T : 4096));
+	size_t bytes = sampler_layout(s, NULL);
+	s->mem = malloc(bytes);
+	s->len = calloc((size_t)slots, sizeof *s->len);
+	s->sp = calloc((size_t)slots, sizeof *s->sp);
+	if (!s->mem || !s->len || !s->sp) {
+		mm_sampler_free(s);
+		return mm_fail(MM_ENOMEM, "sampler: cannot allocate %zu MiB", bytes >> 20);
+	}
+	sampler_layout(s, s->mem);
+	int32_t *pos = s->rpos; // positions 0..T-1, borrowing a scratch array (rcap >= T)
+	for (int i = 0; i < s->T; i++)
+		pos[i] = i;
+	mm_rope_table(s->rcos, s->rsin, pos, s->T, s->hd);
+	*sp = s;
+	return 0;
+}
+
+void mm_sampler_free(mm_sampler *s)
+{
+	if (!s)
+		return;
+	free(s->mem);
+	free(s->len);
+	free(s->sp);
+	free(s);
+}
+
+int mm_sampler_slots(const mm_sampler *s) { return s->S; }
+const mm_model *mm_sampler_model(const mm_sampler *s) { return s->m; }
+int mm_sampler_len(const mm_sampler *s, int slot) { return slot >= 0 && slot < s->S ? s->len[slot] : 0; }
+void mm_sampler_clear(mm_sampler *s, int slot)
+{
+	if (slot >= 0 && slot < s->S)
+		s->len[slot] = 0;
+}
+const float *mm_sampler_logits(const mm_sampler *s, int i) { return s->logits + (size_t)i * s->V; }
+
+// Embeds rows [0, R) of the current pass into s->x: token rows from tok_emb, image rows as
+// pe(z) + pos2d[patch] + temb(t), computed as the training forward does.
+static void embed_rows(mm_sampler *s, int R)
+{
+	int D = s->D, P = s->P, ni = 0;
+	mm_embedding_forward(s->x, WT(tok_emb, 0), s->rtok, R, D);
+	for (int r = 0; r < R; r++) {
+		size_t at = (size_t)s->rslot[r] * s->T + s->rpos[r];
+		if (s->img[at] < 0)
+			continue;
+		memcpy(s->zs + (size_t)ni * P, s->zz + at * P, (size_t)P * sizeof(float));
+		s->ts[ni] = s->tt[at];
+		s->ipatch[ni] = s->patch[at];
+		s->irows[ni++] = r;
+	}
+	if (!ni)
+		return;
+	if (s->K) {
+		mm_matmul_forward(s->u, s->zs, WT(pe_w1, 0), NULL, ni, P, s->K);
+		mm_matmul_forward(s->emb, s->u, WT(pe_w2, 0), WT(pe_b, 0), ni, s->K, D);
+	} else {
+		mm_matmul_forward(s->emb, s->zs, WT(pe_w, 0), WT(pe_b, 0), ni, P, D);
+	}
+	mm_timestep_forward(s->ft, s->ts, ni);
+	mm_matmul_forward(s->tmp, s->ft, WT(t_w, 0), WT(t_b, 0), ni, 64, D);
+	mm_residual_forward(s->emb, s->emb, s->tmp, (size_t)ni * D);
+	mm_embedding_forward(s->tmp, WT(pos2d, 0), s->ipatch, ni, D);
+	mm_residual_forward(s->emb, s->emb, s->tmp, (size_t)ni * D);
+	mm_embedding_backward(s->x, s->emb, s->irows, ni, D); // image rows of x are zero
+}
+
+// a = attention of the rows of spans sp[0..nsp) over their slots' cached keys and values of
+// layer l. Per span, head and block of up to QB queries: scores by one matrix product, the mask
+// of lib/model.h (a position sees every earlier one, a patch also the later patches of its own
+// image), softmax, and the weighted values by a second product.
+static void attend(mm_sampler *s, int l, int nsp, const span *sp)
+{
+	int D = s->D, H = s->H, hd = s->hd, T = s->T;
+	float scale = 1 / sqrtf((float)hd), *sc = s->att;
+	for (int i = 0, row0 = 0; i < nsp; row0 += sp[i++].n) {
+		int nk = sp[i].start + sp[i].n;
+		const int32_t *img = s->img + (size_t)sp[i].slot * T;
+		const float *kb = s->kc + ((size_t)l * s->S + sp[i].slot) * T * D;
+		const float *vb = s->vc + ((size_t)l * s->S + sp[i].slot) * T * D;
+		for (int hh = 0; hh < H; hh++)
+			for (int q0 = 0; q0 < sp[i].n; q0 += QB) {
+				int nq = sp[i].n - q0 < QB ? sp[i].n - q0 : QB;
+				size_t at = (size_t)(row0 + q0) * D + hh * hd;
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, s->q + at, D,
+					    kb + hh * hd, D, 0, sc, nk);
+				for (int r = 0; r < nq; r++) {
+					float *p = sc + (size_t)r * nk, mx = -INFINITY, sum = 0;
+					int pos = sp[i].start + q0 + r;
+					int32_t me = img[pos];
+					for (int j = pos + 1; j < nk; j++)
+						if (me < 0 || img[j] != me)
+							p[j] = -INFINITY;
+					for (int j = 0; j < nk; j++)
+						mx = p[j] > mx ? p[j] : mx;
+					for (int j = 0; j < nk; j++) {
+						p[j] = expf(p[j] - mx);
+						sum += p[j];
+					}
+					float inv = 1 / sum;
+					for (int j = 0; j < nk; j++)
+						p[j] *= inv;
+				}
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb + hh * hd,
+					    D, 0, s->a + at, D);
+			}
+	}
+}
+
+// silu(g1) * g3 four values at a time (GCC/clang vector extensions; plain SSE2 on x86-64): with
+// the library's scalar expf this was a tenth of the sampler's time. exp(x) is 2^n p(r) with
+// x = n ln2 + r, |r| <= ln2 / 2, p the degree-6 Taylor polynomial, x clamped to [-88, 88]:
+// relative error below 3e-7 (5 ulp).
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static v4f swiglu4(v4f g1, v4f g3)
+{
+	const v4f lo = {-88, -88, -88, -88}, hi = {88, 88, 88, 88}, one = {1, 1, 1, 1};
+	const v4f magic = {12582912, 12582912, 12582912, 12582912}; // 1.5 2^23: rounds to integers
+	v4f x = -g1;
+	v4i m = x < lo;
+	x = (v4f)(((v4i)x & ~m) | ((v4i)lo & m));
+	m = x > hi;
+	x = (v4f)(((v4i)x & ~m) | ((v4i)hi & m));
+	v4f n = (x * 1.44269504f + magic) - magic;
+	v4f r = x - n * 0.693359375f + n * 2.12194440e-4f; // ln2 in two parts, the first exact in n
+	v4f p = one + r * (one + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+	v4i e = (__builtin_convertvector(n, v4i) + 127) << 23;
+	return g1 / (one + p * (v4f)e) * g3;
+}
+
+// Over n values, n a multiple of 4.
+static void swiglu_4n(float *out, const float *g1, const float *g3, size_t n)
+{
+	for (size_t i = 0; i < n; i += 4) {
+		v4f a, b;
+		memcpy(&a, g1 + i, sizeof a);
+		memcpy(&b, g3 + i, sizeof b);
+		a = swiglu4(a, b);
+		memcpy(out + i, &a, sizeof a);
+	}
+}
+
+// out = silu(g1) * g3 over n values, as mm_swiglu_forward (out may be g1).
+static void swiglu(float *out, const float *g1, const float *g3, size_t n)
+{
+	size_t n4 = n / 4 * 4, k = n - n4;
+	swiglu_4n(out, g1, g3, n4);
+	if (k) { // the last values, padded
+		float a[4] = {0}, b[4] = {0};
+		memcpy(a, g1 + n4, k * sizeof(float));
+		memcpy(b, g3 + n4, k * sizeof(float));
+		swiglu_4n(a, a, b, 4);
+		memcpy(out + n4, a, k * sizeof(float));
+	}
+}
+
+// One block over rows [0, R): the training block, with the new keys and values stored in the
+// cache before attention reads it.
+static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
+{
+	int D = s->D, F = s->F, H = s->H, hd = s->hd;
+	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(attn_norm, l), R, D);
+	mm_matmul_forward(s->q, s->h, WT(wq, l), NULL, R, D, D);
+	mm_matmul_forward(s->k, s->h, WT(wk, l), NULL, R, D, D);
+	mm_matmul_forward(s->v, s->h, WT(wv, l), NULL, R, D, D);
+	if (s->qk) { // per head, in place: each row is read before it is written
+		mm_rmsnorm_forward(s->q, s->rstd, s->q, WT(q_norm, l), R * H, hd);
+		mm_rmsnorm_forward(s->k, s->rstd, s->k, WT(k_norm, l), R * H, hd);
+	}
+	mm_rope_forward(s->q, s->cosb, s->sinb, R, H, hd);
+	mm_rope_forward(s->k, s->cosb, s->sinb, R, H, hd);
+	for (int r = 0; r < R; r++) {
+		size_t at = (((size_t)l * s->S + s->rslot[r]) * s->T + s->rpos[r]) * D;
+		memcpy(s->kc + at, s->k + (size_t)r * D, (size_t)D * sizeof(float));
+		memcpy(s->vc + at, s->v + (size_t)r * D, (size_t)D * sizeof(float));
+	}
+	attend(s, l, nsp, sp);
+	mm_matmul_forward(s->tmp, s->a, WT(wo, l), NULL, R, D, D);
+	mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
+
+	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(mlp_norm, l), R, D);
+	mm_matmul_forward(s->g1, s->h, WT(w1, l), NULL, R, D, F);
+	mm_matmul_forward(s->g3, s->h, WT(w3, l), NULL, R, D, F);
+	swiglu(s->g1, s->g1, s->g3, (size_t)R * F);
+	mm_matmul_forward(s->tmp, s->g1, WT(w2, l), NULL, R, F, D);
+	mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
+}
+
+// The heads: the final norm on the rows in orows[0..no), then y @ w^T + b into out (no, OC).
+static void head(mm_sampler *s, int no, const float *w, const float *b, int OC, float *out)
+{
+	mm_embedding_forward(s->h, s->x, s->orows, no, s->D);
+	mm_rmsnorm_forward(s->h, s->rstd, s->h, WT(final_norm, 0), no, s->D);
+	mm_matmul_forward(out, s->h, w, b, no, s->D, OC);
+}
+
+// Runs spans sp[0..nsp) (their inputs already in the slot history) through the model, as many
+// at a time as fit in rcap rows. With logits, the logits of each span's last position go to
+// s->logits (row = span index); with xp_last > 0, x_pred of each span's last xp_last positions
+// goes to xpred (nsp, xp_last, P). Slot lengths are not changed.
+static void run_spans(mm_sampler *s, int nsp, const span *sp, int logits, int xp_last, float *xpred)
+{
+	for (int first = 0; first < nsp;) {
+		int last = first, R = 0;
+		while (last < nsp && R + sp[last].n <= s->rcap)
+			R += sp[last++].n;
+		R = 0;
+		for (int i = first; i < last; i++)
+			for (int j = 0; j < sp[i].n; j++, R++) {
+				s->rslot[R] = sp[i].slot;
+				s->rpos[R] = sp[i].start + j;
+				size_t at = (size_t)sp[i].slot * s->T + sp[i].start + j;
+				s->rtok[R] = s->img[at] < 0 ? s->tok[at] : -1;
+			}
+		embed_rows(s, R);
+		mm_embedding_forward(s->cosb, s->rcos, s->rpos, R, s->hd / 2);
+		mm_embedding_forward(s->sinb, s->rsin, s->rpos, R, s->hd / 2);
+		for (int l = 0; l < s->L; l++)
+			block(s, l, R, last - first, sp + first);
+		int no = 0, row = 0;
+		for (int i = first; i < last; i++) {
+			row += sp[i].n;
+			if (logits && sp[i].n)
+				s->orows[no++] = row - 1;
+		}
+		if (no) { // rows in order of the spans that have any; spread to one row per span
+			float *lg = s->logits + (size_t)first * s->V;
+			head(s, no, WT(lm_head, 0), NULL, s->V, lg);
+			for (int i = last - 1, k = no - 1; i >= first && k < i - first; i--)
+				if (sp[i].n)
+					memmove(lg + (size_t)(i - first) * s->V, lg + (size_t)k-- * s->V,
+						(size_t)s->V * sizeof *lg);
+		}
+		if (xp_last) {
+			no = row = 0;
+			for (int i = first; i < last; i++) {
+				row += sp[i].n;
+				for (int j = xp_last; j > 0; j--)
+					s->orows[no++] = row - j;
+			}
+			head(s, no, WT(ph_w, 0), WT(ph_b, 0), s->P, xpred + (size_t)first * xp_last * s->P);
+		}
+		first = last;
+	}
+}
+
+static int check_slots(const mm_sampler *s, int ns, const int *slots, int need)
+{
+	if (ns < 1 || ns > s->S)
+		return mm_fail(MM_EINVAL, "sampler: %d slots given, %d exist", ns, s->S);
+	for (int i = 0; i < ns; i++) {
+		if (slots[i] < 0 || slots[i] >= s->S)
+			return mm_fail(MM_EINVAL, "sampler: slot %d does not exist", slots[i]);
+		for (int j = 0; j < i; j++)
+			if (slots[j] == slots[i])
+				return mm_fail(MM_EINVAL, "sampler: slot %d given twice", slots[i]);
+		if (s->len[slots[i]] + need > s->T)
+			return mm_fail(MM_ERANGE, "sampler: %d positions after %d do not fit the context of %d",
+				       need, s->len[slots[i]], s->T);
+	}
+	return 0;
+}
+
+int mm_sampler_append_tokens(mm_sampler *s, int ns, const int *slots, const int32_t *const *tok, const int *n)
+{
+	int rc = check_slots(s, ns, slots, 0);
+	if (rc)
+		return rc;
+	span *sp = s->sp;
+	for (int i = 0; i < ns && !rc; i++) {
+		int sl = slots[i], start = s->len[sl];
+		if (n[i] < 0 || n[i] > s->T - start)
+			rc = mm_fail(MM_ERANGE, "sampler: %d tokens after %d positions do not fit the context of %d",
+				     n[i], start, s->T);
+		for (int j = 0; j < n[i] && !rc; j++) {
+			size_t at = (size_t)sl * s->T + start + j;
+			if (tok[i][j] < 0 || tok[i][j] >= s->V)
+				rc = mm_fail(MM_EINVAL, "sampler: token %d not in the vocabulary of %d", tok[i][j], s->V);
+			else
+				s->tok[at] = tok[i][j], s->img[at] = -1, s->patch[at] = -1, s->tt[at] = 0;
+		}
+		sp[i] = (span){sl, start, n[i]};
+	}
+	if (!rc) {
+		run_spans(s, ns, sp, 1, 0, NULL);
+		for (int i = 0; i < ns; i++)
+			s->len[slots[i]] += n[i];
+	}
+	return rc;
+}
+
+// Writes an image's NP patches z (NP, P) at noise level t into the history of a slot from its
+// current length on (and EOI after them with eoi).
+static void put_image(mm_sampler *s, int slot, const float *z, float t, int eoi)
+{
+	int start = s->len[slot];
+	for (int j = 0; j < s->NP; j++) {
+		size_t at = (size_t)slot * s->T + start + j;
+		s->tok[at] = -1, s->img[at] = start, s->patch[at] = j, s->tt[at] = t;
+		memcpy(s->zz + at * s->P, z + (size_t)j * s->P, (size_t)s->P * sizeof(float));
+	}
+	if (eoi) {
+		size_t at = (size_t)slot * s->T + start + s->NP;
+		s->tok[at] = MM_TOK_EOI, s->img[at] = -1, s->patch[at] = -1, s->tt[at] = 0;
+	}
+}
+
+static int check_image(const mm_sampler *s, float t)
+{
+	if (!s->NP)
+		return mm_fail(MM_EINVAL, "sampler: the model has no image geometry");
+	if (!(t >= 0 && t <= 1))
+		return mm_fail(MM_EINVAL, "sampler: noise level %g not in [0, 1]", t);
+	return 0;
+}
+
+int mm_sampler_append_image(mm_sampler *s, int ns, const int *slots, const float *z, float t, int eoi)
+{
+	int rc = check_image(s, t);
+	if (!rc)
+		rc = check_slots(s, ns, slots, s->NP + !!eoi);
+	if (rc)
+		return rc;
+	if (eoi && MM_TOK_EOI >= s->V)
+		return mm_fail(MM_EINVAL, "sampler: vocabulary of %d has no EOI", s->V);
+	span *sp = s->sp;
+	for (int i = 0; i < ns; i++) {
+		put_image(s, slots[i], z + (size_t)i * s->NP * s->P, t, eoi);
+		sp[i] = (span){slots[i], s->len[slots[i]], s->NP + !!eoi};
+	}
+	run_spans(s, ns, sp, eoi, 0, NULL);
+	for (int i = 0; i < ns; i++)
+		s->len[slots[i]] += sp[i].n;
+	return 0;
+}
+
+int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, float t, int recompute,
+		       float *xpred)
+{
+	int rc = check_image(s, t);
+	if (!rc)
+		rc = check_slots(s, ns, slots, s->NP);
+	if (rc)
+		return rc;
+	span *sp = s->sp;
+	for (int i = 0; i < ns; i++) {
+		int sl = slots[i], start = s->len[sl];
+		put_image(s, sl, z + (size_t)i * s->NP * s->P, t, 0);
+		sp[i] = recompute ? (span){sl, 0, start + s->NP} : (span){sl, start, s->NP};
+	}
+	run_spans(s, ns, sp, 0, s->NP, xpred);
+	return 0;
+}
+
+void mm_image_opts_default(mm_image_opts *o)
+{
+	*o = (mm_image_opts){MM_ODE_HEUN, 50, 1, 0, 1, 0};
+}
+
+int mm_image_calls(const mm_image_opts *o)
+{
+	return o->method == MM_ODE_HEUN ? 2 * o->steps - 1 : o->steps;
+}
+
+// The ODE state of one mm_sampler_image call.
+typedef struct ode {
+	mm_sampler *s;
+	const mm_image_opts *o;
+	int ns, n; // conditional slots; values per image set (ns NP P)
+	int *slots; // the conditional slots, then the unconditional ones
+	float *zin, *xp; // (2 ns, NP, P)
+} ode;
+
+// v (ns, NP, P) = the velocity at (z, t): x_pred of the conditional slots, guided by the
+// unconditional ones when t is in the interval.
+static int velocity(ode *e, const float *z, float t, float *v)
+{
+	const mm_image_opts *o = e->o;
+	int guided = o->cfg != 1 && t >= o->cfg_lo && t <= o->cfg_hi, n = e->n;
+	memcpy(e->zin, z, (size_t)n * sizeof *z);
+	if (guided)
+		memcpy(e->zin + n, z, (size_t)n * sizeof *z);
+	int rc = mm_sampler_denoise(e->s, guided ? 2 * e->ns : e->ns, e->slots, e->zin, t, o->recompute, e->xp);
+	if (rc)
+		return rc;
+	float sc = 1 - t > 0.05f ? 1 - t : 0.05f, g = o->cfg;
+	const float *xc = e->xp, *xu = e->xp + n;
+	for (int i = 0; i < n; i++) {
+		float x = guided ? xu[i] + g * (xc[i] - xu[i]) : xc[i];
+		v[i] = (x - z[i]) / sc;
+	}
+	return 0;
+}
+
+static int integrate(ode *e, float *z, float *v1, float *v2, float *ze)
+{
+	const mm_image_opts *o = e->o;
+	int N = o->steps, n = e->n, rc = 0;
+	for (int i = 0; i < N && !rc; i++) {
+		float t0 = (float)((double)i / N), t1 = (float)((double)(i + 1) / N), dt = t1 - t0;
+		if ((rc = velocity(e, z, t0, v1)))
+			break;
+		if (o->method == MM_ODE_EULER || i + 1 == N) {
+			for (int j = 0; j < n; j++)
+				z[j] += dt * v1[j];
+			continue;
+		}
+		for (int j = 0; j < n; j++)
+			ze[j] = z[j] + dt * v1[j];
+		if ((rc = velocity(e, ze, t1, v2)))
+			break;
+		for (int j = 0; j < n; j++)
+			z[j] += dt * 0.5f * (v1[j] + v2[j]);
+	}
+	return rc;
+}
+
+int mm_sampler_image(mm_sampler *s, int ns, const int *slots, const int *uncond, const mm_image_opts *o,
+		     float *z)
+{
+	if (o->method != MM_ODE_EULER && o->method != MM_ODE_HEUN)
+		return mm_fail(MM_EINVAL, "sampler: unknown ODE method %d", o->method);
+	if (o->steps < 1 || o->steps > 1000000)
+		return mm_fail(MM_EINVAL, "sampler: %d steps not in [1, 1000000]", o->steps);
+	if (!isfinite(o->cfg) || !(o->cfg_lo <= o->cfg_hi))
+		return mm_fail(MM_EINVAL, "sampler: guidance %g on [%g, %g]", o->cfg, o->cfg_lo, o->cfg_hi);
+	int guided = o->cfg != 1;
+	if (guided && !uncond)
+		return mm_fail(MM_EINVAL, "sampler: guidance without unconditional slots");
+	int rc = check_image(s, 0);
+	if (!rc)
+		rc = check_slots(s, ns, slots, s->NP);
+	if (rc)
+		return rc;
+	ode e = {s, o, ns, ns * s->NP * s->P, NULL, NULL, NULL};
+	size_t n = (size_t)e.n;
+	e.slots = malloc(2 * (size_t)ns * sizeof *e.slots);
+	float *buf = malloc(7 * n * sizeof *buf);
+	if (!e.slots || !buf) {
+		free(e.slots);
+		free(buf);
+		return mm_fail(MM_ENOMEM, "sampler: out of memory");
+	}
+	memcpy(e.slots, slots, (size_t)ns * sizeof *slots);
+	if (guided)
+		memcpy(e.slots + ns, uncond, (size_t)ns * sizeof *uncond);
+	e.zin = buf, e.xp = buf + 2 * n;
+	rc = guided ? check_slots(s, 2 * ns, e.slots, s->NP) : 0;
+	if (!rc)
+		rc = integrate(&e, z, buf + 4 * n, buf + 5 * n, buf + 6 * n);
+	free(e.slots);
+	free(buf);
+	return rc;
+}
+
+void mm_pixels_from_float(const float *x, size_t n, uint8_t *px)
+{
+	for (size_t i = 0; i < n; i++) {
+		float v = floorf((x[i] + 1) * 127.5f + 0.5f);
+		px[i] = !(v > 0) ? 0 : v >= 255 ? 255 : (uint8_t)v; // NaN lands on 0
+	}
+}
+
+void mm_pixels_to_float(const uint8_t *px, size_t n, float *x)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)(px[i] / 127.5 - 1.0); // exactly as the training loader
+}
