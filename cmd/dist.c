@@ -1,3 +1,4 @@
+#define _GNU_SOURCE // CPU_COUNT
 #include "dist.h"
 
 #include <stdlib.h>
@@ -12,7 +13,7 @@ void dist_init(int *argc, char ***argv) { (void)argc, (void)argv; }
 void dist_finalize(void) {}
 int dist_rank(void) { return 0; }
 int dist_world(void) { return 1; }
-int dist_local_world(void) { return 1; }
+int dist_default_threads(void) { return 0; }
 void dist_set_timeout(double seconds) { (void)seconds; }
 void dist_sum_floats(float *x, size_t n) { (void)x, (void)n; }
 void dist_sum_doubles(double *x, int n) { (void)x, (void)n; }
@@ -30,6 +31,7 @@ int dist_ckpt_read(mm_ckpt **ck, char **path) { return mm_ckpt_read(ck, *path); 
 
 #include <mpi.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -137,7 +139,16 @@ void dist_finalize(void)
 
 int dist_rank(void) { return rank; }
 int dist_world(void) { return world; }
-int dist_local_world(void) { return local_world; }
+int dist_default_threads(void)
+{
+	if (world == 1)
+		return 0;
+	long n = sysconf(_SC_NPROCESSORS_ONLN) / local_world;
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < n)
+		n = CPU_COUNT(&set);
+	return n < 1 ? 1 : (int)n;
+}
 void dist_set_timeout(double seconds) { atomic_store(&timeout_ns, (int64_t)(seconds * 1e9)); }
 
 void dist_sum_floats(float *x, size_t n)

@@ -26,8 +26,10 @@ void dist_init(int *argc, char ***argv);
 void dist_finalize(void);
 int dist_rank(void);
 int dist_world(void);
-// Ranks on this machine (1 without MPI): --threads 0 shares the processors among them.
-int dist_local_world(void);
+// Threads for --threads 0: 0 (every processor) for a single rank; with several ranks, this
+// machine's processors shared among its ranks, and no more than the processors this rank is
+// bound to (mpirun binds each rank to one core by default when it starts two).
+int dist_default_threads(void);
 // Seconds a rank may wait in one collective before the job is aborted (0: no limit).
 void dist_set_timeout(double seconds);
 

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "dist.h"
@@ -133,13 +132,7 @@ int main(int argc, char **argv)
 	parse(argc, argv);
 	dist_init(&argc, &argv);
 	dist_set_timeout(o.dist_timeout);
-	// Ranks that share a machine share its processors.
-	long long threads = o.threads;
-	if (!threads && dist_local_world() > 1) {
-		threads = sysconf(_SC_NPROCESSORS_ONLN) / dist_local_world();
-		threads = threads < 1 ? 1 : threads;
-	}
-	train_set_threads(threads);
+	train_set_threads(o.threads ? o.threads : dist_default_threads());
 	struct trainer tr;
 	train_setup(&tr, &o, table);
 
