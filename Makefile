@@ -76,6 +76,30 @@ tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 test: all $(TEST_BINS) $(MPI_TOOL)
 	@sh tests/run.sh
 
+# The whole pipeline on the embedded data: tokenize, train a few minutes, sample, evaluate.
+DEMO ?= out/demo
+DEMO_STEPS ?= 600
+FM = data/fashion-mnist
+demo: all
+	@mkdir -p $(DEMO)
+	@echo "== tokenize: 2,000 Fashion-MNIST images with captions, a BPE tokenizer learned from them"
+	cmd/mm-tokenize --format idx $(FM)/train-images-idx3-ubyte.gz $(FM)/train-labels-idx1-ubyte.gz \
+		--labels $(FM)/labels.txt --caption-template 'a photo of a {label}' \
+		--train-tokenizer $(DEMO)/tok.bin --vocab-size 300 -o $(DEMO)/train
+	cmd/mm-tokenize --format idx $(FM)/t10k-images-idx3-ubyte.gz $(FM)/t10k-labels-idx1-ubyte.gz \
+		--labels $(FM)/labels.txt --caption-template 'a photo of a {label}' \
+		--tokenizer $(DEMO)/tok.bin -o $(DEMO)/test
+	@echo "== train: $(DEMO_STEPS) steps"
+	rm -rf $(DEMO)/run
+	cmd/mm-train --data $(DEMO)/train-00000.mms --val $(DEMO)/test-00000.mms --tokenizer $(DEMO)/tok.bin \
+		--dim 128 --layers 4 --heads 4 --seq-len 64 --batch 16 --lr 2e-3 --warmup 50 \
+		--steps $(DEMO_STEPS) --ema 0.99 --log-every 25 --eval-every 200 --eval-batches 8 --out $(DEMO)/run
+	@echo
+	@echo "tokenizer:   $(DEMO)/tok.bin"
+	@echo "shards:      $(DEMO)/train-00000.mms $(DEMO)/test-00000.mms"
+	@echo "checkpoint:  $(DEMO)/run/$$(cat $(DEMO)/run/latest)"
+	@echo "log:         $(DEMO)/run/log.jsonl"
+
 # Regenerates the PyTorch fixtures under tests/ref (needs python3-torch).
 ref: all
 	@sh .ci/deps ref

@@ -97,7 +97,7 @@ def main():
     opt = torch.optim.AdamW(
         [dict(params=[p for n, p in params.items() if kinds[n] == "m"], weight_decay=0.1),
          dict(params=[p for n, p in params.items() if kinds[n] != "m"], weight_decay=0.0)],
-        lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+        lr=a.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
     times, losses = [], []
     for step in range(a.warmup + a.steps):
         batch = random_batch(c, a.batch, a.text, gen)  # outside the timed region
