@@ -24,8 +24,22 @@ TEST_BINS := $(patsubst tests/%.c,tests/bin/%,$(TEST_SRC))
 HEADERS := $(wildcard lib/*.h cmd/*.h tests/*.h)
 DEPS_OK := .ci/.deps-build-ok
 
+# Data-parallel training: `make MPI=1` also builds cmd/mm-train-mpi, mm-train over Open MPI
+# (run it with mpirun). Its cmd/ objects are compiled with -DMM_MPI into cmd/mpi/, so the plain
+# tools never hold MPI code and the two builds never mix objects. `make test` always builds it:
+# the 2-rank test needs it.
+MPI ?= 0
+MPI_TOOL := cmd/mm-train-mpi
+MPI_OBJ := $(patsubst cmd/%.c,cmd/mpi/%.o,$(CLI_SRC) cmd/mm-train.c)
+MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
+MPI_LIBS = $(shell pkg-config --libs ompi-c)
+DEPS_MPI_OK := .ci/.deps-mpi-ok
+
 .PHONY: all deps test demo install clean ref bench
 all: lib/libmm.a $(TOOLS)
+ifeq ($(MPI),1)
+all: $(MPI_TOOL)
+endif
 
 # The stamp is refreshed only when the script changes; the script itself is quick when
 # nothing is missing.
@@ -39,6 +53,15 @@ lib/%.o: lib/%.c $(HEADERS) | $(DEPS_OK)
 cmd/%.o: cmd/%.c $(HEADERS) | $(DEPS_OK)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
+$(DEPS_MPI_OK): .ci/deps
+	@sh .ci/deps mpi
+	@touch $@
+cmd/mpi/%.o: cmd/%.c $(HEADERS) | $(DEPS_OK) $(DEPS_MPI_OK)
+	@mkdir -p cmd/mpi
+	$(CC) $(CFLAGS_ALL) -DMM_MPI $(MPI_CFLAGS) -c -o $@ $<
+$(MPI_TOOL): $(MPI_OBJ) lib/libmm.a
+	$(CC) $(CFLAGS_ALL) -o $@ $(MPI_OBJ) lib/libmm.a $(LDLIBS_ALL) $(MPI_LIBS)
+
 lib/libmm.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
@@ -50,7 +73,7 @@ tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
 	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
 
-test: all $(TEST_BINS)
+test: all $(TEST_BINS) $(MPI_TOOL)
 	@sh tests/run.sh
 
 # The whole pipeline on the embedded data: tokenize, train a few minutes, sample, evaluate.
@@ -98,11 +121,15 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/mm \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+ifeq ($(MPI),1)
+	install -m 755 $(MPI_TOOL) $(DESTDIR)$(PREFIX)/bin/
+endif
 	install -m 644 lib/libmm.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(filter-out %_internal.h %_priv.h %_impl.h,$(wildcard lib/*.h)) $(DESTDIR)$(PREFIX)/include/mm/
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
 
 clean:
-	rm -f lib/*.o lib/libmm.a cmd/*.o $(TOOLS)
+	rm -f lib/*.o lib/libmm.a cmd/*.o $(TOOLS) $(MPI_TOOL)
+	rm -rf cmd/mpi
 	rm -rf tests/bin tests/tmp

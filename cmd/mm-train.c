@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "mm.h"
 #include "opts.h"
 #include "train.h"
@@ -14,7 +15,7 @@ static struct train_opts o = {
 	.image_weight = 5, .steps = 0, .epochs = 0, .batch = 32, .lr = 5e-4, .min_lr = 5e-5,
 	.warmup = 100, .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .clip = 1.0, .ema = 0,
 	.cfg_drop = 0.1, .image_first = 0.2, .seed = 1, .threads = 0, .log_every = 10,
-	.eval_every = 500, .eval_batches = 0, .ckpt_every = 1000, .keep = 3,
+	.eval_every = 500, .eval_batches = 0, .ckpt_every = 1000, .keep = 3, .dist_timeout = 300,
 };
 
 #define BIG 1e18
@@ -58,6 +59,10 @@ static struct opt table[] = {
 	{"eval-every", OPT_INT, &o.eval_every, "N", "validate every N steps, and at the end (500)", 1, BIG, 1, 0},
 	{"eval-batches", OPT_INT, &o.eval_batches, "N", "validation batches per evaluation (0: all)", 0, BIG, 1, 0},
 	{"profile", OPT_FLAG, &o.profile, NULL, "print where the time of a step goes", 0, 1, 0, 0},
+#ifdef MM_MPI
+	{"Data parallel (mpirun -np N mm-train-mpi ...)", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
+	{"dist-timeout", OPT_FLOAT, &o.dist_timeout, "SEC", "end the job when a rank waits SEC for the others (300; 0: never)", 0, 1e9, 0, 0},
+#endif
 	{"help", OPT_FLAG, &o.help, NULL, "show this help", 0, 1, 0, 0},
 	{NULL, 0, 0, 0, 0, 0, 0, 0, 0},
 };
@@ -67,7 +72,8 @@ static const char usage[] = "usage: mm-train --data PATTERN --out DIR (--steps N
 
 // Settings that describe the run itself may not change on --resume; the others may.
 static const char *const resume_may_change[] = {"steps", "epochs", "threads", "ckpt-every", "keep", "log-every",
-						"eval-every", "eval-batches", "profile", "resume", "help", NULL};
+						"eval-every", "eval-batches", "profile", "resume", "help",
+						"dist-timeout", NULL};
 
 static void check_resume_flags(void)
 {
@@ -124,7 +130,9 @@ int main(int argc, char **argv)
 {
 	cli_init(argv[0]);
 	parse(argc, argv);
-	train_set_threads(o.threads);
+	dist_init(&argc, &argv);
+	dist_set_timeout(o.dist_timeout);
+	train_set_threads(o.threads ? o.threads : dist_default_threads());
 	struct trainer tr;
 	train_setup(&tr, &o, table);
 
@@ -136,5 +144,6 @@ int main(int argc, char **argv)
 
 	int rc = train_run(&tr, table, &stop_signal);
 	train_free(&tr);
+	dist_finalize();
 	return rc;
 }

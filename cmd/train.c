@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dist.h"
 
 #define STAT_SIZE 64
 
@@ -49,6 +50,8 @@ static void open_loaders(struct trainer *tr)
 	lo.seed = (uint64_t)o->seed;
 	lo.cfg_drop = o->cfg_drop;
 	lo.image_first = o->image_first;
+	lo.rank = dist_rank(); // data parallel: each rank reads its own slice, validation included
+	lo.world = dist_world();
 	int rc = mm_loader_open(&tr->train, (const char *const *)o->data.v, o->data.n, &lo);
 	if (rc)
 		die_mm(rc);
@@ -152,10 +155,50 @@ static void write_stat(const struct trainer *tr, uint8_t *b)
 	mm_put_u64(b + 48, (uint64_t)tr->opt->step);
 }
 
+// Data parallel: the RANK section, every rank's data position (rank 0 gathers them).
+// Layout: u32 ranks, u32 0, then per rank u64 epoch, u64 cursor, u64 offset. Returns its size;
+// 0 when there is one rank (the section is left out, as before data-parallel training).
+static size_t rank_section(const struct trainer *tr, uint8_t **out)
+{
+	int w = dist_world();
+	*out = NULL;
+	if (w == 1)
+		return 0;
+	mm_loader_state s;
+	mm_loader_get_state(tr->train, &s);
+	uint64_t mine[3] = {s.epoch, s.cursor, s.offset};
+	uint64_t *all = malloc((size_t)w * sizeof mine);
+	uint8_t *b = malloc(8 + (size_t)w * sizeof mine);
+	if (!all || !b)
+		die("out of memory");
+	dist_gather_u64(mine, 3, all);
+	mm_put_u32(b, (uint32_t)w);
+	mm_put_u32(b + 4, 0);
+	for (int i = 0; i < 3 * w; i++)
+		mm_put_u64(b + 8 + 8 * (size_t)i, all[i]);
+	free(all);
+	*out = b;
+	return 8 + (size_t)w * sizeof mine;
+}
+
 // Writes DIR/ckpt-<step>.mmc, points DIR/latest at it, removes all but the newest keep.
+// Data parallel: a collective; rank 0 writes.
 static void save_checkpoint(struct trainer *tr, struct opt *table, double run_seconds)
 {
 	size_t np = mm_model_nparams(tr->model);
+	// The ranks apply the same sums to the same weights, so they cannot drift apart; this
+	// check costs one pass over the weights and would catch a bug that lets them.
+	if (dist_world() > 1)
+		dist_check_same(mm_crc32c(0, mm_model_params(tr->model), np * sizeof(float)), "the weights");
+	uint8_t *ranks;
+	size_t ranks_size = rank_section(tr, &ranks);
+	char name[64];
+	snprintf(name, sizeof name, "ckpt-%llu.mmc", (unsigned long long)tr->step);
+	if (dist_rank() != 0) {
+		free(tr->last_ckpt);
+		tr->last_ckpt = join(tr->o->out, name);
+		return;
+	}
 	char *conf = opts_dump(table);
 	char modl[1024];
 	uint8_t *tokb;
@@ -167,21 +210,24 @@ static void save_checkpoint(struct trainer *tr, struct opt *table, double run_se
 	tr->elapsed += run_seconds;
 	write_stat(tr, stat);
 	tr->elapsed = el;
-	mm_ckpt_section secs[7] = {
+	mm_ckpt_section secs[8] = {
 		{MM_SEC_CONF, strlen(conf), conf},
 		{MM_SEC_MODL, strlen(modl), modl},
 		{MM_SEC_TOKN, tokn, tokb},
 		{MM_SEC_PARM, np * sizeof(float), mm_model_params(tr->model)},
 		{MM_SEC_ADAM, 2 * np * sizeof(float), tr->opt->m},
 		{MM_SEC_STAT, STAT_SIZE, stat},
-		{MM_SEC_EMA, np * sizeof(float), tr->ema},
 	};
-	char name[64];
-	snprintf(name, sizeof name, "ckpt-%llu.mmc", (unsigned long long)tr->step);
+	int nsec = 6;
+	if (tr->ema)
+		secs[nsec++] = (mm_ckpt_section){MM_SEC_EMA, np * sizeof(float), tr->ema};
+	if (ranks_size)
+		secs[nsec++] = (mm_ckpt_section){MM_SEC_RANK, ranks_size, ranks};
 	char *path = join(tr->o->out, name);
-	int rc = mm_ckpt_write(path, secs, tr->ema ? 7 : 6);
+	int rc = mm_ckpt_write(path, secs, nsec);
 	free(conf);
 	free(tokb);
+	free(ranks);
 	if (rc)
 		die_mm(rc);
 	char *latest = join(tr->o->out, "latest");
@@ -220,16 +266,59 @@ static void save_checkpoint(struct trainer *tr, struct opt *table, double run_se
 	}
 }
 
+// This rank's data position from a checkpoint: STAT holds rank 0's; a data-parallel run also
+// saved every rank's (RANK). Resumed on as many ranks, each rank continues exactly where it
+// was. On another number of ranks, every rank starts at its first document after the earliest
+// saved position: the documents between the ranks' saved positions (less than one batch of
+// each) are read a second time.
+static mm_loader_state resume_position(struct trainer *tr, const mm_ckpt *ck, mm_loader_state st)
+{
+	const char *path = mm_ckpt_path(ck);
+	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_RANK);
+	uint64_t saved = 1;
+	if (s) {
+		const uint8_t *b = s->data;
+		if (s->size < 8 || (saved = mm_get_u32(b)) < 1 || saved > (1u << 24) || s->size != 8 + 24 * saved)
+			die("%s: section RANK of %llu bytes does not hold whole data positions", path,
+			    (unsigned long long)s->size);
+		uint64_t r = (uint64_t)dist_rank();
+		if (saved == (uint64_t)dist_world())
+			return (mm_loader_state){mm_get_u64(b + 8 + 24 * r), mm_get_u64(b + 16 + 24 * r),
+						 mm_get_u64(b + 24 + 24 * r)};
+		for (uint64_t i = 1; i < saved; i++) {
+			uint64_t e = mm_get_u64(b + 8 + 24 * i), c = mm_get_u64(b + 16 + 24 * i);
+			if (e < st.epoch || (e == st.epoch && c < st.cursor))
+				st.epoch = e, st.cursor = c;
+		}
+	}
+	if (saved == (uint64_t)dist_world())
+		return st;
+	uint64_t w = (uint64_t)dist_world(), r = (uint64_t)dist_rank(), n = mm_loader_docs_per_epoch(tr->train);
+	if (dist_rank() == 0)
+		warnx("%s was written by %llu ranks and resumes on %llu: the data position is the earliest of "
+		      "the saved ones, and the global batch is now %llu rows",
+		      path, (unsigned long long)saved, (unsigned long long)w, (unsigned long long)(w * tr->o->batch));
+	// The first position p >= cursor with (epoch n + p) % w == r (loader.h), else the next epoch's.
+	uint64_t c = st.cursor < n ? st.cursor : n;
+	c += (r + w - (st.epoch % w * (n % w) + c) % w) % w;
+	if (c >= n) {
+		st.epoch++;
+		c = (r + w - st.epoch % w * (n % w) % w) % w;
+	}
+	return (mm_loader_state){st.epoch, c, 0};
+}
+
 // Reads DIR/latest's checkpoint: settings, model, optimizer, EMA and position.
+// Data parallel: rank 0 reads the file and sends it to the others.
 static void resume(struct trainer *tr, struct opt *table)
 {
 	struct train_opts *o = tr->o;
-	char *path;
-	int rc = mm_ckpt_resolve(o->resume, &path);
+	char *path = NULL;
+	int rc = dist_rank() == 0 ? mm_ckpt_resolve(o->resume, &path) : 0;
 	if (rc)
 		die("--resume %s: no checkpoint to resume from (%s)", o->resume, mm_errmsg());
 	mm_ckpt *ck;
-	if ((rc = mm_ckpt_read(&ck, path)))
+	if ((rc = dist_ckpt_read(&ck, &path)))
 		die_mm(rc);
 	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_CONF);
 	if (!s)
@@ -266,6 +355,7 @@ static void resume(struct trainer *tr, struct opt *table)
 	tr->total_steps = mm_get_u64(b + 8);
 	memcpy(&tr->elapsed, b + 16, 8);
 	mm_loader_state st = {mm_get_u64(b + 24), mm_get_u64(b + 32), mm_get_u64(b + 40)};
+	st = resume_position(tr, ck, st);
 	if ((rc = mm_loader_set_state(tr->train, &st)))
 		die("%s: %s", path, mm_errmsg());
 	tr->opt->step = (long)mm_get_u64(b + 48);
@@ -281,6 +371,8 @@ static void resume(struct trainer *tr, struct opt *table)
 // Keeps the log lines of steps up to the resumed one: the steps after it will be logged again.
 static void open_log(struct trainer *tr)
 {
+	if (dist_rank() != 0) // data parallel: rank 0 logs
+		return;
 	char *path = join(tr->o->out, "log.jsonl");
 	if (tr->o->resume) {
 		uint8_t *text;
@@ -324,12 +416,24 @@ void train_setup(struct trainer *tr, struct train_opts *o, struct opt *table)
 		config_from_opts(tr);
 		build_model(tr);
 		// Only now that the run can start: a refused run leaves no directory behind.
-		if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
+		if (dist_rank() == 0 && mkdir(o->out, 0777) != 0 && errno != EEXIST)
 			die("%s: cannot create: %s", o->out, strerror(errno));
 		mm_model_init(tr->model, (uint64_t)o->seed);
+		// The same seed gives every rank the same weights; rank 0's are sent all the same, so
+		// that no difference of libm between machines can set the ranks apart.
+		dist_bcast(mm_model_params(tr->model), mm_model_nparams(tr->model) * sizeof(float));
 		if (tr->ema)
 			memcpy(tr->ema, mm_model_params(tr->model), mm_model_nparams(tr->model) * sizeof(float));
 		tr->total_steps = o->steps ? (uint64_t)o->steps : steps_for_epochs(tr);
+	}
+	if (dist_world() > 1) {
+		// Rank 0 measured the schedule for --epochs on its slice: its figure holds for all.
+		dist_bcast(&tr->total_steps, sizeof tr->total_steps);
+		dist_check_same(mm_model_nparams(tr->model), "the number of parameters");
+		dist_check_same(mm_loader_docs_per_epoch(tr->train), "the number of training documents");
+		if (dist_rank() == 0)
+			fprintf(stderr, "%s: %d ranks x %lld rows = %lld rows per step\n", cli_prog, dist_world(),
+				o->batch, o->batch * dist_world());
 	}
 	open_log(tr);
 }
@@ -358,6 +462,9 @@ static void evaluate(struct trainer *tr, double *vt, double *vi)
 		st += (double)lt * n_t, nt += n_t;
 		si += (double)li * n_i, ni += n_i;
 	}
+	double sum[4] = {st, si, nt, ni}; // data parallel: each rank validated its slice
+	dist_sum_doubles(sum, 4);
+	st = sum[0], si = sum[1], nt = sum[2], ni = sum[3];
 	*vt = nt ? st / nt : 0;
 	*vi = ni ? si / ni : 0;
 }
@@ -376,16 +483,47 @@ static void log_step(struct trainer *tr, float loss, float lt, float li, double 
 		lr, gnorm, pps, (int)(eta / 60), (int)eta % 60, tty ? "" : "\n");
 }
 
+// Data parallel: what the ranks add up after each forward, so that every rank logs the losses
+// of all rows, backpropagates with the counts of all rows, and takes the same decisions.
+enum { SUM_TEXT, SUM_IMAGE, SUM_NT, SUM_NI, SUM_PAD, SUM_DONE, SUM_STOP, SUM_N };
+
+static void sum_over_ranks(struct trainer *tr, float *loss, float *lt, float *li, uint64_t *pad, int *done,
+			   int *stop)
+{
+	const mm_batch *b = &tr->batch;
+	double s[SUM_N] = {0};
+	for (int p = 0; p < b->B * b->T; p++) {
+		s[SUM_NT] += b->target[p] >= 0;
+		s[SUM_NI] += b->patch[p] >= 0;
+	}
+	s[SUM_TEXT] = (double)*lt * s[SUM_NT];
+	s[SUM_IMAGE] = (double)*li * s[SUM_NI];
+	s[SUM_PAD] = (double)*pad;
+	s[SUM_DONE] = *done;
+	s[SUM_STOP] = *stop;
+	dist_sum_doubles(s, SUM_N);
+	double t = s[SUM_NT] ? s[SUM_TEXT] / s[SUM_NT] : 0, i = s[SUM_NI] ? s[SUM_IMAGE] / s[SUM_NI] : 0;
+	*lt = (float)t;
+	*li = (float)i;
+	*loss = (float)(t + (double)tr->cfg.image_weight * i);
+	*pad = (uint64_t)s[SUM_PAD];
+	*done = s[SUM_DONE] > 0;
+	*stop = s[SUM_STOP] > 0;
+	mm_model_set_loss_counts(tr->model, s[SUM_NT], s[SUM_NI]);
+}
+
 int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop)
 {
 	struct train_opts *o = tr->o;
 	size_t np = mm_model_nparams(tr->model);
 	float *params = mm_model_params(tr->model), *grads = mm_model_grads(tr->model);
-	double t0 = now(), tlog = t0, prof[4] = {0};
+	int world = dist_world(), log0 = dist_rank() == 0;
+	double t0 = now(), tlog = t0, prof[5] = {0};
 	uint64_t step0 = tr->step, pos_since = 0, pad_since = 0;
-	while (tr->step < tr->total_steps) {
-		if (o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs)
-			break;
+	double done0 = o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs;
+	dist_sum_doubles(&done0, 1);
+	int done = done0 > 0;
+	while (tr->step < tr->total_steps && !done) {
 		double ta = now();
 		int rc = mm_loader_next(tr->train, &tr->batch);
 		if (rc < 0)
@@ -395,12 +533,22 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 		mm_model_zero_grad(tr->model);
 		if ((rc = mm_model_forward(tr->model, &tr->batch, &loss)))
 			die_mm(rc);
+		mm_model_losses(tr->model, &lt, &li);
+		uint64_t pad = 0;
+		for (int p = 0; p < tr->batch.B * tr->batch.T; p++)
+			pad += tr->batch.doc[p] < 0;
+		done = o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs;
+		int stopping = *stop != 0;
+		if (world > 1)
+			sum_over_ranks(tr, &loss, &lt, &li, &pad, &done, &stopping);
 		double tc = now();
 		if ((rc = mm_model_backward(tr->model)))
 			die_mm(rc);
 		double td = now();
-		mm_model_losses(tr->model, &lt, &li);
-		// Data-parallel training averages the gradients across ranks here, before the norm.
+		// Data parallel: the sum of the ranks' gradients is the gradient of all their rows,
+		// the backward having divided by the counts of all rows.
+		dist_sum_floats(grads, np);
+		double td2 = now();
 		double gnorm = mm_optim_grad_norm(grads, np);
 		if (!isfinite(loss) || !isfinite(gnorm))
 			die("non-finite %s at step %llu; the last good checkpoint is %s", isfinite(loss) ? "gradient" : "loss",
@@ -414,46 +562,55 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 			mm_optim_ema(tr->ema, params, np, (float)o->ema);
 		tr->step++;
 		double te = now();
-		prof[0] += tb - ta, prof[1] += tc - tb, prof[2] += td - tc, prof[3] += te - td;
-		pos_since += (uint64_t)tr->batch.B * (uint64_t)tr->batch.T;
-		for (int p = 0; p < tr->batch.B * tr->batch.T; p++)
-			pad_since += tr->batch.doc[p] < 0;
+		prof[0] += tb - ta, prof[1] += tc - tb, prof[2] += td - tc, prof[3] += te - td2, prof[4] += td2 - td;
+		pos_since += (uint64_t)tr->batch.B * (uint64_t)tr->batch.T * (uint64_t)world;
+		pad_since += pad;
 		if (tr->step % (uint64_t)o->log_every == 0 || tr->step == tr->total_steps) {
 			double t = now();
 			double pps = (double)pos_since / (t - tlog);
 			double eta = (t - t0) / (double)(tr->step - step0) * (double)(tr->total_steps - tr->step);
-			log_step(tr, loss, lt, li, lr, gnorm, pps, eta, (double)pad_since / (double)pos_since);
+			if (log0)
+				log_step(tr, loss, lt, li, lr, gnorm, pps, eta, (double)pad_since / (double)pos_since);
 			tlog = t;
 			pos_since = pad_since = 0;
 		}
-		int last = tr->step == tr->total_steps || (o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs);
+		int last = tr->step == tr->total_steps || done;
 		if (tr->val && (tr->step % (uint64_t)o->eval_every == 0 || last)) {
 			double vt, vi;
 			evaluate(tr, &vt, &vi);
-			fprintf(tr->log, "{\"step\":%llu,\"val_loss_text\":%.9g,\"val_loss_image\":%.9g}\n",
-				(unsigned long long)tr->step, vt, vi);
-			fflush(tr->log);
-			fprintf(stderr, "%sstep %llu  val text %.4f  val image %.4f\n", isatty(2) ? "\r\033[K" : "",
-				(unsigned long long)tr->step, vt, vi);
+			if (log0) {
+				fprintf(tr->log, "{\"step\":%llu,\"val_loss_text\":%.9g,\"val_loss_image\":%.9g}\n",
+					(unsigned long long)tr->step, vt, vi);
+				fflush(tr->log);
+				fprintf(stderr, "%sstep %llu  val text %.4f  val image %.4f\n", isatty(2) ? "\r\033[K" : "",
+					(unsigned long long)tr->step, vt, vi);
+			}
 			tlog = now(); // evaluation time is not training time
 		}
-		if (tr->step % (uint64_t)o->ckpt_every == 0 || last || *stop) {
+		// One rank alone acts on its own signal; data-parallel ranks act together on any rank's.
+		if (world == 1)
+			stopping = *stop != 0;
+		if (tr->step % (uint64_t)o->ckpt_every == 0 || last || stopping) {
 			save_checkpoint(tr, table, now() - t0);
-			if (*stop) {
-				fprintf(stderr, "%s%s: signal %d: saved %s\n", isatty(2) ? "\r\033[K" : "", cli_prog, (int)*stop,
-					tr->last_ckpt);
-				return 128 + (int)*stop;
+			if (stopping) {
+				int sig = *stop ? (int)*stop : SIGTERM;
+				if (log0)
+					fprintf(stderr, "%s%s: signal %d: saved %s\n", isatty(2) ? "\r\033[K" : "", cli_prog,
+						sig, tr->last_ckpt);
+				return 128 + sig;
 			}
 		}
 	}
+	if (!log0)
+		return 0;
 	if (isatty(2))
 		fputc('\n', stderr);
 	if (o->profile) {
-		double tot = prof[0] + prof[1] + prof[2] + prof[3];
-		const char *names[4] = {"data", "forward", "backward", "optimizer"};
+		double tot = prof[0] + prof[1] + prof[2] + prof[3] + prof[4];
+		const char *names[5] = {"data", "forward", "backward", "optimizer", "allreduce"};
 		uint64_t n = tr->step - step0 ? tr->step - step0 : 1;
 		fprintf(stderr, "profile over %llu steps (ms per step):\n", (unsigned long long)n);
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < (world > 1 ? 5 : 4); i++)
 			fprintf(stderr, "  %-10s %9.2f  %5.1f%%\n", names[i], 1e3 * prof[i] / (double)n,
 				tot > 0 ? 100 * prof[i] / tot : 0);
 	}

@@ -25,6 +25,7 @@ struct train_opts {
 	double weight_decay, beta1, beta2, clip, ema, cfg_drop, image_first;
 	long long seed, threads, ckpt_every, keep, log_every, eval_every, eval_batches;
 	int profile, help;
+	double dist_timeout; // data parallel: seconds a rank may wait for the others
 };
 
 struct trainer {

@@ -146,14 +146,24 @@ static int ckpt_parse(mm_ckpt *ck)
 int mm_ckpt_read(mm_ckpt **out, const char *path)
 {
 	*out = NULL;
+	uint8_t *bytes;
+	size_t n;
+	int rc = mm_read_file(path, (size_t)1 << 40, &bytes, &n);
+	return rc ? rc : mm_ckpt_read_mem(out, bytes, n, path);
+}
+
+int mm_ckpt_read_mem(mm_ckpt **out, uint8_t *bytes, size_t n, const char *path)
+{
+	*out = NULL;
 	mm_ckpt *ck = calloc(1, sizeof *ck);
 	if (!ck || !(ck->path = strdup(path))) {
 		free(ck);
+		free(bytes);
 		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
 	}
-	int rc = mm_read_file(path, (size_t)1 << 40, &ck->bytes, &ck->n_bytes);
-	if (!rc)
-		rc = ckpt_parse(ck);
+	ck->bytes = bytes;
+	ck->n_bytes = n;
+	int rc = ckpt_parse(ck);
 	if (rc) {
 		mm_ckpt_free(ck);
 		return rc;

@@ -24,6 +24,7 @@ typedef struct mm_ckpt_section {
 #define MM_SEC_EMA MM_CKPT_TAG('E', 'M', 'A', ' ')  // float32 EMA parameters (optional)
 #define MM_SEC_ADAM MM_CKPT_TAG('A', 'D', 'A', 'M') // float32 first then second moments
 #define MM_SEC_STAT MM_CKPT_TAG('S', 'T', 'A', 'T') // step, schedule, data position (binary)
+#define MM_SEC_RANK MM_CKPT_TAG('R', 'A', 'N', 'K') // data position of every rank (data parallel)
 
 // Writes the sections to path atomically (temp file, fsync, rename).
 int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n);
@@ -32,6 +33,9 @@ typedef struct mm_ckpt mm_ckpt;
 // Reads and verifies the whole file (every section's CRC); refuses truncation and corruption
 // with the path and the offset of the bad section.
 int mm_ckpt_read(mm_ckpt **ck, const char *path);
+// The same checks over a file's bytes already in memory (read by another process, say): takes
+// over bytes (malloc'd; freed by mm_ckpt_free, or here on failure); path names it in messages.
+int mm_ckpt_read_mem(mm_ckpt **ck, uint8_t *bytes, size_t n, const char *path);
 // The section with this tag, or NULL.
 const mm_ckpt_section *mm_ckpt_find(const mm_ckpt *ck, uint32_t tag);
 // Like mm_ckpt_find, but fails (naming the file and the tag) when absent or not of the size.

@@ -308,8 +308,8 @@ void mm_loader_get_state(const mm_loader *l, mm_loader_state *s) { *s = l->st; }
 
 int mm_loader_set_state(mm_loader *l, const mm_loader_state *s)
 {
-	uint64_t n = l->info.n_docs;
-	if (s->cursor % (uint64_t)l->o.world != (uint64_t)l->o.rank || (!l->o.validation && s->cursor >= n) ||
+	uint64_t n = l->info.n_docs, w = (uint64_t)l->o.world;
+	if ((s->epoch % w * (n % w) + s->cursor % w) % w != (uint64_t)l->o.rank || (!l->o.validation && s->cursor >= n) ||
 	    (s->cursor >= n && s->offset))
 		return mm_fail(MM_EINVAL,
 			       "loader state (epoch %llu, document %llu, offset %llu) does not fit rank %d of %d "
@@ -531,8 +531,9 @@ static void advance(mm_loader *l)
 	l->st.offset = 0;
 	l->st.cursor += (uint64_t)l->o.world;
 	if (!l->o.validation && l->st.cursor >= l->info.n_docs) {
+		// The stride goes on into the next epoch (loader.h); n_docs >= world keeps it inside.
 		l->st.epoch++;
-		l->st.cursor = (uint64_t)l->o.rank;
+		l->st.cursor -= l->info.n_docs;
 	}
 }
 

@@ -31,9 +31,13 @@
 // batch (the cursor points at it); only a document longer than a row can be left part-way, and
 // the offset says where its next piece starts.
 //
-// Data parallel (rank, world): document-level striding. Rank r takes the permutation positions
-// p with p % world == r, in order, and packs its own B rows from them; all ranks share the
-// same permutation, so over one epoch the ranks together see every document exactly once.
+// Data parallel (rank, world): document-level striding. Number the documents of all epochs in
+// the order one loader reads them, g = epoch * n_docs + p (p the permutation position); rank r
+// takes the g with g % world == r, in order, and packs its own B rows from them. All ranks
+// share the permutations, so over one epoch the ranks together see every document exactly
+// once; and the stride runs on across epochs (for n_docs not a multiple of world, rank r
+// starts epoch e at p = (r - e n_docs) mod world), so that, when each document fills a row of
+// its own, world ranks of B rows read the very rows one loader of world x B rows reads.
 //
 // Validation mode: one pass in shard order (no shuffle), caption first, no caption drop, and
 // noise from a fixed seed (not opts.seed) and the document's index, so a validation figure is
@@ -66,7 +70,8 @@ void mm_loader_opts_init(mm_loader_opts *o);
 
 typedef struct mm_loader_state {
 	uint64_t epoch;  // epoch of the next document (0 first)
-	uint64_t cursor; // permutation position of the next document (cursor % world == rank)
+	uint64_t cursor; // permutation position of the next document
+			 // ((epoch * docs per epoch + cursor) % world == rank)
 	uint64_t offset; // sequence position in that document where its next piece starts (0 unless
 			 // a document longer than a row was cut across two batches)
 } mm_loader_state;

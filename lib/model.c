@@ -235,6 +235,7 @@ int mm_model_prepare(mm_model *m, const mm_batch *b)
 		}
 	}
 	m->B = b->B, m->T = b->T, m->nt = nt, m->ni = ni;
+	m->nt_norm = nt, m->ni_norm = ni;
 	return 0;
 }
 
@@ -264,6 +265,12 @@ int mm_model_backward(mm_model *m)
 		return mm_fail(MM_EINVAL, "model: backward without a forward");
 	mm_model_backward_impl(m, m->params, m->grads, m->acts);
 	return 0;
+}
+
+void mm_model_set_loss_counts(mm_model *m, double n_text, double n_image)
+{
+	m->nt_norm = n_text;
+	m->ni_norm = n_image;
 }
 
 void mm_model_zero_grad(mm_model *m)

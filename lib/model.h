@@ -145,6 +145,11 @@ void mm_model_losses(const mm_model *m, float *loss_text, float *loss_image);
 // here (accumulation over micro-batches is allowed): see mm_model_zero_grad.
 int mm_model_backward(mm_model *m);
 void mm_model_zero_grad(mm_model *m);
+// Data-parallel training: the next backward divides the text and image loss sums by these
+// counts (positions with a text target, image positions, of the batches of all ranks
+// together) instead of the last forward's own, so that the ranks' gradients add up to the
+// gradient of one batch holding all their rows. A forward resets them to its own counts.
+void mm_model_set_loss_counts(mm_model *m, double n_text, double n_image);
 
 // Outputs of the last forward, for the positions that have them: *n rows, rows[i] = b*T + t.
 // Logits (n, V) only at positions with a target >= 0; x_pred (n, P) at image positions.

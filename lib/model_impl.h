@@ -178,7 +178,7 @@ static void KFN(model_backward_impl)(mm_model *m, const REAL *P, REAL *G, REAL *
 		REAL *dlogits = ACT(dlogits, 0), *dyt = ACT(dyt, 0);
 		KFN(zero)(dlogits, (size_t)nt * V);
 		KFN(crossentropy_backward)(dlogits, ACT(logits, 0), ACT(lse, 0), m->text_tgt,
-					   (REAL)(1.0 / nt), nt, V);
+					   (REAL)(1.0 / m->nt_norm), nt, V);
 		KFN(zero)(dyt, (size_t)nt * D);
 		KFN(matmul_backward)(dyt, PRM(G, lm_head, 0), NULL, dlogits, ACT(yt, 0),
 				     PRM(P, lm_head, 0), nt, D, V);
@@ -188,7 +188,7 @@ static void KFN(model_backward_impl)(mm_model *m, const REAL *P, REAL *G, REAL *
 		REAL *dxpred = ACT(dxpred, 0), *dyi = ACT(dyi, 0);
 		KFN(zero)(dxpred, (size_t)ni * PD);
 		KFN(vmse_backward)(dxpred, ACT(xpred, 0), ACT(xs, 0), ACT(zs, 0), ACT(ts, 0),
-				   (REAL)(c->image_weight / ((double)ni * PD)), ni, PD);
+				   (REAL)(c->image_weight / (m->ni_norm * PD)), ni, PD);
 		KFN(zero)(dyi, (size_t)ni * D);
 		KFN(matmul_backward)(dyi, PRM(G, ph_w, 0), PRM(G, ph_b, 0), dxpred, ACT(yi, 0),
 				     PRM(P, ph_w, 0), ni, D, PD);

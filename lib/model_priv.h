@@ -97,6 +97,7 @@ struct mm_model {
 	int32_t *img_patch;
 	// the last batch (set by mm_model_prepare)
 	int B, T, nt, ni;
+	double nt_norm, ni_norm; // the losses' denominators for the backward (nt, ni unless set)
 	int forward_done;
 	double loss, loss_text, loss_image;
 };
