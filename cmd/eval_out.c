@@ -1,9 +1,14 @@
 // mm-eval's output: a table for people, one JSON object for scripts (see eval_out.h).
 #include "eval_out.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "image.h"
 
 #include "cli.h"
 
@@ -63,12 +68,17 @@ static void table_losses(FILE *f, const struct eval_report *r)
 static void table_bpd(FILE *f, const struct eval_report *r)
 {
 	const mm_eval_bpd *b = &r->bpd;
-	fprintf(f, "\nBits per dimension (%s; %llu images of %d values, %d draws each, t0 = %g, t1 = %g)\n",
-		r->weights, (unsigned long long)b->images, b->dims, b->samples, b->t0, b->t1);
+	fprintf(f, "\nBits per dimension (%s; %llu images of %d values, %d draws each, t0 = %g, t1 = %g%s)\n",
+		r->weights, (unsigned long long)b->images, b->dims, b->samples, b->t0, b->t1,
+		r->bpd_auto ? ", the best of the curve below" : "");
 	fprintf(f, "  %-35s%12.4f +- %.4f\n", "bound", b->total, b->total_se);
 	fprintf(f, "  %-35s%12.4f +- %.4f\n", "  diffusion term", b->diffusion, b->diffusion_se);
 	fprintf(f, "  %-35s%12.3g\n", "  prior term", b->prior);
 	fprintf(f, "  %-35s%12.3g\n", "  8-bit reconstruction term", b->recon);
+	fprintf(f, "  the bound with an earlier clean end t1' (the same draws):\n");
+	fprintf(f, "  %12s %12s %9s %14s\n", "t1'", "bound", "+-", "reconstruction");
+	for (int c = 0; c < b->ncuts; c++)
+		fprintf(f, "  %12g %12.4f %9.4f %14.3g\n", b->cut_t1[c], b->cut_total[c], b->cut_se[c], b->cut_recon[c]);
 }
 
 static void table_classes(FILE *f, const struct eval_report *r)
@@ -143,14 +153,21 @@ static json_t *json_losses(const mm_eval_losses *l)
 static json_t *json_bpd(const struct eval_report *r)
 {
 	const mm_eval_bpd *b = &r->bpd;
-	json_t *o = json_pack("{s:s, s:o, s:i, s:i, s:o, s:o}", "weights", r->weights, "images", cnt(b->images),
-			      "dims", b->dims, "samples", b->samples, "t0", num(b->t0), "t1", num(b->t1));
+	json_t *o = json_pack("{s:s, s:o, s:i, s:i, s:o, s:o, s:b}", "weights", r->weights, "images", cnt(b->images),
+			      "dims", b->dims, "samples", b->samples, "t0", num(b->t0), "t1", num(b->t1), "t1_auto",
+			      r->bpd_auto);
 	json_object_set_new(o, "bpd", num(b->total));
 	json_object_set_new(o, "bpd_se", num(b->total_se));
 	json_object_set_new(o, "diffusion", num(b->diffusion));
 	json_object_set_new(o, "diffusion_se", num(b->diffusion_se));
 	json_object_set_new(o, "prior", num(b->prior));
 	json_object_set_new(o, "recon", num(b->recon));
+	json_t *cuts = json_array();
+	for (int c = 0; c < b->ncuts; c++)
+		json_array_append_new(cuts, json_pack("{s:o, s:o, s:o, s:o}", "t1", num(b->cut_t1[c]), "bpd",
+						      num(b->cut_total[c]), "bpd_se", num(b->cut_se[c]), "recon",
+						      num(b->cut_recon[c])));
+	json_object_set_new(o, "by_t1", cuts);
 	return o;
 }
 
@@ -217,4 +234,48 @@ void eval_print_json(FILE *f, const struct eval_report *r)
 	fprintf(f, "%s\n", s);
 	free(s);
 	json_decref(o);
+}
+
+// ---- Sample grids ----
+
+void eval_write_grids(const char *dir, const mm_eval_classes *c, const mm_config *cfg, const uint8_t *images,
+		      int per_class)
+{
+	if (mkdir(dir, 0777) && errno != EEXIST)
+		die("%s: cannot create the directory: %s", dir, strerror(errno));
+	uint32_t h = (uint32_t)cfg->img_h, w = (uint32_t)cfg->img_w, ch = (uint32_t)cfg->img_c, gap = 2;
+	uint32_t cols = 1, n = (uint32_t)per_class;
+	while (cols * cols < n)
+		cols++;
+	uint32_t rows = (n + cols - 1) / cols;
+	size_t np = (size_t)h * w * ch;
+	mm_image grid, one;
+	if (mm_image_alloc(&grid, cols * (w + gap) - gap, rows * (h + gap) - gap, ch) || mm_image_alloc(&one, w, h, ch))
+		die("out of memory for a grid of %u images", n);
+	for (int j = 0; j < c->n; j++) {
+		memset(grid.px, 255, (size_t)grid.w * grid.h * ch);
+		for (uint32_t i = 0; i < n; i++) {
+			mm_image_from_patches(images + ((size_t)j * n + i) * np, h, w, ch, (uint32_t)cfg->patch, one.px);
+			uint32_t x0 = (i % cols) * (w + gap), y0 = (i / cols) * (h + gap);
+			for (uint32_t y = 0; y < h; y++)
+				memcpy(grid.px + ((size_t)(y0 + y) * grid.w + x0) * ch, one.px + (size_t)y * w * ch, (size_t)w * ch);
+		}
+		// The caption in the name, reduced to letters, digits and dashes.
+		char name[64], path[4096];
+		size_t k = 0;
+		for (const char *p = c->text[j]; *p && k + 1 < sizeof name; p++) {
+			int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
+			if (ok || (k && name[k - 1] != '-'))
+				name[k++] = ok ? *p : '-';
+		}
+		while (k && name[k - 1] == '-')
+			k--;
+		name[k] = 0;
+		snprintf(path, sizeof path, "%s/%02d%s%s.png", dir, j, k ? "-" : "", name);
+		int rc = mm_image_save_png(path, &grid);
+		if (rc)
+			die_mm(rc);
+	}
+	mm_image_free(&grid);
+	mm_image_free(&one);
 }

@@ -14,7 +14,7 @@ struct eval_report {
 	int nloss;           // 0, 1 or 2 (weights, then ema)
 	const char *loss_name[2];
 	mm_eval_losses loss[2];
-	int has_bpd;
+	int has_bpd, bpd_auto;
 	mm_eval_bpd bpd;
 	const mm_eval_classes *classes; // NULL: no classes
 	int has_cls;
@@ -28,5 +28,9 @@ struct eval_report {
 
 void eval_print_table(FILE *f, const struct eval_report *r);
 void eval_print_json(FILE *f, const struct eval_report *r);
+// Writes DIR/NN-caption.png for each class: its per_class images (patch order) in a grid of
+// ceil(sqrt(per_class)) columns, 2 white pixels apart. Dies on failure.
+void eval_write_grids(const char *dir, const mm_eval_classes *c, const mm_config *cfg, const uint8_t *images,
+		      int per_class);
 
 #endif

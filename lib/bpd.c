@@ -33,6 +33,11 @@
 // constant in t for an ideal denoiser of Gaussian data (error D / (1 + SNR)). An image's S draws
 // are stratified: u_i = (i + U) / S with one uniform U per image.
 //
+// The curve. A draw with t <= t1' < t1 also serves the bound truncated at t1': the term up to t1'
+// is estimated by the same draws with those above t1' counted as 0 (still unbiased). mm-train's
+// models are rarely trained above t = 0.9 and denoise poorly there, so the bound is reported at
+// a list of clean ends, and with bpd_auto at the lowest of them.
+//
 // Units: nats per image divided by D log 2: bits per dimension. The standard error is that of
 // the mean over images of each image's estimate (its S draws together); it includes both the
 // Monte Carlo noise and the spread between images.
@@ -102,13 +107,22 @@ typedef struct bpd_chunk {
 	uint32_t *ctx;   // (cap, T)
 	int *nctx;
 	uint64_t *index; // image number over the whole evaluation
-	double *diff;    // sum over draws of the diffusion estimate, nats
+	double *diff;    // (cap, NC): sum over draws of the diffusion estimate up to each clean end, nats
 	ev_seq *seq;     // (cap S)
 } bpd_chunk;
 
+static const double cuts[] = {0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999};
+enum { NCUTS = sizeof cuts / sizeof *cuts };
+
+// Running means (Welford) in nats per image, at each clean end (the last is t1): the bound,
+// its diffusion and reconstruction terms; and the prior term, the same at every end.
 typedef struct bpd_sums {
 	uint64_t n;
-	double mean, m2, dmean, dm2, prior, recon; // running means (Welford) in nats per image
+	double prior;
+	int nc;
+	double t1[MM_BPD_MAX_CUTS], r_int[MM_BPD_MAX_CUTS], r_edge[MM_BPD_MAX_CUTS];
+	double mean[MM_BPD_MAX_CUTS], m2[MM_BPD_MAX_CUTS], dmean[MM_BPD_MAX_CUTS], dm2[MM_BPD_MAX_CUTS];
+	double recon[MM_BPD_MAX_CUTS];
 } bpd_sums;
 
 static void welford(double x, uint64_t n, double *mean, double *m2)
@@ -119,10 +133,10 @@ static void welford(double x, uint64_t n, double *mean, double *m2)
 }
 
 // Runs every draw of the chunk's images and adds their estimates to the sums.
-static int bpd_chunk_run(mm_eval *e, mm_model *m, bpd_chunk *ch, bpd_sums *s, double r_int, double r_edge)
+static int bpd_chunk_run(mm_eval *e, mm_model *m, bpd_chunk *ch, bpd_sums *s)
 {
 	const mm_eval_opts *o = &e->o;
-	int S = o->bpd_samples, np = e->NP * e->P, rc = 0;
+	int S = o->bpd_samples, np = e->NP * e->P, rc = 0, nc = s->nc;
 	size_t total = (size_t)ch->n * S;
 	double *wt = malloc(total * sizeof *wt);
 	if (!wt)
@@ -132,7 +146,8 @@ static int bpd_chunk_run(mm_eval *e, mm_model *m, bpd_chunk *ch, bpd_sums *s, do
 		mm_rng r;
 		mm_rng_seed(&r, o->seed ^ TAG_U, ch->index[j]);
 		double U = mm_rng_uniform(&r);
-		ch->diff[j] = 0;
+		for (int c = 0; c < nc; c++)
+			ch->diff[(size_t)j * nc + c] = 0;
 		for (int i = 0; i < S; i++) {
 			ev_seq *q = &ch->seq[(size_t)j * S + i];
 			*q = (ev_seq){.pre = ch->ctx + (size_t)j * e->T, .npre = ch->nctx[j],
@@ -143,7 +158,7 @@ static int bpd_chunk_run(mm_eval *e, mm_model *m, bpd_chunk *ch, bpd_sums *s, do
 	}
 	for (size_t done = 0; done < total && !rc;) {
 		int k = ev_pack(e, ch->seq + done, (int)(total - done), 0);
-		if ((rc = ev_forward(e, m)))
+		if ((rc = k < 0 ? k : ev_forward(e, m)))
 			break;
 		int nx;
 		const float *xp = mm_model_x_pred(m, &nx, NULL);
@@ -156,23 +171,29 @@ static int bpd_chunk_run(mm_eval *e, mm_model *m, bpd_chunk *ch, bpd_sums *s, do
 				for (int v = 0; v < e->P; v++)
 					sse += ((double)a[v] - x[v]) * ((double)a[v] - x[v]);
 			}
-			ch->diff[(done + q) / S] += wt[done + q] * sse;
+			for (int c = 0; c < nc; c++)
+				if (c == nc - 1 || sq->t <= s->t1[c])
+					ch->diff[(done + q) / S * nc + c] += wt[done + q] * sse;
 		}
 		done += (size_t)k;
 	}
 	for (int j = 0; j < ch->n && !rc; j++) {
 		const uint8_t *px = ch->px + (size_t)j * np;
-		double prior = 0, recon = 0;
+		double prior = 0;
+		int edges = 0;
 		for (int v = 0; v < np; v++) {
 			prior += mm_bpd_prior(px[v] / 127.5 - 1.0, o->bpd_t0);
-			recon += px[v] == 0 || px[v] == 255 ? r_edge : r_int;
+			edges += px[v] == 0 || px[v] == 255;
 		}
-		double diff = ch->diff[j] / S;
 		s->n++;
-		welford(prior + diff + recon, s->n, &s->mean, &s->m2);
-		welford(diff, s->n, &s->dmean, &s->dm2);
+		for (int c = 0; c < nc; c++) {
+			double diff = ch->diff[(size_t)j * nc + c] / S;
+			double recon = edges * s->r_edge[c] + (np - edges) * s->r_int[c];
+			welford(prior + diff + recon, s->n, &s->mean[c], &s->m2[c]);
+			welford(diff, s->n, &s->dmean[c], &s->dm2[c]);
+			s->recon[c] += (recon - s->recon[c]) / (double)s->n;
+		}
 		s->prior += (prior - s->prior) / (double)s->n;
-		s->recon += (recon - s->recon) / (double)s->n;
 	}
 	free(wt);
 	ch->n = 0;
@@ -229,14 +250,19 @@ int mm_eval_bpd_run(mm_eval *e, mm_model *m, mm_eval_bpd *out)
 	ch.ctx = malloc(cap * e->T * sizeof *ch.ctx);
 	ch.nctx = malloc(cap * sizeof *ch.nctx);
 	ch.index = malloc(cap * sizeof *ch.index);
-	ch.diff = malloc(cap * sizeof *ch.diff);
+	bpd_sums s = {0};
+	for (int c = 0; c < NCUTS; c++)
+		if (cuts[c] > o->bpd_t0 && cuts[c] < o->bpd_t1)
+			s.t1[s.nc++] = cuts[c];
+	s.t1[s.nc++] = o->bpd_t1;
+	for (int c = 0; c < s.nc; c++)
+		s.r_int[c] = mm_bpd_recon(0, s.t1[c]), s.r_edge[c] = mm_bpd_recon(1, s.t1[c]);
+	ch.diff = malloc(cap * s.nc * sizeof *ch.diff);
 	ch.seq = malloc(cap * o->bpd_samples * sizeof *ch.seq);
 	uint32_t *order = NULL;
 	int rc = 0;
 	if (!ch.px || !ch.ctx || !ch.nctx || !ch.index || !ch.diff || !ch.seq)
 		rc = mm_fail(MM_ENOMEM, "out of memory");
-	double r_int = mm_bpd_recon(0, o->bpd_t1), r_edge = mm_bpd_recon(1, o->bpd_t1);
-	bpd_sums s = {0};
 	uint64_t index = 0;
 	for (uint64_t g = 0; g < e->ndocs && !rc; g++) {
 		if ((rc = mm_loader_read(e->ld, g, &e->doc)))
@@ -252,13 +278,13 @@ int mm_eval_bpd_run(mm_eval *e, mm_model *m, mm_eval_bpd *out)
 			// Full: undo this document's images, run the chunk, then add the document again.
 			ch.n -= (int)(index - before);
 			index = before;
-			if (!(rc = bpd_chunk_run(e, m, &ch, &s, r_int, r_edge)))
+			if (!(rc = bpd_chunk_run(e, m, &ch, &s)))
 				bpd_add_doc(e, &ch, &e->doc, &index, order);
 			ev_progress(e, "bpd", g, e->ndocs);
 		}
 	}
 	if (!rc && ch.n)
-		rc = bpd_chunk_run(e, m, &ch, &s, r_int, r_edge);
+		rc = bpd_chunk_run(e, m, &ch, &s);
 	ev_progress(e, "bpd", e->ndocs, e->ndocs);
 	chunk_free(&ch);
 	free(order);
@@ -266,11 +292,22 @@ int mm_eval_bpd_run(mm_eval *e, mm_model *m, mm_eval_bpd *out)
 		return rc;
 	double k = 1 / (out->dims * log(2.0)), n = (double)s.n;
 	out->images = s.n;
-	out->total = s.n ? s.mean * k : NAN;
-	out->diffusion = s.n ? s.dmean * k : NAN;
+	out->ncuts = s.nc;
+	int best = s.nc - 1;
+	for (int c = 0; c < s.nc; c++) {
+		out->cut_t1[c] = s.t1[c];
+		out->cut_total[c] = s.n ? s.mean[c] * k : NAN;
+		out->cut_se[c] = s.n > 1 ? sqrt(s.m2[c] / (n - 1) / n) * k : NAN;
+		out->cut_recon[c] = s.n ? s.recon[c] * k : NAN;
+		if (o->bpd_auto && s.mean[c] < s.mean[best])
+			best = c;
+	}
+	out->t1 = s.t1[best];
+	out->total = out->cut_total[best];
+	out->total_se = out->cut_se[best];
+	out->recon = out->cut_recon[best];
+	out->diffusion = s.n ? s.dmean[best] * k : NAN;
+	out->diffusion_se = s.n > 1 ? sqrt(s.dm2[best] / (n - 1) / n) * k : NAN;
 	out->prior = s.n ? s.prior * k : NAN;
-	out->recon = s.n ? s.recon * k : NAN;
-	out->total_se = s.n > 1 ? sqrt(s.m2 / (n - 1) / n) * k : NAN;
-	out->diffusion_se = s.n > 1 ? sqrt(s.dm2 / (n - 1) / n) * k : NAN;
 	return 0;
 }

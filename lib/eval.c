@@ -20,6 +20,7 @@ void mm_eval_opts_default(mm_eval_opts *o)
 	o->bpd_samples = 10;
 	o->bpd_t0 = 1e-3;
 	o->bpd_t1 = 0.999;
+	o->bpd_auto = 1;
 }
 
 static int check_opts(const mm_eval_opts *o)
@@ -70,6 +71,25 @@ static int open_loader(const mm_eval *e, double t, mm_loader **l)
 	return mm_loader_open(l, (const char *const *)e->pat, e->npat, &lo);
 }
 
+// The model's patch size, not the shards': text-only shards may meet a model that reads images,
+// and the scoring of images still needs z and x.
+static int batch_alloc(mm_batch *b, int B, int T, int P)
+{
+	memset(b, 0, sizeof *b);
+	size_t bt = (size_t)B * T;
+	b->B = B, b->T = T;
+	int32_t **iv[] = {&b->token, &b->target, &b->doc, &b->img, &b->pos, &b->patch};
+	int bad = 0;
+	for (size_t i = 0; i < sizeof iv / sizeof *iv; i++)
+		bad |= !(*iv[i] = malloc(bt * sizeof(int32_t)));
+	bad |= !(b->t = malloc(bt * sizeof(float)));
+	if (P) {
+		bad |= !(b->z = calloc(bt * P, sizeof(float)));
+		bad |= !(b->x = calloc(bt * P, sizeof(float)));
+	}
+	return bad ? mm_fail(MM_ENOMEM, "out of memory for a batch of %d x %d", B, T) : 0;
+}
+
 int mm_eval_open(mm_eval **ep, const char *const *patterns, int n_patterns, const mm_config *c,
 		 const mm_tokenizer *tok, const mm_eval_opts *o)
 {
@@ -98,7 +118,7 @@ int mm_eval_open(mm_eval **ep, const char *const *patterns, int n_patterns, cons
 	if (!rc)
 		rc = check_compat(e);
 	if (!rc)
-		rc = mm_loader_batch_alloc(e->ld, &e->b);
+		rc = batch_alloc(&e->b, e->B, e->T, e->P);
 	size_t bt = (size_t)e->B * e->T;
 	if (!rc && (!(e->lrow = malloc(bt * sizeof *e->lrow)) || !(e->xrow = malloc(bt * sizeof *e->xrow))))
 		rc = mm_fail(MM_ENOMEM, "out of memory");
@@ -217,6 +237,8 @@ int ev_pack(mm_eval *e, ev_seq *s, int n, int targets)
 	int32_t doc = 0, img = 0;
 	for (; k < n; k++) {
 		int len = ev_len(e, &s[k]);
+		if (len > e->T)
+			return mm_fail(MM_EINVAL, "eval: a sequence of %d positions in rows of %d", len, e->T);
 		if (col + len > e->T) {
 			row++, col = 0, doc = img = 0;
 			if (row == e->B)
@@ -477,7 +499,7 @@ int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8
 	int rc = 0;
 	for (size_t done = 0; done < total && !rc;) {
 		int k = ev_pack(e, s + done, (int)(total - done > INT32_MAX ? INT32_MAX : total - done), 1);
-		if ((rc = ev_forward(e, m)))
+		if ((rc = k < 0 ? k : ev_forward(e, m)))
 			break;
 		for (int q = 0; q < k; q++) {
 			const ev_seq *sq = &s[done + q];
@@ -490,6 +512,12 @@ int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8
 	}
 	free(s);
 	return rc;
+}
+
+void mm_eval_t2i_free(mm_eval_t2i *r)
+{
+	free(r->confusion);
+	memset(r, 0, sizeof *r);
 }
 
 void mm_eval_cls_free(mm_eval_cls *r)

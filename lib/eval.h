@@ -33,6 +33,7 @@
 #include "tokenizer.h"
 
 #define MM_EVAL_MAX_BUCKETS 1000
+#define MM_BPD_MAX_CUTS 12
 
 typedef struct mm_eval_opts {
 	int batch;           // rows of T positions per model call (32)
@@ -42,6 +43,8 @@ typedef struct mm_eval_opts {
 	int bpd_samples;     // (t, eps) draws per image (10)
 	double bpd_t0;       // the noisiest level of the bound (1e-3)
 	double bpd_t1;       // the cleanest level, where the 8-bit decoder reads the image (0.999)
+	int bpd_auto;        // 1: report the lowest bound over the clean ends of mm_eval_bpd's curve
+			     // (its t1 then in mm_eval_bpd.t1); 0: the bound at bpd_t1 (1)
 	int bpd_uncond;      // 1: images alone, without the text before them (0)
 	// Called from the calling thread after each model call (NULL: none); total 0 if unknown.
 	void (*progress)(void *ctx, const char *stage, uint64_t done, uint64_t total);
@@ -80,13 +83,19 @@ int mm_eval_losses_run(mm_eval *e, mm_model *m, mm_eval_losses *out);
 typedef struct mm_eval_bpd {
 	uint64_t images;
 	int samples;
-	double t0, t1;
+	double t0, t1;        // the bound's ends (t1: the chosen clean end with bpd_auto)
 	int dims;             // values per image, D
 	// Bits per dimension: the bound and its terms (total = prior + diffusion + recon), each the
 	// mean over images; se: the standard error of the mean over images of each image's estimate.
 	double total, total_se;
 	double diffusion, diffusion_se;
 	double prior, recon;
+	// The bound with an earlier clean end t1' (0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999,
+	// 0.9995, 0.9999 where t0 < t1' < t1, then t1 itself), from the same draws: the diffusion
+	// term keeps the draws with t <= t1'. Shows where the model stops denoising well.
+	int ncuts;
+	double cut_t1[MM_BPD_MAX_CUTS], cut_total[MM_BPD_MAX_CUTS], cut_se[MM_BPD_MAX_CUTS];
+	double cut_recon[MM_BPD_MAX_CUTS];
 } mm_eval_bpd;
 
 int mm_eval_bpd_run(mm_eval *e, mm_model *m, mm_eval_bpd *out);
@@ -146,6 +155,29 @@ typedef struct mm_eval_t2i {
 	double mean;          // mean over classes of the per-class accuracy
 } mm_eval_t2i;
 void mm_eval_t2i_free(mm_eval_t2i *r);
+
+// Generation from the model through the inference engine (lib/sample.h): a KV-cache sampler
+// with 2 batch slots (guidance needs a second slot per image), for batch documents at a time.
+typedef struct mm_eval_gen mm_eval_gen;
+int mm_eval_gen_new(mm_eval_gen **g, mm_model *m, const mm_tokenizer *tok, const mm_eval_classes *c, int batch);
+void mm_eval_gen_free(mm_eval_gen *g);
+// An mm_eval_captioner (ctx: an mm_eval_gen): the greedy continuation of BOS BOI image EOI,
+// up to the longest class caption and its EOS, decoded and compared byte for byte with the
+// class captions.
+int mm_eval_caption(void *ctx, const uint8_t *px, int n, int *pred);
+
+typedef struct mm_eval_t2i_opts {
+	int per_class; // images generated per class caption
+	int method;    // MM_ODE_EULER or MM_ODE_HEUN (sample.h)
+	int steps;
+	double cfg;    // guidance scale (1: none)
+	uint64_t seed; // image i of class j draws from stream j * per_class + i
+} mm_eval_t2i_opts;
+// Generates per_class images after each class caption (BOS caption BOI ...), classifies them
+// with mm_eval_score. images: NULL, or room for (classes, per_class, NP P) pixels, which
+// receives the images in patch order.
+int mm_eval_t2i_run(mm_eval *e, mm_model *m, mm_eval_gen *g, const mm_eval_t2i_opts *o, mm_eval_t2i *r,
+		    uint8_t *images);
 
 // The class whose caption the bytes are (-1: none).
 int mm_eval_class_of(const mm_eval_classes *c, const uint8_t *text, size_t n);

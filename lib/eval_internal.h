@@ -38,8 +38,9 @@ typedef struct ev_seq {
 } ev_seq;
 
 int ev_len(const mm_eval *e, const ev_seq *s);
-// Packs sequences from s (each at most T long) into the rows of e->b, in order, until one does not
-// fit; returns how many (at least 1 for n > 0). targets: 1 sets the training targets, 0 none.
+// Packs sequences from s into the rows of e->b, in order, until one does not fit; returns how
+// many (at least 1 for n > 0), or MM_EINVAL for a sequence longer than a row. targets: 1 sets
+// the training targets, 0 none.
 int ev_pack(mm_eval *e, ev_seq *s, int n, int targets);
 // mm_model_forward on e->b and the position maps lrow and xrow.
 int ev_forward(mm_eval *e, mm_model *m);

@@ -17,5 +17,6 @@
 #include "optim.h"
 #include "ingest.h"
 #include "kv.h"
+#include "eval.h"
 
 #endif

@@ -370,7 +370,7 @@ static void test_bpd(mm_model *m)
 {
 	mm_eval_opts o;
 	mm_eval_opts_default(&o);
-	o.batch = B, o.bpd_samples = 3;
+	o.batch = B, o.bpd_samples = 3, o.bpd_auto = 0;
 	mm_eval *e = open_eval(&o);
 	mm_eval_bpd b1, b2;
 	CHECK_OK(mm_eval_bpd_run(e, m, &b1));
@@ -381,7 +381,26 @@ static void test_bpd(mm_model *m)
 	CHECK(isfinite(b1.total) && b1.total > 8 && b1.total_se > 0);
 	CHECK(fabs(b1.total - (b1.prior + b1.diffusion + b1.recon)) < 1e-9 * b1.total);
 	CHECK(b1.prior > 0 && b1.prior < 1e-5 && b1.recon > 0 && b1.recon < 0.05);
+	// The curve: 0.8 .. 0.998 below t1 = 0.999, then t1; the last is the figure.
+	CHECK_EQ_INT(b1.ncuts, 9);
+	CHECK(b1.cut_t1[0] == 0.8 && b1.cut_t1[8] == 0.999 && b1.t1 == 0.999);
+	CHECK(b1.cut_total[8] == b1.total && b1.cut_recon[8] == b1.recon);
+	for (int c = 1; c < b1.ncuts; c++)
+		CHECK(b1.cut_recon[c] < b1.cut_recon[c - 1]);
 	mm_eval_close(e);
+	// Automatic clean end: the lowest point of the same curve.
+	o.bpd_auto = 1;
+	e = open_eval(&o);
+	CHECK_OK(mm_eval_bpd_run(e, m, &b2));
+	int best = 0;
+	for (int c = 0; c < b2.ncuts; c++) {
+		CHECK(b2.cut_total[c] == b1.cut_total[c]);
+		best = b2.cut_total[c] < b2.cut_total[best] ? c : best;
+	}
+	CHECK(b2.total == b2.cut_total[best] && b2.t1 == b2.cut_t1[best] && b2.recon == b2.cut_recon[best]);
+	CHECK(fabs(b2.total - (b2.prior + b2.diffusion + b2.recon)) < 1e-9 * b2.total);
+	mm_eval_close(e);
+	o.bpd_auto = 0;
 	// Another seed: other draws, a similar figure.
 	o.seed = 2;
 	e = open_eval(&o);
@@ -419,6 +438,30 @@ static void test_refusals(void)
 	p = "geom.mms";
 	CHECK(mm_eval_open(&e, &p, 1, &cfg, tok, &o) == -MM_EMISMATCH);
 	CHECK(strstr(mm_errmsg(), "geom.mms") && strstr(mm_errmsg(), "patches of 2"));
+	// Text-only shards with a model that reads images: losses, and images scored all the same.
+	mm_shard_info in = {.tokenizer_hash = mm_tok_hash(tok), .vocab_size = 261};
+	mm_shard_writer *w;
+	CHECK_OK(mm_shard_writer_open(&w, "text.mms", &in, 3));
+	CHECK_OK(mm_shard_writer_add(w, &docs[6]));
+	CHECK_OK(mm_shard_writer_close(w));
+	p = "text.mms";
+	CHECK_OK(mm_eval_open(&e, &p, 1, &cfg, tok, &o));
+	mm_model *m;
+	CHECK_OK(mm_model_new(&m, &cfg, B));
+	mm_model_init(m, 1);
+	mm_eval_losses L;
+	CHECK_OK(mm_eval_losses_run(e, m, &L));
+	CHECK(L.tokens == 13 && L.images == 0 && isnan(L.image_loss));
+	write_file("two.txt", "x\ny\n");
+	mm_eval_classes c2;
+	CHECK_OK(mm_eval_classes_load(&c2, "two.txt", tok, &cfg));
+	double ll[2];
+	CHECK_OK(mm_eval_score(e, m, &c2, image_of(&docs[0]), 1, ll));
+	CHECK(isfinite(ll[0]) && isfinite(ll[1]) && ll[0] < 0);
+	mm_eval_classes_free(&c2);
+	mm_model_free(m);
+	mm_eval_close(e);
+	e = NULL;
 	p = "missing.mms";
 	CHECK(mm_eval_open(&e, &p, 1, &cfg, tok, &o) < 0);
 	o.bpd_t1 = 1;

@@ -16,8 +16,11 @@ cmp a.json b.json && echo "2 threads: identical"
 mm-eval $E --json --threads 1 >c.json 2>/dev/null
 mm-eval $E --json --threads 1 >d.json 2>/dev/null
 cmp c.json d.json && echo "1 thread: identical"
-grep -o '"[a-z_0-9]*":' a.json | tr -d '":' | tr '\n' ' ' | fold -w 100; echo
+# The keys, each once, in order.
+grep -o '"[a-z_0-9]*":' a.json | tr -d '":' | awk '!seen[$0]++' | tr '\n' ' ' | fold -w 100; echo
 grep -o '"images":[0-9]*' a.json | tr '\n' ' '; echo
 # The table, its numbers replaced by '#'.
-mm-eval $E --ema --threads 2 2>err.txt | sed -E 's/[0-9][0-9.e+-]*%?/#/g; s/ +/ /g'
+mm-eval $E --ema --threads 2 --json-file e.json 2>err.txt | sed -E 's/[0-9][0-9.e+-]*%?/#/g; s/ +/ /g'
 sed 's/[0-9.]* s$/N s/' err.txt
+# --json-file writes what --json prints (the EMA weights here).
+mm-eval $E --ema --threads 2 --json 2>/dev/null | cmp - e.json && echo "--json-file: the same object"
