@@ -35,7 +35,7 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
 MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
-.PHONY: all deps test demo install clean ref bench
+.PHONY: all deps test demo install clean ref bench experiment-fashion
 all: lib/libmm.a $(TOOLS)
 ifeq ($(MPI),1)
 all: $(MPI_TOOL)
@@ -111,6 +111,65 @@ demo: all
 	@echo "checkpoint:  $(DEMO)/run/$$(cat $(DEMO)/run/latest)"
 	@echo "log:         $(DEMO)/run/log.jsonl"
 	@echo "images:      $(DEMO)/samples/*/NNN.png, grids $(DEMO)/grid-*.png"
+
+# Issue 5's experiment: the whole Fashion-MNIST (Debian dataset-fashion-mnist: 60,000 training
+# and 10,000 test images), captions from the class names, one training run, then every figure
+# of mm-eval on the test set and a grid of generated samples per class, all in $(EXP).
+# The EXP_* variables set the recipe; the defaults are a starting point, not a tuned result.
+# A quick end-to-end check: make experiment-fashion EXP_STEPS=5 EXP_DIM=32 EXP_LAYERS=1
+#   EXP_EVAL_DOCS=100 EXP_PER_CLASS=2 EXP_SAMPLE_STEPS=4 EXP_BPD_SAMPLES=1
+EXP ?= out/fashion
+EXP_SRC ?= /usr/share/datasets/fashion-mnist
+EXP_PATCH ?= 7
+EXP_VOCAB ?= 300
+EXP_DIM ?= 192
+EXP_LAYERS ?= 6
+EXP_HEADS ?= 6
+EXP_SEQ ?= 32
+EXP_BATCH ?= 64
+EXP_STEPS ?= 6000
+EXP_LR ?= 1e-3
+EXP_WARMUP ?= 200
+EXP_EMA ?= 0.999
+EXP_THREADS ?= 2
+EXP_TRAIN_ARGS ?=
+EXP_EVAL_DOCS ?= 0
+EXP_BPD_SAMPLES ?= 4
+EXP_PER_CLASS ?= 100
+EXP_SAMPLER ?= heun
+EXP_SAMPLE_STEPS ?= 50
+EXP_CFG ?= 2
+EXP_EVAL_ARGS ?=
+experiment-fashion: all
+	@sh .ci/deps data
+	@mkdir -p $(EXP)
+	sed 's/^/a photo of a /' $(FM)/labels.txt > $(EXP)/classes.txt
+	@echo "== tokenize: 60,000 training and 10,000 test images, a BPE tokenizer learned from the captions"
+	cmd/mm-tokenize --format idx $(EXP_SRC)/train-images-idx3-ubyte.gz $(EXP_SRC)/train-labels-idx1-ubyte.gz \
+		--labels $(FM)/labels.txt --caption-template 'a photo of a {label}' --patch $(EXP_PATCH) \
+		--train-tokenizer $(EXP)/tok.bin --vocab-size $(EXP_VOCAB) --threads $(EXP_THREADS) -o $(EXP)/train
+	cmd/mm-tokenize --format idx $(EXP_SRC)/t10k-images-idx3-ubyte.gz $(EXP_SRC)/t10k-labels-idx1-ubyte.gz \
+		--labels $(FM)/labels.txt --caption-template 'a photo of a {label}' --patch $(EXP_PATCH) \
+		--tokenizer $(EXP)/tok.bin --threads $(EXP_THREADS) -o $(EXP)/test
+	@echo "== train: $(EXP_STEPS) steps"
+	rm -rf $(EXP)/run
+	start=$$(date +%s); \
+	cmd/mm-train --data '$(EXP)/train-*.mms' --tokenizer $(EXP)/tok.bin --dim $(EXP_DIM) --layers $(EXP_LAYERS) \
+		--heads $(EXP_HEADS) --seq-len $(EXP_SEQ) --batch $(EXP_BATCH) --steps $(EXP_STEPS) --lr $(EXP_LR) \
+		--warmup $(EXP_WARMUP) --ema $(EXP_EMA) --threads $(EXP_THREADS) --log-every 50 $(EXP_TRAIN_ARGS) \
+		--out $(EXP)/run && \
+	echo "training: $$(( $$(date +%s) - start )) s" > $(EXP)/times.txt
+	@echo "== evaluate on the test set"
+	cmd/mm-eval --model $(EXP)/run --ema --data '$(EXP)/test-*.mms' --max-docs $(EXP_EVAL_DOCS) \
+		--bpd --bpd-samples $(EXP_BPD_SAMPLES) --classes $(EXP)/classes.txt --per-class $(EXP_PER_CLASS) \
+		--sampler $(EXP_SAMPLER) --steps $(EXP_SAMPLE_STEPS) --cfg $(EXP_CFG) --threads $(EXP_THREADS) \
+		--samples $(EXP)/samples --json-file $(EXP)/figures.json $(EXP_EVAL_ARGS) \
+		> $(EXP)/figures.txt 2> $(EXP)/eval.log || { cat $(EXP)/eval.log; exit 1; }
+	sed -n 's/^mm-eval: \(.*: [0-9.]* s\)$$/\1/p' $(EXP)/eval.log >> $(EXP)/times.txt
+	@cat $(EXP)/figures.txt
+	@echo
+	@cat $(EXP)/times.txt
+	@echo "figures: $(EXP)/figures.txt $(EXP)/figures.json; samples: $(EXP)/samples/"
 
 # Regenerates the PyTorch fixtures under tests/ref (needs python3-torch).
 ref: all

@@ -51,6 +51,7 @@ void mm_loader_opts_init(mm_loader_opts *o)
 	o->t_mu = -0.8;
 	o->t_sigma = 0.8;
 	o->world = 1;
+	o->val_t = -1;
 }
 
 // ---- Pattern expansion ----
@@ -202,6 +203,8 @@ static int check_opts(const mm_loader_opts *o)
 	if (!(o->image_first >= 0 && o->image_first <= 1) || !(o->cfg_drop >= 0 && o->cfg_drop <= 1))
 		return mm_fail(MM_EINVAL, "loader: probabilities must lie in [0, 1] (image first %g, drop %g)",
 			       o->image_first, o->cfg_drop);
+	if (!(o->val_t <= 1))
+		return mm_fail(MM_EINVAL, "loader: fixed noise level %g is above 1", o->val_t);
 	if (!isfinite(o->t_mu) || !isfinite(o->t_sigma) || o->t_sigma < 0)
 		return mm_fail(MM_EINVAL, "loader: bad noise level distribution (mu %g, sigma %g)", o->t_mu,
 			       o->t_sigma);
@@ -418,26 +421,26 @@ static int grow_segs(mm_loader *l, uint32_t n)
 
 // A document must keep the promises of its shard's header: the model indexes tables with
 // token ids and sizes its patch arrays from the geometry.
-static int check_doc(const mm_loader *l, const char *path)
+static int check_doc(const mm_loader *l, const mm_doc *d, uint64_t local, const char *path)
 {
 	const mm_shard_info *in = &l->info;
-	for (uint32_t i = 0; i < l->doc.n_segs; i++) {
-		const mm_segment *s = &l->doc.segs[i];
+	for (uint32_t i = 0; i < d->n_segs; i++) {
+		const mm_segment *s = &d->segs[i];
 		if (s->type == MM_SEG_TEXT) {
 			for (uint32_t j = 0; j < s->n_tokens; j++)
 				if (s->tokens[j] >= in->vocab_size)
 					return mm_fail(MM_EFORMAT, "%s: document %llu: token %u >= vocab size %u", path,
-						       (unsigned long long)l->local, s->tokens[j], in->vocab_size);
+						       (unsigned long long)local, s->tokens[j], in->vocab_size);
 		} else if (s->type == MM_SEG_IMAGE) {
 			if (!l->np || s->h != in->img_h || s->w != in->img_w || s->c != in->img_c || s->p != in->patch)
 				return mm_fail(MM_EFORMAT,
 					       "%s: document %llu: image %ux%ux%u patch %u, the shard promises "
 					       "%ux%ux%u patch %u",
-					       path, (unsigned long long)l->local, s->h, s->w, s->c, s->p, in->img_h,
+					       path, (unsigned long long)local, s->h, s->w, s->c, s->p, in->img_h,
 					       in->img_w, in->img_c, in->patch);
 		} else {
 			return mm_fail(MM_EFORMAT, "%s: document %llu: segment %u of unknown type %u", path,
-				       (unsigned long long)l->local, i, s->type);
+				       (unsigned long long)local, i, s->type);
 		}
 	}
 	return 0;
@@ -453,7 +456,7 @@ static int load_doc(mm_loader *l, uint64_t g, uint64_t p)
 	const char *path = mm_shard_path(l->rd[s]);
 	int rc = mm_shard_read(l->rd[s], l->local, &l->doc);
 	if (!rc)
-		rc = check_doc(l, path);
+		rc = check_doc(l, &l->doc, l->local, path);
 	if (!rc)
 		rc = grow_segs(l, l->doc.n_segs ? l->doc.n_segs : 1);
 	if (rc)
@@ -470,6 +473,8 @@ static int load_doc(mm_loader *l, uint64_t g, uint64_t p)
 		if (d->segs[i].type == MM_SEG_IMAGE) {
 			double n = mm_rng_normal(&r);
 			l->seg_t[i] = (float)(1.0 / (1.0 + exp(-(l->o.t_mu + l->o.t_sigma * n))));
+			if (l->o.validation && l->o.val_t >= 0)
+				l->seg_t[i] = (float)l->o.val_t;
 			l->seg_seed[i] = mm_rng_u64(&r);
 			ii = (int)i;
 		} else {
@@ -503,6 +508,18 @@ static int load_doc(mm_loader *l, uint64_t g, uint64_t p)
 	return 0;
 }
 
+int mm_loader_read(mm_loader *l, uint64_t g, mm_doc *doc)
+{
+	if (g >= l->info.n_docs)
+		return mm_fail(MM_EINVAL, "loader: document %llu of %llu", (unsigned long long)g,
+			       (unsigned long long)l->info.n_docs);
+	int s = find_shard(l, g);
+	uint64_t local = g - l->start[s];
+	const char *path = mm_shard_path(l->rd[s]);
+	int rc = mm_shard_read(l->rd[s], local, doc);
+	return rc ? rc : check_doc(l, doc, local, path);
+}
+
 // Makes the document at the state current. Returns 1, 0 at the end of a validation pass, or
 // an error.
 static int current(mm_loader *l)
@@ -510,6 +527,8 @@ static int current(mm_loader *l)
 	if (l->have_doc)
 		return 1;
 	uint64_t n = l->info.n_docs;
+	if (l->o.validation && l->o.max_docs && l->o.max_docs < n)
+		n = l->o.max_docs;
 	if (l->st.cursor >= n)
 		return 0; // only in validation: training rolls over in advance()
 	uint64_t g = l->st.cursor;

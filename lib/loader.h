@@ -63,6 +63,9 @@ typedef struct mm_loader_opts {
 	double t_mu, t_sigma; // logit-normal noise level (-0.8, 0.8)
 	int rank, world;      // data-parallel slice (0, 1)
 	int validation;       // 1: validation mode (see above)
+	double val_t;         // validation: every image at this noise level in [0, 1] (its eps as
+			      // drawn); < 0: the drawn level (-1). mm-eval's fixed grid of levels.
+	uint64_t max_docs;    // validation: the pass ends after this many documents (0: all)
 } mm_loader_opts;
 
 // Fills the defaults above; batch and seq_len are set to 0 and must be given.
@@ -95,6 +98,10 @@ const char *mm_loader_shard_path(const mm_loader *l, int i);
 uint64_t mm_loader_docs_per_epoch(const mm_loader *l);
 // Epochs done so far as a fraction (epoch + cursor / docs per epoch), for logs and --epochs.
 double mm_loader_epochs_done(const mm_loader *l);
+
+// Reads global document g (0 <= g < n_docs, shards in the order above) into doc, checked
+// against the shards' promises as mm_loader_next checks it. Does not move the loader.
+int mm_loader_read(mm_loader *l, uint64_t g, mm_doc *doc);
 
 // Allocates b for this loader's B, T and patch size (z and x are NULL for text-only shards).
 int mm_loader_batch_alloc(const mm_loader *l, mm_batch *b);

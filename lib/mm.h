@@ -18,5 +18,6 @@
 #include "ingest.h"
 #include "kv.h"
 #include "sample.h"
+#include "eval.h"
 
 #endif

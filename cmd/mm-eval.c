@@ -1,0 +1,240 @@
+// mm-eval: measures a checkpoint on held-out shards (man/mm-eval.1). The work is in lib/eval.c,
+// lib/bpd.c and lib/eval_gen.c; the output in cmd/eval_out.c.
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "eval.h"
+#include "eval_out.h"
+#include "mm.h"
+#include "opts.h"
+#include "sample.h"
+#include "train.h"
+
+static struct {
+	struct opt_list data;
+	char *model, *classes, *sampler, *samples, *json_file, *bpd_t1;
+	int ema, bpd, bpd_uncond, no_losses, json, help;
+	long long max_docs, batch, buckets, bpd_samples, per_class, steps, seed, threads;
+	double bpd_t0, cfg;
+} o = {.batch = 32, .buckets = 10, .bpd_samples = 10, .bpd_t0 = 1e-3, .steps = 50, .cfg = 2,
+       .seed = 1};
+
+#define BIG 1e18
+static struct opt table[] = {
+	{"Input", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
+	{"model", OPT_STR, &o.model, "CKPT|DIR", "checkpoint file, or run directory (its latest checkpoint)", 0, 0, 0, 0},
+	{"data", OPT_LIST, &o.data, "PATTERN", "held-out shards: a file, a directory or a quoted glob (repeatable)", 0, 0, 0, 0},
+	{"ema", OPT_FLAG, &o.ema, NULL, "the EMA weights for --bpd, --classes and --per-class (the losses show both)", 0, 1, 0, 0},
+	{"max-docs", OPT_INT, &o.max_docs, "N", "read only the first N documents (0: all)", 0, BIG, 0, 0},
+	{"batch", OPT_INT, &o.batch, "B", "rows of the model's context per model call (32)", 1, 65536, 0, 0},
+	{"Losses", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
+	{"buckets", OPT_INT, &o.buckets, "K", "noise levels t = (k + 0.5) / K of the image loss (10)", 1, MM_EVAL_MAX_BUCKETS, 0, 0},
+	{"no-losses", OPT_FLAG, &o.no_losses, NULL, "skip the text and image losses", 0, 1, 0, 0},
+	{"Bits per dimension", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
+	{"bpd", OPT_FLAG, &o.bpd, NULL, "the variational bound of each image, in bits per dimension", 0, 1, 0, 0},
+	{"bpd-samples", OPT_INT, &o.bpd_samples, "S", "(t, eps) draws per image (10)", 1, 1000000, 0, 0},
+	{"bpd-t0", OPT_FLOAT, &o.bpd_t0, "T0", "noisiest level of the bound, 0 <= T0 < 0.5 (0.001)", 0, 0.5, 0, 0},
+	{"bpd-t1", OPT_STR, &o.bpd_t1, "T1|auto", "cleanest level, 0.5 < T1 <= 0.99999; auto: the best of the curve up to 0.999 (auto)", 0, 0, 0, 0},
+	{"bpd-uncond", OPT_FLAG, &o.bpd_uncond, NULL, "images alone, not after their caption", 0, 1, 0, 0},
+	{"Classes", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
+	{"classes", OPT_STR, &o.classes, "FILE", "class captions, one a line: classify the labelled images", 0, 0, 0, 0},
+	{"per-class", OPT_INT, &o.per_class, "N", "also generate N images per caption and classify them (0)", 0, 1000000, 0, 0},
+	{"sampler", OPT_STR, &o.sampler, "euler|heun", "ODE sampler of the generated images (heun)", 0, 0, 0, 0},
+	{"steps", OPT_INT, &o.steps, "N", "sampler steps (50)", 1, 100000, 0, 0},
+	{"cfg", OPT_FLOAT, &o.cfg, "G", "classifier-free guidance scale, 1 = none (2)", 0, 100, 0, 0},
+	{"samples", OPT_STR, &o.samples, "DIR", "write a grid of the generated images of each class into DIR", 0, 0, 0, 0},
+	{"Output", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
+	{"json", OPT_FLAG, &o.json, NULL, "print one JSON object instead of the table", 0, 1, 0, 0},
+	{"json-file", OPT_STR, &o.json_file, "FILE", "also write the JSON object into FILE", 0, 0, 0, 0},
+	{"seed", OPT_INT, &o.seed, "S", "seed of the bound's draws and of the generated images (1)", 0, BIG, 0, 0},
+	{"threads", OPT_INT, &o.threads, "N", "OpenMP and OpenBLAS threads (0: all processors)", 0, 4096, 0, 0},
+	{"help", OPT_FLAG, &o.help, NULL, "show this help", 0, 1, 0, 0},
+	{NULL, 0, 0, 0, 0, 0, 0, 0, 0},
+};
+
+static const char usage[] = "usage: mm-eval --model CKPT|DIR --data PATTERN [--bpd] [--classes FILE [--per-class N]] [options]";
+
+static double t1 = 0; // --bpd-t1, 0 for auto
+
+static void parse(int argc, char **argv)
+{
+	opts_parse(table, argc, argv);
+	if (o.help) {
+		opts_help(table, usage);
+		exit(0);
+	}
+	if (!o.model)
+		die_usage("--model is required");
+	if (!o.data.n)
+		die_usage("--data is required");
+	if (!(o.bpd_t0 < 0.5))
+		die_usage("--bpd-t0 must be below 0.5");
+	if (o.bpd_t1 && strcmp(o.bpd_t1, "auto"))
+		t1 = cli_double("--bpd-t1", o.bpd_t1, 0.5, 0.99999);
+	if (t1 != 0 && t1 <= 0.5)
+		die_usage("--bpd-t1 must be above 0.5");
+	if (o.per_class && !o.classes)
+		die_usage("--per-class needs --classes");
+	if (o.samples && !o.per_class)
+		die_usage("--samples needs --per-class");
+	if (o.sampler && strcmp(o.sampler, "euler") && strcmp(o.sampler, "heun"))
+		die_usage("--sampler: '%s' is not euler or heun", o.sampler);
+	if (o.no_losses && !o.bpd && !o.classes)
+		die_usage("nothing to evaluate: --no-losses without --bpd or --classes");
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void progress(void *ctx, const char *stage, uint64_t done, uint64_t total)
+{
+	(void)ctx;
+	fprintf(stderr, "\r%s: %s %llu/%llu\033[K", cli_prog, stage, (unsigned long long)done, (unsigned long long)total);
+}
+
+static void timed(const char *what, double t0)
+{
+	if (isatty(2))
+		fputs("\r\033[K", stderr);
+	fprintf(stderr, "%s: %s: %.1f s\n", cli_prog, what, now() - t0);
+}
+
+static void check(int rc)
+{
+	if (rc) {
+		if (isatty(2))
+			fputs("\r\033[K", stderr);
+		die_mm(rc);
+	}
+}
+
+// What one run holds: the weights (and the EMA weights), the shards, the classes.
+static struct run {
+	mm_model *m[2];  // the weights and the EMA weights (NULL when not needed or absent)
+	mm_model *main;  // the weights of --bpd, --classes and --per-class
+	mm_tokenizer *tok, *tok2;
+	const mm_config *cfg;
+	mm_eval_classes classes;
+	mm_eval *e;
+	mm_eval_gen *gen;
+	uint8_t *images; // the generated images, for --samples
+} run;
+
+static void load(struct eval_report *r)
+{
+	int has_ema = 0;
+	check(mm_ckpt_load_model(o.model, 0, (int)o.batch, &run.m[0], &run.tok, &has_ema));
+	if (o.ema && !has_ema)
+		die("%s: the checkpoint holds no EMA weights (mm-train --ema D keeps them)", o.model);
+	if (o.ema || (has_ema && !o.no_losses))
+		check(mm_ckpt_load_model(o.model, 1, (int)o.batch, &run.m[1], &run.tok2, NULL));
+	run.main = o.ema ? run.m[1] : run.m[0];
+	run.cfg = mm_model_config(run.m[0]);
+	mm_eval_opts eo;
+	mm_eval_opts_default(&eo);
+	eo.batch = (int)o.batch, eo.max_docs = (uint64_t)o.max_docs, eo.seed = (uint64_t)o.seed;
+	eo.buckets = (int)o.buckets, eo.bpd_samples = (int)o.bpd_samples;
+	eo.bpd_t0 = o.bpd_t0, eo.bpd_uncond = o.bpd_uncond;
+	if (t1)
+		eo.bpd_t1 = t1, eo.bpd_auto = 0;
+	r->bpd_auto = eo.bpd_auto;
+	if (isatty(2))
+		eo.progress = progress;
+	if (o.classes) {
+		check(mm_eval_classes_load(&run.classes, o.classes, run.tok, run.cfg));
+		r->classes = &run.classes;
+	}
+	check(mm_eval_open(&run.e, (const char *const *)o.data.v, o.data.n, run.cfg, run.tok, &eo));
+	r->docs = mm_eval_docs(run.e);
+	if (o.bpd && !run.cfg->patch)
+		die("%s: the model reads no images, so --bpd has nothing to measure", o.model);
+}
+
+static void evaluate(struct eval_report *r)
+{
+	for (int k = 0; k < 2 && !o.no_losses; k++) {
+		if (!run.m[k])
+			continue;
+		double t0 = now();
+		r->loss_name[r->nloss] = k ? "ema" : "weights";
+		check(mm_eval_losses_run(run.e, run.m[k], &r->loss[r->nloss++]));
+		timed(k ? "losses, EMA weights" : "losses", t0);
+	}
+	if (o.bpd) {
+		double t0 = now();
+		check(mm_eval_bpd_run(run.e, run.main, &r->bpd));
+		r->has_bpd = 1;
+		timed("bits per dimension", t0);
+	}
+	if (o.classes) {
+		double t0 = now();
+		check(mm_eval_gen_new(&run.gen, run.main, run.tok, &run.classes, (int)o.batch));
+		check(mm_eval_classify(run.e, run.main, &run.classes, mm_eval_caption, run.gen, &r->cls));
+		r->has_cls = 1;
+		timed("classification", t0);
+	}
+	if (o.per_class) {
+		mm_eval_t2i_opts to = {.per_class = (int)o.per_class, .steps = (int)o.steps, .cfg = o.cfg,
+				       .seed = (uint64_t)o.seed};
+		r->sampler = o.sampler ? o.sampler : "heun";
+		to.method = strcmp(r->sampler, "euler") ? MM_ODE_HEUN : MM_ODE_EULER;
+		r->steps = to.steps, r->cfg = to.cfg;
+		size_t bytes = (size_t)run.classes.n * to.per_class * MM_NPATCH(run.cfg) * MM_PDIM(run.cfg);
+		if (o.samples && !(run.images = malloc(bytes)))
+			die("out of memory for %zu MiB of images", bytes >> 20);
+		double t0 = now();
+		check(mm_eval_t2i_run(run.e, run.main, run.gen, &to, &r->t2i, run.images));
+		r->has_t2i = 1;
+		timed("text to image", t0);
+		if (o.samples)
+			eval_write_grids(o.samples, &run.classes, run.cfg, run.images, to.per_class);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	cli_init(argv[0]);
+	parse(argc, argv);
+	train_set_threads(o.threads);
+	FILE *jf = NULL; // opened first: a long evaluation should not end in an unwritable path
+	if (o.json_file && !(jf = fopen(o.json_file, "w")))
+		die("%s: cannot create: %s", o.json_file, strerror(errno));
+	struct eval_report r = {.model = o.model, .seed = o.seed, .threads = omp_get_max_threads(), .batch = o.batch,
+				.weights = o.ema ? "ema" : "weights"};
+	load(&r);
+	evaluate(&r);
+	if (o.json)
+		eval_print_json(stdout, &r);
+	else
+		eval_print_table(stdout, &r);
+	if (fflush(stdout) || ferror(stdout))
+		die("cannot write the output");
+	if (jf) {
+		eval_print_json(jf, &r);
+		if (fclose(jf))
+			die("%s: cannot write: %s", o.json_file, strerror(errno));
+	}
+	mm_eval_cls_free(&r.cls);
+	mm_eval_t2i_free(&r.t2i);
+	mm_eval_gen_free(run.gen);
+	free(run.images);
+	mm_eval_close(run.e);
+	mm_eval_classes_free(&run.classes);
+	mm_model_free(run.m[0]);
+	mm_model_free(run.m[1]);
+	mm_tok_free(run.tok);
+	mm_tok_free(run.tok2);
+	return 0;
+}
