@@ -512,6 +512,20 @@ static void sum_over_ranks(struct trainer *tr, float *loss, float *lt, float *li
 	mm_model_set_loss_counts(tr->model, s[SUM_NT], s[SUM_NI]);
 }
 
+// Validation losses of the current weights, logged (rank 0).
+static void validate(struct trainer *tr, int log0)
+{
+	double vt, vi;
+	evaluate(tr, &vt, &vi);
+	if (!log0)
+		return;
+	fprintf(tr->log, "{\"step\":%llu,\"val_loss_text\":%.9g,\"val_loss_image\":%.9g}\n",
+		(unsigned long long)tr->step, vt, vi);
+	fflush(tr->log);
+	fprintf(stderr, "%sstep %llu  val text %.4f  val image %.4f\n", isatty(2) ? "\r\033[K" : "",
+		(unsigned long long)tr->step, vt, vi);
+}
+
 int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop)
 {
 	struct train_opts *o = tr->o;
@@ -523,6 +537,9 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 	double done0 = o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs;
 	dist_sum_doubles(&done0, 1);
 	int done = done0 > 0;
+	// A fresh run's validation figure before any step: the baseline of the curve.
+	if (tr->val && tr->step == 0)
+		validate(tr, log0);
 	while (tr->step < tr->total_steps && !done) {
 		double ta = now();
 		int rc = mm_loader_next(tr->train, &tr->batch);
@@ -576,15 +593,7 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 		}
 		int last = tr->step == tr->total_steps || done;
 		if (tr->val && (tr->step % (uint64_t)o->eval_every == 0 || last)) {
-			double vt, vi;
-			evaluate(tr, &vt, &vi);
-			if (log0) {
-				fprintf(tr->log, "{\"step\":%llu,\"val_loss_text\":%.9g,\"val_loss_image\":%.9g}\n",
-					(unsigned long long)tr->step, vt, vi);
-				fflush(tr->log);
-				fprintf(stderr, "%sstep %llu  val text %.4f  val image %.4f\n", isatty(2) ? "\r\033[K" : "",
-					(unsigned long long)tr->step, vt, vi);
-			}
+			validate(tr, log0);
 			tlog = now(); // evaluation time is not training time
 		}
 		// One rank alone acts on its own signal; data-parallel ranks act together on any rank's.
