@@ -105,12 +105,17 @@ demo: all
 	cmd/mm-sample --model $(DEMO)/run --ema --prompt 'a photo of a dress' --image -o $(DEMO)/samples/dress \
 		-n 8 --steps 25 --max-tokens 0 --grid $(DEMO)/grid-dress.png >/dev/null
 	cmd/mm-sample --model $(DEMO)/run --ema --max-tokens 20 --caption $(DEMO)/samples/*/000.png
+	@echo "== evaluate on 300 held-out images: losses, bits per dimension, captioning accuracy"
+	sed 's/^/a photo of a /' $(FM)/labels.txt > $(DEMO)/classes.txt
+	cmd/mm-eval --model $(DEMO)/run --ema --data $(DEMO)/test-00000.mms --max-docs 300 --bpd --bpd-samples 2 \
+		--classes $(DEMO)/classes.txt --json-file $(DEMO)/eval.json
 	@echo
 	@echo "tokenizer:   $(DEMO)/tok.bin"
 	@echo "shards:      $(DEMO)/train-00000.mms $(DEMO)/test-00000.mms"
 	@echo "checkpoint:  $(DEMO)/run/$$(cat $(DEMO)/run/latest)"
 	@echo "log:         $(DEMO)/run/log.jsonl"
 	@echo "images:      $(DEMO)/samples/*/NNN.png, grids $(DEMO)/grid-*.png"
+	@echo "evaluation:  $(DEMO)/eval.json"
 
 # Issue 5's experiment: the whole Fashion-MNIST (Debian dataset-fashion-mnist: 60,000 training
 # and 10,000 test images), captions from the class names, one training run, then every figure

@@ -208,9 +208,14 @@ int main(int argc, char **argv)
 	cli_init(argv[0]);
 	parse(argc, argv);
 	train_set_threads(o.threads);
-	FILE *jf = NULL; // opened first: a long evaluation should not end in an unwritable path
-	if (o.json_file && !(jf = fopen(o.json_file, "w")))
-		die("%s: cannot create: %s", o.json_file, strerror(errno));
+	// Opened first, so a long evaluation does not end in an unwritable path; written atomically,
+	// so a failed run leaves no half-written file.
+	mm_afile jf = {0};
+	if (o.json_file) {
+		int rc = mm_afile_open(&jf, o.json_file);
+		if (rc)
+			die_mm(rc);
+	}
 	struct eval_report r = {.model = o.model, .seed = o.seed, .threads = omp_get_max_threads(), .batch = o.batch,
 				.weights = o.ema ? "ema" : "weights"};
 	load(&r);
@@ -221,10 +226,11 @@ int main(int argc, char **argv)
 		eval_print_table(stdout, &r);
 	if (fflush(stdout) || ferror(stdout))
 		die("cannot write the output");
-	if (jf) {
-		eval_print_json(jf, &r);
-		if (fclose(jf))
-			die("%s: cannot write: %s", o.json_file, strerror(errno));
+	if (o.json_file) {
+		eval_print_json(jf.f, &r);
+		int rc = ferror(jf.f) ? mm_fail(MM_EIO, "%s: cannot write", o.json_file) : mm_afile_commit(&jf);
+		if (rc)
+			die_mm(rc);
 	}
 	mm_eval_cls_free(&r.cls);
 	mm_eval_t2i_free(&r.t2i);
