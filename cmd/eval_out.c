@@ -84,8 +84,9 @@ static void table_bpd(FILE *f, const struct eval_report *r)
 static void table_classes(FILE *f, const struct eval_report *r)
 {
 	const mm_eval_cls *c = &r->cls;
-	fprintf(f, "\nClassification (%s; %d classes, %llu labelled images, %llu caption pairs of no class)\n",
-		r->weights, c->n, (unsigned long long)c->images, (unsigned long long)c->unmatched);
+	fprintf(f, "\nClassification (%s; %d classes, %llu labelled images, %llu caption pairs of no class; images read "
+		   "at t = %g)\n",
+		r->weights, c->n, (unsigned long long)c->images, (unsigned long long)c->unmatched, r->read_t);
 	fprintf(f, "  %-35s%11.2f%%\n", "by caption likelihood", pct(c->correct, c->images));
 	if (c->greedy)
 		fprintf(f, "  %-35s%11.2f%%\n", "greedy caption, exact", pct(c->correct_greedy, c->images));
@@ -184,6 +185,7 @@ static json_t *json_classes(const struct eval_report *r)
 	const mm_eval_cls *c = &r->cls;
 	json_t *o = json_pack("{s:s, s:o, s:o, s:o}", "weights", r->weights, "captions", json_captions(r->classes),
 			      "images", cnt(c->images), "unmatched", cnt(c->unmatched));
+	json_object_set_new(o, "read_t", num(r->read_t));
 	json_object_set_new(o, "correct", cnt(c->correct));
 	json_object_set_new(o, "accuracy", num(c->images ? (double)c->correct / (double)c->images : NAN));
 	json_object_set_new(o, "confusion", matrix(c->confusion, c->n, c->n));

@@ -23,9 +23,9 @@ static struct {
 	char *model, *classes, *sampler, *samples, *json_file, *bpd_t1;
 	int ema, bpd, bpd_uncond, no_losses, json, help;
 	long long max_docs, batch, buckets, bpd_samples, per_class, steps, seed, threads;
-	double bpd_t0, cfg;
+	double bpd_t0, cfg, read_t;
 } o = {.batch = 32, .buckets = 10, .bpd_samples = 10, .bpd_t0 = 1e-3, .steps = 50, .cfg = 2,
-       .seed = 1};
+       .seed = 1, .read_t = 0.9};
 
 #define BIG 1e18
 static struct opt table[] = {
@@ -46,6 +46,7 @@ static struct opt table[] = {
 	{"bpd-uncond", OPT_FLAG, &o.bpd_uncond, NULL, "images alone, not after their caption", 0, 1, 0, 0},
 	{"Classes", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
 	{"classes", OPT_STR, &o.classes, "FILE", "class captions, one a line: classify the labelled images", 0, 0, 0, 0},
+	{"read-t", OPT_FLOAT, &o.read_t, "T", "noise level of the images to caption, 0 < T <= 1, 1 = clean (0.9)", 1e-6, 1, 0, 0},
 	{"per-class", OPT_INT, &o.per_class, "N", "also generate N images per caption and classify them (0)", 0, 1000000, 0, 0},
 	{"sampler", OPT_STR, &o.sampler, "euler|heun", "ODE sampler of the generated images (heun)", 0, 0, 0, 0},
 	{"steps", OPT_INT, &o.steps, "N", "sampler steps (50)", 1, 100000, 0, 0},
@@ -146,7 +147,8 @@ static void load(struct eval_report *r)
 	mm_eval_opts_default(&eo);
 	eo.batch = (int)o.batch, eo.max_docs = (uint64_t)o.max_docs, eo.seed = (uint64_t)o.seed;
 	eo.buckets = (int)o.buckets, eo.bpd_samples = (int)o.bpd_samples;
-	eo.bpd_t0 = o.bpd_t0, eo.bpd_uncond = o.bpd_uncond;
+	eo.bpd_t0 = o.bpd_t0, eo.bpd_uncond = o.bpd_uncond, eo.read_t = o.read_t;
+	r->read_t = o.read_t;
 	if (t1)
 		eo.bpd_t1 = t1, eo.bpd_auto = 0;
 	r->bpd_auto = eo.bpd_auto;
@@ -180,7 +182,8 @@ static void evaluate(struct eval_report *r)
 	}
 	if (o.classes) {
 		double t0 = now();
-		check(mm_eval_gen_new(&run.gen, run.main, run.tok, &run.classes, (int)o.batch));
+		check(mm_eval_gen_new(&run.gen, run.main, run.tok, &run.classes, (int)o.batch, o.read_t,
+				      (uint64_t)o.seed));
 		check(mm_eval_classify(run.e, run.main, &run.classes, mm_eval_caption, run.gen, &r->cls));
 		r->has_cls = 1;
 		timed("classification", t0);

@@ -45,6 +45,8 @@ static const char usage_text[] =
 	"  --batch B               documents generated together (default 8)\n"
 	"  --grid FILE.png         also tile every generated image into one PNG\n"
 	"  --caption IMAGE...      caption each image: one line 'name<TAB>caption' per image\n"
+	"  --read-t T              read the images to caption at noise level T, z = T x + (1 - T) eps,\n"
+	"                          as training shows images before text; 1 = clean (default 0.9)\n"
 	"  --seed S                random seed (default 1)\n"
 	"  --threads N             threads of the matrix products (default 0: all processors)\n"
 	"  -h, --help              this help\n";
@@ -53,15 +55,15 @@ static struct {
 	const char *model, *prompt, *out, *grid;
 	int ema, image, caption, recompute;
 	long long max_tokens, top_k, steps, samples, batch, seed, threads;
-	double temperature, top_p, cfg, cfg_lo, cfg_hi;
+	double temperature, top_p, cfg, cfg_lo, cfg_hi, read_t;
 	int method;
 	char **files; // --caption's images
 	int nfiles;
 } o = {.max_tokens = 256, .top_p = 1, .steps = 50, .cfg = 2, .cfg_hi = 1, .samples = 1, .batch = 8,
-       .seed = 1, .method = MM_ODE_HEUN};
+       .seed = 1, .method = MM_ODE_HEUN, .read_t = 0.9};
 
 enum { O_MODEL = 256, O_EMA, O_PROMPT, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_IMAGE, O_SAMPLER, O_STEPS,
-       O_CFG, O_CFGI, O_RECOMPUTE, O_BATCH, O_GRID, O_CAPTION, O_SEED, O_THREADS };
+       O_CFG, O_CFGI, O_RECOMPUTE, O_BATCH, O_GRID, O_CAPTION, O_READT, O_SEED, O_THREADS };
 
 static const struct option options[] = {
 	{"model", required_argument, 0, O_MODEL}, {"ema", no_argument, 0, O_EMA},
@@ -73,6 +75,7 @@ static const struct option options[] = {
 	{"recompute", no_argument, 0, O_RECOMPUTE}, {"out", required_argument, 0, 'o'},
 	{"samples", required_argument, 0, 'n'}, {"batch", required_argument, 0, O_BATCH},
 	{"grid", required_argument, 0, O_GRID}, {"caption", no_argument, 0, O_CAPTION},
+	{"read-t", required_argument, 0, O_READT},
 	{"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
 	{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
@@ -118,6 +121,7 @@ static void parse(int argc, char **argv)
 		case O_BATCH: o.batch = cli_int("--batch", a, 1, 4096); break;
 		case O_GRID: o.grid = a; break;
 		case O_CAPTION: o.caption = 1; break;
+		case O_READT: o.read_t = cli_double("--read-t", a, 1e-6, 1); break;
 		case O_SEED: o.seed = cli_int("--seed", a, 0, INT64_MAX); break;
 		case O_THREADS: o.threads = cli_int("--threads", a, 0, 4096); break;
 		case 'h': fputs(usage_text, stdout); exit(0);
@@ -260,6 +264,7 @@ static void gen_opts(mm_gen_opts *g)
 	g->image_first = o.image;
 	g->images = o.out != NULL;
 	g->seed = (uint64_t)o.seed;
+	g->read_t = (float)o.read_t;
 }
 
 static void run_samples(mm_model *m, const mm_tokenizer *tok)

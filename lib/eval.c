@@ -21,6 +21,7 @@ void mm_eval_opts_default(mm_eval_opts *o)
 	o->bpd_t0 = 1e-3;
 	o->bpd_t1 = 0.999;
 	o->bpd_auto = 1;
+	o->read_t = 0.9;
 }
 
 static int check_opts(const mm_eval_opts *o)
@@ -35,6 +36,8 @@ static int check_opts(const mm_eval_opts *o)
 	if (!(o->bpd_t0 >= 0 && o->bpd_t0 < 0.5) || !(o->bpd_t1 > 0.5 && o->bpd_t1 <= 1 - 1e-5))
 		return mm_fail(MM_EINVAL, "eval: bound from t0 = %g to t1 = %g: need 0 <= t0 < 0.5 < t1 <= 1 - 1e-5",
 			       o->bpd_t0, o->bpd_t1);
+	if (!(o->read_t > 0 && o->read_t <= 1))
+		return mm_fail(MM_EINVAL, "eval: images read at noise level %g, not in (0, 1]", o->read_t);
 	return 0;
 }
 
@@ -484,7 +487,8 @@ int mm_eval_class_of(const mm_eval_classes *c, const uint8_t *text, size_t n)
 	return -1;
 }
 
-int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8_t *px, int n, double *ll)
+int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8_t *px, int n, uint64_t index0,
+		  double *ll)
 {
 	if (!e->P)
 		return mm_fail(MM_EINVAL, "eval: the model reads no images");
@@ -494,7 +498,8 @@ int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8
 		return mm_fail(MM_ENOMEM, "out of memory");
 	for (size_t k = 0; k < total; k++) {
 		size_t i = k / c->n, j = k % c->n;
-		s[k] = (ev_seq){.px = px + i * np, .t = 1, .suf = c->tok[j], .nsuf = (int)c->ntok[j], .eos = 1};
+		s[k] = (ev_seq){.px = px + i * np, .t = (float)e->o.read_t, .seed = e->o.seed ^ MM_EVAL_READ_TAG,
+				.stream = index0 + i, .suf = c->tok[j], .nsuf = (int)c->ntok[j], .eos = 1};
 	}
 	int rc = 0;
 	for (size_t done = 0; done < total && !rc;) {
@@ -531,9 +536,9 @@ void mm_eval_cls_free(mm_eval_cls *r)
 static int classify_chunk(mm_eval *e, mm_model *m, const mm_eval_classes *c, mm_eval_captioner cap, void *ctx,
 			  const uint8_t *px, const int *label, int n, double *ll, int *pred, mm_eval_cls *r)
 {
-	int rc = mm_eval_score(e, m, c, px, n, ll);
+	int rc = mm_eval_score(e, m, c, px, n, r->images, ll);
 	if (!rc && cap)
-		rc = cap(ctx, px, n, pred);
+		rc = cap(ctx, px, n, r->images, pred);
 	for (int i = 0; i < n && !rc; i++) {
 		const double *li = ll + (size_t)i * c->n;
 		int best = 0;

@@ -16,9 +16,13 @@
 // after the text segment before it in its document (its caption), or alone (uncond).
 //
 // Classes (mm_eval_classify): a list of captions, one a line. Each caption pair whose caption
-// is one of them is a labelled image; the image is scored as BOS BOI image(t = 1) EOI caption
-// EOS for every candidate caption (the sum of the log-probabilities of the caption's tokens and
-// EOS), and the likeliest caption is the prediction (the first of equal scores).
+// is one of them is a labelled image; the image is scored as BOS BOI image(t = read_t) EOI
+// caption EOS for every candidate caption (the sum of the log-probabilities of the caption's
+// tokens and EOS), and the likeliest caption is the prediction (the first of equal scores).
+// The image is read at noise level read_t (0.9 by default), z = t x + (1 - t) eps, because
+// training shows an image before its caption noised (t in [0.5, 1), mm-train --image-first)
+// and never clean; image k of a call draws eps from mm_rng (seed ^ MM_EVAL_READ_TAG, index0 + k),
+// one normal per value in patch order, and the greedy captioner reads the same z.
 //
 // Determinism: every figure depends on the shards, the model, the options and the seed, and
 // is the same from run to run at the same thread count (OpenBLAS splits products by thread count).
@@ -34,6 +38,7 @@
 
 #define MM_EVAL_MAX_BUCKETS 1000
 #define MM_BPD_MAX_CUTS 12
+#define MM_EVAL_READ_TAG UINT64_C(0x7265616420696d67) // seed tag of the classified images' eps
 
 typedef struct mm_eval_opts {
 	int batch;           // rows of T positions per model call (32)
@@ -46,6 +51,7 @@ typedef struct mm_eval_opts {
 	int bpd_auto;        // 1: report the lowest bound over the clean ends of mm_eval_bpd's curve
 			     // (its t1 then in mm_eval_bpd.t1); 0: the bound at bpd_t1 (1)
 	int bpd_uncond;      // 1: images alone, without the text before them (0)
+	double read_t;       // noise level (0, 1] at which classified images are read (0.9; 1: clean)
 	// Called from the calling thread after each model call (NULL: none); total 0 if unknown.
 	void (*progress)(void *ctx, const char *stage, uint64_t done, uint64_t total);
 	void *progress_ctx;
@@ -124,9 +130,11 @@ int mm_eval_classes_load(mm_eval_classes *c, const char *path, const mm_tokenize
 void mm_eval_classes_free(mm_eval_classes *c);
 
 // Log-likelihood of every class caption after each of n images (pixels in patch order,
-// NP * P bytes each): ll (n, c->n). The sequences of all candidates are packed into rows of
-// one batch and scored by mm_model_forward.
-int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8_t *px, int n, double *ll);
+// NP * P bytes each; image k read at read_t with the eps of stream index0 + k): ll (n, c->n).
+// The sequences of all candidates are packed into rows of one batch and scored by
+// mm_model_forward.
+int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8_t *px, int n, uint64_t index0,
+		  double *ll);
 
 typedef struct mm_eval_cls {
 	int n;                 // classes
@@ -141,8 +149,9 @@ typedef struct mm_eval_cls {
 
 // Per labelled image: the likeliest class (and, with a captioner, its greedy caption compared
 // with the true caption). caption: NULL, or a function that writes the greedy captions of n
-// images (pixels as above) as class numbers (-1: no class) into pred; ctx is passed on.
-typedef int (*mm_eval_captioner)(void *ctx, const uint8_t *px, int n, int *pred);
+// images (pixels as above) as class numbers (-1: no class) into pred; ctx is passed on. index0:
+// the number of labelled images before these (the eps stream of the first, as above).
+typedef int (*mm_eval_captioner)(void *ctx, const uint8_t *px, int n, uint64_t index0, int *pred);
 int mm_eval_classify(mm_eval *e, mm_model *m, const mm_eval_classes *c, mm_eval_captioner caption, void *ctx,
 		     mm_eval_cls *out);
 void mm_eval_cls_free(mm_eval_cls *r);
@@ -159,12 +168,14 @@ void mm_eval_t2i_free(mm_eval_t2i *r);
 // Generation from the model through the inference engine (lib/sample.h): a KV-cache sampler
 // with 2 batch slots (guidance needs a second slot per image), for batch documents at a time.
 typedef struct mm_eval_gen mm_eval_gen;
-int mm_eval_gen_new(mm_eval_gen **g, mm_model *m, const mm_tokenizer *tok, const mm_eval_classes *c, int batch);
+// read_t, seed: the noise level and seed of the classified images (mm_eval_opts).
+int mm_eval_gen_new(mm_eval_gen **g, mm_model *m, const mm_tokenizer *tok, const mm_eval_classes *c, int batch,
+		    double read_t, uint64_t seed);
 void mm_eval_gen_free(mm_eval_gen *g);
 // An mm_eval_captioner (ctx: an mm_eval_gen): the greedy continuation of BOS BOI image EOI,
 // up to the longest class caption and its EOS, decoded and compared byte for byte with the
-// class captions.
-int mm_eval_caption(void *ctx, const uint8_t *px, int n, int *pred);
+// class captions; the image is read at read_t with the eps mm_eval_score gives it.
+int mm_eval_caption(void *ctx, const uint8_t *px, int n, uint64_t index0, int *pred);
 
 typedef struct mm_eval_t2i_opts {
 	int per_class; // images generated per class caption
@@ -174,7 +185,7 @@ typedef struct mm_eval_t2i_opts {
 	uint64_t seed; // image i of class j draws from stream j * per_class + i
 } mm_eval_t2i_opts;
 // Generates per_class images after each class caption (BOS caption BOI ...), classifies them
-// with mm_eval_score. images: NULL, or room for (classes, per_class, NP P) pixels, which
+// with mm_eval_score (image i of class j: index0 j * per_class + i). images: NULL, or room for (classes, per_class, NP P) pixels, which
 // receives the images in patch order.
 int mm_eval_t2i_run(mm_eval *e, mm_model *m, mm_eval_gen *g, const mm_eval_t2i_opts *o, mm_eval_t2i *r,
 		    uint8_t *images);

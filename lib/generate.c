@@ -70,6 +70,7 @@ void mm_gen_opts_default(mm_gen_opts *o)
 	mm_image_opts_default(&o->image);
 	o->max_tokens = 256;
 	o->images = 1;
+	o->read_t = 1;
 	o->seed = 1;
 }
 
@@ -117,7 +118,8 @@ static int64_t prefix_len(const gen *g, const mm_doc *d)
 	return n;
 }
 
-// Appends document i's prefix to its slot: runs of tokens (BOS, text, BOI) and clean images.
+// Appends document i's prefix to its slot: runs of tokens (BOS, text, BOI) and images, read
+// at noise level o->read_t (clean at 1).
 static int prefill_one(gen *g, int i, const mm_doc *d)
 {
 	int slot = i, rc = 0, n = 0;
@@ -138,8 +140,13 @@ static int prefill_one(gen *g, int i, const mm_doc *d)
 				       g->c->img_w, g->c->img_h, g->c->img_c, g->c->patch);
 		tok[n++] = MM_TOK_BOI;
 		if (!(rc = mm_sampler_append_tokens(g->s, 1, &slot, &tp, &n))) {
-			mm_pixels_to_float(sg->pixels, (size_t)g->NP * g->P, g->z);
-			rc = mm_sampler_append_image(g->s, 1, &slot, g->z, 1, 1);
+			size_t np = (size_t)g->NP * g->P;
+			float t = g->o->read_t;
+			mm_pixels_to_float(sg->pixels, np, g->z);
+			if (t < 1) // the prompt image read noised, as training shows images before text
+				for (size_t v = 0; v < np; v++)
+					g->z[v] = t * g->z[v] + (1 - t) * (float)mm_rng_normal(&g->rng[i]);
+			rc = mm_sampler_append_image(g->s, 1, &slot, g->z, t, 1);
 		}
 		n = 0;
 	}
@@ -307,7 +314,7 @@ int mm_generate(mm_sampler *s, const mm_doc *prefix, int n, uint64_t index0, con
 	if (c->vocab <= MM_TOK_EOI)
 		return mm_fail(MM_EINVAL, "generate: vocabulary of %d has no special tokens", c->vocab);
 	if (o->max_tokens < 0 || !(o->text.top_p > 0 && o->text.top_p <= 1) || o->text.top_k < 0 ||
-	    !(o->text.temperature >= 0))
+	    !(o->text.temperature >= 0) || !(o->read_t > 0 && o->read_t <= 1))
 		return mm_fail(MM_EINVAL, "generate: bad text options");
 	int rc = gen_alloc(&g);
 	for (int i = 0; i < n && !rc; i++) {

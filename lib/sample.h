@@ -106,6 +106,7 @@ typedef struct mm_gen_opts {
 	int max_tokens;  // tokens sampled per document, at most (BOI included)
 	int image_first; // 1: an image follows the prefix at once (BOI appended)
 	int images;      // 1: a sampled BOI starts an image; 0: BOI is never sampled
+	float read_t;    // noise level (0, 1] of the prefix's images: z = t x + (1 - t) eps (1: clean)
 	uint64_t seed;
 } mm_gen_opts;
 
@@ -115,7 +116,8 @@ void mm_gen_opts_default(mm_gen_opts *o);
 // and images of the model's geometry; BOS is put before it), out[i] (initialised, emptied here)
 // receives what follows: text segments (EOS not included) and images (pixels in patch order).
 // A document stops at EOS, after max_tokens sampled tokens, or when its slot is full. Document i
-// draws its numbers from the generator (seed, index0 + i): noise, then tokens, in order.
+// draws its numbers from the generator (seed, index0 + i): the noise of its prefix's images
+// (read_t < 1 only), then image noise and tokens, in order.
 // Slots used: 0..n-1, and n..2n-1 for guidance (needs 2n slots when o->image.cfg != 1).
 // MM_ERANGE when a prefix (with its image, for image_first) does not fit seq_len.
 int mm_generate(mm_sampler *s, const mm_doc *prefix, int n, uint64_t index0, const mm_gen_opts *o,

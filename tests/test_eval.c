@@ -7,6 +7,7 @@
 #include "check.h"
 #include "eval.h"
 #include "mm.h"
+#include "rng.h"
 
 enum { T = 32, B = 4, NP = 4, P = 16 };
 static mm_config cfg = {.dim = 16, .layers = 1, .heads = 2, .mlp = 32, .vocab = 261, .img_h = 8, .img_w = 8,
@@ -98,18 +99,27 @@ static void row_tok(row *r, int32_t t)
 	r->n++;
 }
 
-static void row_img(row *r, const uint8_t *px)
+// An image at noise level t: z = t x + (1 - t) eps, eps from g in patch order (t = 1: z = x).
+static void row_img_t(row *r, const uint8_t *px, float t, mm_rng *g)
 {
 	row_tok(r, MM_TOK_BOI);
 	for (int j = 0; j < NP; j++) {
 		int i = r->n;
 		row_tok(r, -1);
-		r->img[i] = r->nimg, r->patch[i] = j, r->t[i] = 1;
-		for (int v = 0; v < P; v++)
-			r->x[i * P + v] = r->z[i * P + v] = (float)(px[j * P + v] / 127.5 - 1.0);
+		r->img[i] = r->nimg, r->patch[i] = j, r->t[i] = t;
+		for (int v = 0; v < P; v++) {
+			float x = (float)(px[j * P + v] / 127.5 - 1.0);
+			r->x[i * P + v] = x;
+			r->z[i * P + v] = t == 1 ? x : t * x + (1.0f - t) * (float)mm_rng_normal(g);
+		}
 	}
 	r->nimg++;
 	row_tok(r, MM_TOK_EOI);
+}
+
+static void row_img(row *r, const uint8_t *px)
+{
+	row_img_t(r, px, 1, NULL);
 }
 
 static void row_forward(mm_model *m, row *r)
@@ -254,10 +264,11 @@ static int ncap(const mm_eval_cls *r, int i) // images of true class i
 }
 
 static int fake_pred[16];
-static int fake_captioner(void *ctx, const uint8_t *px, int n, int *pred)
+static int fake_captioner(void *ctx, const uint8_t *px, int n, uint64_t index0, int *pred)
 {
 	(void)px;
 	int *calls = ctx;
+	CHECK_EQ_INT(index0, *calls); // the labelled images before these
 	for (int i = 0; i < n; i++)
 		pred[i] = fake_pred[*calls + i];
 	*calls += n;
@@ -277,14 +288,44 @@ static void test_classes(mm_model *m, mm_model *m1)
 	CHECK_EQ_INT(mm_eval_class_of(&c, (const uint8_t *)"bird ", 5), -1);
 	mm_eval_opts o;
 	mm_eval_opts_default(&o);
+	CHECK(o.read_t == 0.9);
 	o.batch = B;
+	o.read_t = 1;
 	mm_eval *e = open_eval(&o);
 	enum { N = 5 };
 	uint8_t px[N * NP * P];
 	for (int i = 0; i < N; i++)
 		memcpy(px + i * NP * P, image_of(&docs[i]), NP * P);
-	double ll[N * 3];
-	CHECK_OK(mm_eval_score(e, m, &c, px, N, ll));
+	double ll[N * 3], lt[N * 3];
+	// Images read noised: image i of the call draws from (seed ^ MM_EVAL_READ_TAG, index0 + i).
+	o.read_t = 0.75f, o.seed = 9;
+	mm_eval *en = open_eval(&o);
+	CHECK_OK(mm_eval_score(en, m, &c, px, N, 40, lt));
+	for (int i = 0; i < N; i++) {
+		for (int j = 0; j < 3; j++) {
+			mm_rng g;
+			mm_rng_seed(&g, 9 ^ MM_EVAL_READ_TAG, 40 + (uint64_t)i);
+			row r;
+			row_init(&r);
+			row_tok(&r, MM_TOK_BOS);
+			row_img_t(&r, px + i * NP * P, 0.75f, &g);
+			for (uint32_t k = 0; k < c.ntok[j]; k++)
+				row_tok(&r, (int32_t)c.tok[j][k]);
+			row_tok(&r, MM_TOK_EOS);
+			row_forward(m1, &r);
+			double ref = 0;
+			for (int q = NP + 2; q < r.n - 1; q++)
+				ref += row_logprob(m1, &r, q);
+			CHECK_MSG(fabs(lt[i * 3 + j] - ref) < 1e-4, "noised image %d class %d: %.6f vs %.6f", i, j,
+				  lt[i * 3 + j], ref);
+		}
+	}
+	double l2[N * 3];
+	CHECK_OK(mm_eval_score(en, m, &c, px, N, 41, l2)); // other draws, other scores
+	CHECK(memcmp(l2, lt, sizeof lt) != 0);
+	mm_eval_close(en);
+	CHECK_OK(mm_eval_score(e, m, &c, px, N, 0, ll));
+	CHECK(memcmp(ll, lt, sizeof lt) != 0);
 	int best[N];
 	for (int i = 0; i < N; i++) {
 		best[i] = 0;
@@ -456,7 +497,7 @@ static void test_refusals(void)
 	mm_eval_classes c2;
 	CHECK_OK(mm_eval_classes_load(&c2, "two.txt", tok, &cfg));
 	double ll[2];
-	CHECK_OK(mm_eval_score(e, m, &c2, image_of(&docs[0]), 1, ll));
+	CHECK_OK(mm_eval_score(e, m, &c2, image_of(&docs[0]), 1, 0, ll));
 	CHECK(isfinite(ll[0]) && isfinite(ll[1]) && ll[0] < 0);
 	mm_eval_classes_free(&c2);
 	mm_model_free(m);
@@ -466,6 +507,12 @@ static void test_refusals(void)
 	CHECK(mm_eval_open(&e, &p, 1, &cfg, tok, &o) < 0);
 	o.bpd_t1 = 1;
 	CHECK(mm_eval_open(&e, &shard, 1, &cfg, tok, &o) == -MM_EINVAL);
+	o.bpd_t1 = 0.999;
+	for (int k = 0; k < 3; k++) {
+		o.read_t = (double[]){0, 1.5, NAN}[k];
+		CHECK(mm_eval_open(&e, &shard, 1, &cfg, tok, &o) == -MM_EINVAL && strstr(mm_errmsg(), "noise level"));
+	}
+	o.read_t = 0.9;
 
 	mm_eval_classes c;
 	const char *bad[][2] = {{"a\n\nb\n", "empty"}, {"a\nb\na\n", "repeats"}, {"a\n", "at least 2"},

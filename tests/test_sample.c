@@ -408,6 +408,41 @@ static void check_generate(void)
 	CHECK(out2[0].n_segs <= 1);
 	if (out2[0].n_segs)
 		CHECK(out2[0].segs[0].type == MM_SEG_TEXT && out2[0].segs[0].n_tokens <= 5);
+	// A prompt image read at read_t < 1: z = t x + (1 - t) eps, eps the first draws of the
+	// document's generator, the token's draw after them. One sampled token, against the same
+	// prefix appended by hand and the same generator (its order shows in every token).
+	oc.read_t = 0.6f, oc.max_tokens = 1, oc.seed = 17, oc.text.temperature = 1;
+	int *work = malloc(2 * (size_t)c->vocab * sizeof *work), agree = 0;
+	uint8_t *ban = calloc((size_t)c->vocab, 1);
+	ban[MM_TOK_PAD] = ban[MM_TOK_BOS] = ban[MM_TOK_EOI] = ban[MM_TOK_BOI] = 1;
+	enum { TRIALS = 20 };
+	for (int trial = 0; trial < TRIALS; trial++) {
+		CHECK_OK(mm_generate(s, &cap, 1, 5 + trial, &oc, out2));
+		mm_rng g;
+		mm_rng_seed(&g, 17, 5 + (uint64_t)trial);
+		float z[32];
+		mm_pixels_to_float(out[0].segs[0].pixels, 32, z);
+		for (int v = 0; v < 32; v++)
+			z[v] = 0.6f * z[v] + 0.4f * (float)mm_rng_normal(&g);
+		int slot = 0, two = 2;
+		int32_t head[2] = {MM_TOK_BOS, MM_TOK_BOI};
+		const int32_t *hp = head;
+		mm_sampler_clear(s, 0);
+		CHECK_OK(mm_sampler_append_tokens(s, 1, &slot, &hp, &two));
+		CHECK_OK(mm_sampler_append_image(s, 1, &slot, z, 0.6f, 1));
+		int want = mm_sample_token(mm_sampler_logits(s, 0), c->vocab, &oc.text, ban, &g, work);
+		if (want == MM_TOK_EOS)
+			agree += out2[0].n_segs == 0;
+		else
+			agree += out2[0].n_segs == 1 && out2[0].segs[0].n_tokens == 1 &&
+				 out2[0].segs[0].tokens[0] == (uint32_t)want;
+	}
+	CHECK_EQ_INT(agree, TRIALS);
+	free(work), free(ban);
+	oc.text.temperature = 0;
+	oc.read_t = 0;
+	CHECK(mm_generate(s, &cap, 1, 0, &oc, out2) == -MM_EINVAL);
+	oc.read_t = 1, oc.max_tokens = 5;
 	// Errors: too long a prompt, too many documents for the slots, an image of another size.
 	uint32_t lots[40] = {0};
 	mm_doc big;

@@ -39,6 +39,10 @@ mm-sample --model run --threads 1 --caption a/000.png a/001.png rgb8.png --max-t
 echo "exit $?"
 cut -f1 cap.txt
 awk -F'\t' 'NF != 2 { bad = 1 } END { print (bad ? "bad" : "2 fields") }' cap.txt
+mm-sample --model run --threads 1 --caption a/000.png a/001.png rgb8.png --max-tokens 8 --batch 1 > cap2.txt
+same cap.txt cap2.txt "captions, batch 8 and 1 (the images read noised, each from its own draws)"
+mm-sample --model run --threads 1 --caption a/000.png a/001.png rgb8.png --max-tokens 8 --read-t 1 > cap3.txt
+echo "exit $?"
 echo "-- errors"
 cp run/ckpt-12.mmc bad.mmc
 printf 'X' | dd of=bad.mmc bs=1 seek=300 conv=notrunc 2>/dev/null
@@ -58,6 +62,7 @@ mm-sample --model run --top-k 3 2>&1; echo "exit $?"
 mm-sample --model run --sampler rk4 2>&1; echo "exit $?"
 mm-sample --model run --cfg-interval 0.8,0.2 2>&1; echo "exit $?"
 mm-sample --model run --caption 2>&1; echo "exit $?"
+mm-sample --model run --caption a.png --read-t 0 2>&1; echo "exit $?"
 mm-sample --model run --caption a.png --prompt a 2>&1; echo "exit $?"
 mm-sample --model run stray 2>&1; echo "exit $?"
 mm-sample --model run --steps 0 2>&1; echo "exit $?"
