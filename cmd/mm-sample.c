@@ -391,14 +391,15 @@ static void run_captions(mm_model *m, const mm_tokenizer *tok)
 	mm_sampler_free(s);
 }
 
-// The matrix products run on OpenBLAS's n threads; the sampler's own loops stay on one. Two
-// thread pools spinning on the same cores slowed sampling 3 to 4 times (man page, NOTES).
+// Everything runs on n OpenMP threads, the matrix products split by the kernels and attention
+// by (document, head), each calling a single-threaded OpenBLAS, as in training (kernels.h): one
+// thread pool, never two spinning on the same cores (man page, NOTES).
 static void set_threads(long long n)
 {
 	if (n <= 0)
 		n = sysconf(_SC_NPROCESSORS_ONLN);
-	openblas_set_num_threads(n < 1 ? 1 : (int)n);
-	omp_set_num_threads(1);
+	omp_set_num_threads(n < 1 ? 1 : (int)n);
+	openblas_set_num_threads(1);
 }
 
 int main(int argc, char **argv)

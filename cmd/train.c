@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "dist.h"
+#include "prof.h"
 
 #define STAT_SIZE 64
 
@@ -526,6 +527,34 @@ static void validate(struct trainer *tr, int log0)
 		(unsigned long long)tr->step, vt, vi);
 }
 
+// The kernels of the forward and backward (lib/prof.h), slowest first; what they leave of the
+// two phases is the model's own code between kernels (gathers, zeroing, index lists).
+static void print_kernels(double fb, double tot, uint64_t n)
+{
+	int order[MM_PROF_N];
+	double in = 0;
+	for (int k = 0; k < MM_PROF_N; k++) {
+		order[k] = k;
+		in += mm_prof_state.sec[k];
+	}
+	for (int i = 1; i < MM_PROF_N; i++) // insertion sort by time, slowest first
+		for (int j = i; j > 0 && mm_prof_state.sec[order[j]] > mm_prof_state.sec[order[j - 1]]; j--) {
+			int t = order[j];
+			order[j] = order[j - 1], order[j - 1] = t;
+		}
+	fprintf(stderr, "forward and backward by kernel (ms per step, share of the step, calls per step):\n");
+	for (int i = 0; i < MM_PROF_N; i++) {
+		int k = order[i];
+		if (!mm_prof_state.calls[k])
+			continue;
+		fprintf(stderr, "  %-22s %9.2f  %5.1f%%  %6.1f\n", mm_prof_name(k), 1e3 * mm_prof_state.sec[k] / (double)n,
+			tot > 0 ? 100 * mm_prof_state.sec[k] / tot : 0, (double)mm_prof_state.calls[k] / (double)n);
+	}
+	double other = fb - in > 0 ? fb - in : 0;
+	fprintf(stderr, "  %-22s %9.2f  %5.1f%%\n", "(between kernels)", 1e3 * other / (double)n,
+		tot > 0 ? 100 * other / tot : 0);
+}
+
 int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop)
 {
 	struct train_opts *o = tr->o;
@@ -548,6 +577,7 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 		double tb = now();
 		float loss, lt, li;
 		mm_model_zero_grad(tr->model);
+		mm_prof_state.on = o->profile; // the kernels of this step's forward and backward only
 		if ((rc = mm_model_forward(tr->model, &tr->batch, &loss)))
 			die_mm(rc);
 		mm_model_losses(tr->model, &lt, &li);
@@ -556,11 +586,14 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 			pad += tr->batch.doc[p] < 0;
 		done = o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs;
 		int stopping = *stop != 0;
+		mm_prof_state.on = 0;
 		if (world > 1)
 			sum_over_ranks(tr, &loss, &lt, &li, &pad, &done, &stopping);
 		double tc = now();
+		mm_prof_state.on = o->profile;
 		if ((rc = mm_model_backward(tr->model)))
 			die_mm(rc);
+		mm_prof_state.on = 0;
 		double td = now();
 		// Data parallel: the sum of the ranks' gradients is the gradient of all their rows,
 		// the backward having divided by the counts of all rows.
@@ -622,6 +655,7 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 		for (int i = 0; i < (world > 1 ? 5 : 4); i++)
 			fprintf(stderr, "  %-10s %9.2f  %5.1f%%\n", names[i], 1e3 * prof[i] / (double)n,
 				tot > 0 ? 100 * prof[i] / tot : 0);
+		print_kernels(prof[1] + prof[2], tot, n);
 	}
 	fprintf(stderr, "%s: %llu steps, checkpoint %s\n", cli_prog, (unsigned long long)tr->step,
 		tr->last_ckpt ? tr->last_ckpt : "(none)");

@@ -18,6 +18,13 @@
 #include <string.h>
 #include <tgmath.h> // exp, sqrt, sin, cos pick the float or double version from REAL
 
+#include "fastexp.h"
+
+// The float kernels time themselves for mm-train --profile (lib/prof.h); other types do not.
+#ifndef MM_KPROF
+#define MM_KPROF(name) ((void)0)
+#endif
+
 #ifndef MM_KERNELS_SHARED
 #define MM_KERNELS_SHARED
 // Loops over fewer elements than this run on one thread: waking threads costs more.
@@ -33,28 +40,6 @@ static inline int mm_att_allowed(const int32_t *doc, const int32_t *img, int i, 
 	if (doc[i] < 0 || doc[j] != doc[i])
 		return 0;
 	return j < i || (img[i] >= 0 && img[j] == img[i]);
-}
-// e^x in float, for loops the compiler can vectorize (libm's expf is a call per value):
-// x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^6 (error below 3e-7 relative),
-// 2^k put into the exponent bits. |x| is clamped to 87 first, on the integer bits (a float
-// compare-and-select keeps -O2 from vectorizing): no infinities, no subnormals, NaN becomes
-// +-87, and e^-inf comes out as 1.6e-38, not 0 (do not use it where 0 matters).
-static inline float mm_fast_expf(float x)
-{
-	uint32_t ix, mag;
-	memcpy(&ix, &x, 4);
-	mag = ix & 0x7fffffffu;
-	mag = mag < 0x42ae0000u ? mag : 0x42ae0000u; // 87.0f
-	ix = (ix & 0x80000000u) | mag;
-	memcpy(&x, &ix, 4);
-	float kf = (x * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest
-	float r = x - kf * 0.693145752f - kf * 1.42860677e-6f;    // ln 2 in two parts
-	float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-										   r * (1.0f / 720))))));
-	int32_t bits = ((int32_t)kf + 127) << 23;
-	float scale;
-	memcpy(&scale, &bits, 4);
-	return p * scale;
 }
 // The span [*lo, *hi) of keys that query i may see (the mask may still exclude some inside).
 static void mm_att_span(const int32_t *doc, const int32_t *img, int T, int i, int *lo, int *hi)
@@ -137,6 +122,7 @@ static void KFN(gemm)(int ta, int tb, int M, int Nc, int K, const REAL *A, int l
 void KFN(matmul_forward)(REAL *out, const REAL *inp, const REAL *w, const REAL *bias, int N, int C,
 			 int OC)
 {
+	MM_KPROF(matmul_forward);
 	if (N <= 0 || OC <= 0)
 		return;
 	REAL beta = 0;
@@ -158,6 +144,7 @@ void KFN(matmul_forward)(REAL *out, const REAL *inp, const REAL *w, const REAL *
 void KFN(matmul_backward)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, const REAL *inp,
 			  const REAL *w, int N, int C, int OC)
 {
+	MM_KPROF(matmul_backward);
 	if (N <= 0 || OC <= 0)
 		return;
 	if (dinp && C > 0) // (N, C) += (N, OC) @ (OC, C)
@@ -170,6 +157,7 @@ void KFN(matmul_backward)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, c
 
 void KFN(rmsnorm_forward)(REAL *out, REAL *rstd, const REAL *inp, const REAL *w, int N, int C)
 {
+	MM_KPROF(rmsnorm_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const REAL *x = inp + (size_t)n * C;
@@ -188,6 +176,7 @@ void KFN(rmsnorm_forward)(REAL *out, REAL *rstd, const REAL *inp, const REAL *w,
 void KFN(rmsnorm_backward)(REAL *dinp, REAL *dw, const REAL *dout, const REAL *inp, const REAL *rstd,
 			   const REAL *w, int N, int C)
 {
+	MM_KPROF(rmsnorm_backward);
 	// y = x r w with r = (mean(x^2) + eps)^-1/2, dr/dx_c = -r^3 x_c / C
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
@@ -220,6 +209,7 @@ void KFN(rmsnorm_backward)(REAL *dinp, REAL *dw, const REAL *dout, const REAL *i
 
 void KFN(rope_table)(REAL *cosb, REAL *sinb, const int32_t *pos, int N, int hd)
 {
+	MM_KPROF(rope_table);
 	int half = hd / 2;
 #pragma omp parallel for schedule(static) if ((size_t)N * half > 2048)
 	for (int n = 0; n < N; n++)
@@ -233,6 +223,7 @@ void KFN(rope_table)(REAL *cosb, REAL *sinb, const int32_t *pos, int N, int hd)
 
 void KFN(rope_forward)(REAL *x, const REAL *cosb, const REAL *sinb, int N, int H, int hd)
 {
+	MM_KPROF(rope_forward);
 	int half = hd / 2;
 #pragma omp parallel for schedule(static) if ((size_t)N * H * hd > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
@@ -250,6 +241,7 @@ void KFN(rope_forward)(REAL *x, const REAL *cosb, const REAL *sinb, int N, int H
 
 void KFN(rope_backward)(REAL *dx, const REAL *cosb, const REAL *sinb, int N, int H, int hd)
 {
+	MM_KPROF(rope_backward);
 	int half = hd / 2;
 #pragma omp parallel for schedule(static) if ((size_t)N * H * hd > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
@@ -388,6 +380,7 @@ void KFN(attention_backward_naive)(REAL *dq, REAL *dk, REAL *dv, const REAL *dou
 void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, const REAL *v,
 			    const int32_t *doc, const int32_t *img, int B, int T, int H, int hd)
 {
+	MM_KPROF(attention_forward);
 	int D = H * hd;
 	REAL scale = 1 / sqrt((REAL)hd);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -421,6 +414,7 @@ void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const 
 			     const REAL *att, const REAL *q, const REAL *k, const REAL *v, int B, int T,
 			     int H, int hd)
 {
+	MM_KPROF(attention_backward);
 	int D = H * hd;
 	REAL scale = 1 / sqrt((REAL)hd);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -452,6 +446,7 @@ void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const 
 
 void KFN(swiglu_forward)(REAL *out, const REAL *g1, const REAL *g3, size_t n)
 {
+	MM_KPROF(swiglu_forward);
 #pragma omp parallel for simd schedule(static) if (n > MM_PAR_MIN)
 	for (size_t i = 0; i < n; i++)
 		out[i] = g1[i] / (1 + MM_EXPV(-g1[i])) * g3[i];
@@ -460,6 +455,7 @@ void KFN(swiglu_forward)(REAL *out, const REAL *g1, const REAL *g3, size_t n)
 void KFN(swiglu_backward)(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1, const REAL *g3,
 			  size_t n)
 {
+	MM_KPROF(swiglu_backward);
 #pragma omp parallel for simd schedule(static) if (n > MM_PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		REAL sg = 1 / (1 + MM_EXPV(-g1[i]));
@@ -471,6 +467,7 @@ void KFN(swiglu_backward)(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1
 void KFN(crossentropy_forward)(REAL *losses, REAL *lse, const REAL *logits, const int32_t *targets,
 			       int N, int V)
 {
+	MM_KPROF(crossentropy_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * V > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const REAL *l = logits + (size_t)n * V;
@@ -487,6 +484,7 @@ void KFN(crossentropy_forward)(REAL *losses, REAL *lse, const REAL *logits, cons
 void KFN(crossentropy_backward)(REAL *dlogits, const REAL *logits, const REAL *lse,
 				const int32_t *targets, REAL dloss, int N, int V)
 {
+	MM_KPROF(crossentropy_backward);
 #pragma omp parallel for schedule(static) if ((size_t)N * V > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		if (targets[n] < 0)
@@ -502,6 +500,7 @@ void KFN(crossentropy_backward)(REAL *dlogits, const REAL *logits, const REAL *l
 void KFN(vmse_forward)(REAL *losses, const REAL *xpred, const REAL *x, const REAL *z, const REAL *t,
 		       int N, int P)
 {
+	MM_KPROF(vmse_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * P > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		REAL s = 1 - t[n] > (REAL)0.05 ? 1 - t[n] : (REAL)0.05, sum = 0;
@@ -517,6 +516,7 @@ void KFN(vmse_forward)(REAL *losses, const REAL *xpred, const REAL *x, const REA
 void KFN(vmse_backward)(REAL *dxpred, const REAL *xpred, const REAL *x, const REAL *z, const REAL *t,
 			REAL dloss, int N, int P)
 {
+	MM_KPROF(vmse_backward);
 #pragma omp parallel for schedule(static) if ((size_t)N * P > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		REAL s = 1 - t[n] > (REAL)0.05 ? 1 - t[n] : (REAL)0.05;
@@ -530,6 +530,7 @@ void KFN(vmse_backward)(REAL *dxpred, const REAL *xpred, const REAL *x, const RE
 
 void KFN(embedding_forward)(REAL *out, const REAL *table, const int32_t *ids, int N, int C)
 {
+	MM_KPROF(embedding_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		REAL *o = out + (size_t)n * C;
@@ -542,6 +543,7 @@ void KFN(embedding_forward)(REAL *out, const REAL *table, const int32_t *ids, in
 
 void KFN(embedding_backward)(REAL *dtable, const REAL *dout, const int32_t *ids, int N, int C)
 {
+	MM_KPROF(embedding_backward);
 	// Split by columns, not rows: two rows with the same id never race, and each entry
 	// receives its terms in row order.
 	int nblocks = (C + MM_COLBLOCK - 1) / MM_COLBLOCK;
@@ -561,6 +563,7 @@ void KFN(embedding_backward)(REAL *dtable, const REAL *dout, const int32_t *ids,
 
 void KFN(timestep_forward)(REAL *out, const REAL *t, int N)
 {
+	MM_KPROF(timestep_forward);
 	double w[32];
 	for (int k = 0; k < 32; k++)
 		w[k] = pow(10000.0, -k / 32.0);
@@ -576,6 +579,7 @@ void KFN(timestep_forward)(REAL *out, const REAL *t, int N)
 
 void KFN(residual_forward)(REAL *out, const REAL *a, const REAL *b, size_t n)
 {
+	MM_KPROF(residual_forward);
 #pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
 	for (size_t i = 0; i < n; i++)
 		out[i] = a[i] + b[i];
@@ -583,6 +587,7 @@ void KFN(residual_forward)(REAL *out, const REAL *a, const REAL *b, size_t n)
 
 void KFN(residual_backward)(REAL *da, REAL *db, const REAL *dout, size_t n)
 {
+	MM_KPROF(residual_backward);
 #pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		da[i] += dout[i];

@@ -3,10 +3,12 @@
 #include "sample.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
+#include "fastexp.h"
 #include "kernels.h"
 #include "model_priv.h"
 #include "tokenizer.h"
@@ -26,6 +28,7 @@ struct mm_sampler {
 	const float *w;
 	int S, T, D, H, hd, F, V, P, NP, K, L, qk;
 	int rcap; // rows one pass through the layers can hold
+	int nth;  // OpenMP threads at creation: attention has a score buffer for each
 	float *kc, *vc; // (L, S, T, D): keys (normed, rotated) and values of every cached position
 	// The inputs of every position of every slot, (S, T) each: what a recomputation needs, and
 	// the mask. img is the image's id within its slot (the position of its first patch), -1 for text.
@@ -34,10 +37,14 @@ struct mm_sampler {
 	int *len;
 	span *sp; // (S): the spans of the current call
 	float *rcos, *rsin; // rotary tables of positions 0..T-1, (T, hd/2)
+	// Copies of each layer's wq, wk, wv stacked (L, 3D, D) and w1, w3 stacked (L, 2F, D): one
+	// matrix product for the three projections, one for the two SwiGLU inputs.
+	float *wqkv, *w13;
 	// Scratch for up to rcap rows.
-	float *x, *h, *q, *k, *v, *a, *tmp, *g1, *g3, *rstd, *cosb, *sinb;
-	float *att, *zs, *ts, *ft, *u, *emb, *xp; // att: (QB, T) scores
-	int32_t *rslot, *rpos, *rtok, *irows, *ipatch, *orows;
+	float *x, *h, *q, *k, *v, *a, *tmp, *g1, *rstd, *cosb, *sinb;
+	float *qkv, *g13; // (R, 3D) and (R, 2F): the fused products' rows
+	float *att, *zs, *ts, *ft, *u, *emb, *xp; // att: (nth, QB, T) scores
+	int32_t *rslot, *rpos, *rtok, *irows, *ipatch, *orows, *srow; // srow (S): a span's first row
 	float *logits; // (S, V): the last positions of the spans of the last append
 	void *mem;     // one allocation for all of the above
 };
@@ -59,11 +66,13 @@ static size_t sampler_layout(mm_sampler *s, char *base)
 	F32(kc, (size_t)s->L * S * T * D) F32(vc, (size_t)s->L * S * T * D)
 	I32(tok, S * T) I32(patch, S * T) I32(img, S * T) F32(tt, S * T) F32(zz, S * T * P)
 	F32(rcos, T * (s->hd / 2)) F32(rsin, T * (s->hd / 2))
+	F32(wqkv, (size_t)s->L * 3 * D * D) F32(w13, (size_t)s->L * 2 * s->F * D)
+	F32(qkv, R * 3 * D) F32(g13, R * 2 * s->F)
 	F32(x, R * D) F32(h, R * D) F32(q, R * D) F32(k, R * D) F32(v, R * D) F32(a, R * D)
-	F32(tmp, R * D) F32(g1, R * s->F) F32(g3, R * s->F) F32(rstd, R * s->H)
+	F32(tmp, R * D) F32(g1, R * s->F) F32(rstd, R * s->H)
 	F32(cosb, R * (s->hd / 2)) F32(sinb, R * (s->hd / 2))
-	F32(att, (size_t)QB * T) F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
-	I32(rslot, R) I32(rpos, R) I32(rtok, R) I32(irows, R) I32(ipatch, R) I32(orows, R)
+	F32(att, (size_t)s->nth * QB * T) F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
+	I32(rslot, R) I32(rpos, R) I32(rtok, R) I32(irows, R) I32(ipatch, R) I32(orows, R) I32(srow, S)
 	F32(logits, S * (size_t)s->V)
 #undef F32
 #undef I32
@@ -85,6 +94,7 @@ int mm_sampler_new(mm_sampler **sp, mm_model *m, int slots)
 	s->S = slots, s->T = c->seq_len, s->D = c->dim, s->H = c->heads, s->hd = c->dim / c->heads;
 	s->F = c->mlp, s->V = c->vocab, s->P = MM_PDIM(c), s->NP = MM_NPATCH(c), s->K = c->bottleneck;
 	s->L = c->layers, s->qk = c->qk_norm;
+	s->nth = omp_get_max_threads() < 1 ? 1 : omp_get_max_threads();
 	// Room for the whole context of every slot, up to 4096 rows; larger batches go in pieces.
 	int64_t all = (int64_t)slots * s->T;
 	s->rcap = (int)(all < 4096 ? all : (s->T > 4096 ? s->T : 4096));
@@ -101,6 +111,15 @@ int mm_sampler_new(mm_sampler **sp, mm_model *m, int slots)
 	for (int i = 0; i < s->T; i++)
 		pos[i] = i;
 	mm_rope_table(s->rcos, s->rsin, pos, s->T, s->hd);
+	size_t DD = (size_t)s->D * s->D, FD = (size_t)s->F * s->D;
+	for (int l = 0; l < s->L; l++) {
+		float *qkv = s->wqkv + 3 * DD * l, *w13 = s->w13 + 2 * FD * l;
+		memcpy(qkv, WT(wq, l), DD * sizeof(float));
+		memcpy(qkv + DD, WT(wk, l), DD * sizeof(float));
+		memcpy(qkv + 2 * DD, WT(wv, l), DD * sizeof(float));
+		memcpy(w13, WT(w1, l), FD * sizeof(float));
+		memcpy(w13 + FD, WT(w3, l), FD * sizeof(float));
+	}
 	*sp = s;
 	return 0;
 }
@@ -159,42 +178,49 @@ static void embed_rows(mm_sampler *s, int R)
 // a = attention of the rows of spans sp[0..nsp) over their slots' cached keys and values of
 // layer l. Per span, head and block of up to QB queries: scores by one matrix product, the mask
 // of lib/model.h (a position sees every earlier one, a patch also the later patches of its own
-// image), softmax, and the weighted values by a second product.
+// image), softmax, and the weighted values by a second product. Each (span, head) is one task
+// of one OpenMP thread, with its own score buffer and the single-threaded BLAS (kernels.h), so
+// the result does not depend on the number of threads.
 static void attend(mm_sampler *s, int l, int nsp, const span *sp)
 {
 	int D = s->D, H = s->H, hd = s->hd, T = s->T;
-	float scale = 1 / sqrtf((float)hd), *sc = s->att;
-	for (int i = 0, row0 = 0; i < nsp; row0 += sp[i++].n) {
-		int nk = sp[i].start + sp[i].n;
+	float scale = 1 / sqrtf((float)hd);
+	for (int i = 0, row0 = 0; i < nsp; row0 += sp[i++].n)
+		s->srow[i] = row0;
+	int nt = omp_get_max_threads() < s->nth ? omp_get_max_threads() : s->nth;
+	long tasks = (long)nsp * H;
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
+	for (long task = 0; task < tasks; task++) {
+		int i = (int)(task / H), hh = (int)(task % H), nk = sp[i].start + sp[i].n;
+		float *sc = s->att + (size_t)omp_get_thread_num() * QB * T;
 		const int32_t *img = s->img + (size_t)sp[i].slot * T;
 		const float *kb = s->kc + ((size_t)l * s->S + sp[i].slot) * T * D;
 		const float *vb = s->vc + ((size_t)l * s->S + sp[i].slot) * T * D;
-		for (int hh = 0; hh < H; hh++)
-			for (int q0 = 0; q0 < sp[i].n; q0 += QB) {
-				int nq = sp[i].n - q0 < QB ? sp[i].n - q0 : QB;
-				size_t at = (size_t)(row0 + q0) * D + hh * hd;
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, s->q + at, D,
-					    kb + hh * hd, D, 0, sc, nk);
-				for (int r = 0; r < nq; r++) {
-					float *p = sc + (size_t)r * nk, mx = -INFINITY, sum = 0;
-					int pos = sp[i].start + q0 + r;
-					int32_t me = img[pos];
-					for (int j = pos + 1; j < nk; j++)
-						if (me < 0 || img[j] != me)
-							p[j] = -INFINITY;
-					for (int j = 0; j < nk; j++)
-						mx = p[j] > mx ? p[j] : mx;
-					for (int j = 0; j < nk; j++) {
-						p[j] = expf(p[j] - mx);
-						sum += p[j];
-					}
-					float inv = 1 / sum;
-					for (int j = 0; j < nk; j++)
-						p[j] *= inv;
+		for (int q0 = 0; q0 < sp[i].n; q0 += QB) {
+			int nq = sp[i].n - q0 < QB ? sp[i].n - q0 : QB;
+			size_t at = (size_t)(s->srow[i] + q0) * D + hh * hd;
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, s->q + at, D,
+				    kb + hh * hd, D, 0, sc, nk);
+			for (int r = 0; r < nq; r++) {
+				float *p = sc + (size_t)r * nk, mx = -INFINITY, sum = 0;
+				int pos = sp[i].start + q0 + r, see = pos + 1; // keys [0, see) and own patches
+				int32_t me = img[pos];
+				for (int j = see; j < nk; j++)
+					if (me < 0 || img[j] != me)
+						p[j] = -INFINITY;
+				for (int j = 0; j < nk; j++)
+					mx = p[j] > mx ? p[j] : mx;
+				for (int j = 0; j < nk; j++) {
+					p[j] = p[j] == -INFINITY ? 0 : mm_fast_expf(p[j] - mx);
+					sum += p[j];
 				}
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb + hh * hd,
-					    D, 0, s->a + at, D);
+				float inv = 1 / sum;
+				for (int j = 0; j < nk; j++)
+					p[j] *= inv;
 			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb + hh * hd, D,
+				    0, s->a + at, D);
+		}
 	}
 }
 
@@ -253,9 +279,14 @@ static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 {
 	int D = s->D, F = s->F, H = s->H, hd = s->hd;
 	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(attn_norm, l), R, D);
-	mm_matmul_forward(s->q, s->h, WT(wq, l), NULL, R, D, D);
-	mm_matmul_forward(s->k, s->h, WT(wk, l), NULL, R, D, D);
-	mm_matmul_forward(s->v, s->h, WT(wv, l), NULL, R, D, D);
+	mm_matmul_forward(s->qkv, s->h, s->wqkv + (size_t)l * 3 * D * D, NULL, R, D, 3 * D);
+#pragma omp parallel for schedule(static) if (R >= 64)
+	for (int r = 0; r < R; r++) {
+		const float *src = s->qkv + (size_t)r * 3 * D;
+		memcpy(s->q + (size_t)r * D, src, (size_t)D * sizeof(float));
+		memcpy(s->k + (size_t)r * D, src + D, (size_t)D * sizeof(float));
+		memcpy(s->v + (size_t)r * D, src + 2 * D, (size_t)D * sizeof(float));
+	}
 	if (s->qk) { // per head, in place: each row is read before it is written
 		mm_rmsnorm_forward(s->q, s->rstd, s->q, WT(q_norm, l), R * H, hd);
 		mm_rmsnorm_forward(s->k, s->rstd, s->k, WT(k_norm, l), R * H, hd);
@@ -272,9 +303,12 @@ static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 	mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
 
 	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(mlp_norm, l), R, D);
-	mm_matmul_forward(s->g1, s->h, WT(w1, l), NULL, R, D, F);
-	mm_matmul_forward(s->g3, s->h, WT(w3, l), NULL, R, D, F);
-	swiglu(s->g1, s->g1, s->g3, (size_t)R * F);
+	mm_matmul_forward(s->g13, s->h, s->w13 + (size_t)l * 2 * F * D, NULL, R, D, 2 * F);
+#pragma omp parallel for schedule(static) if (R >= 64)
+	for (int r = 0; r < R; r++) {
+		const float *g = s->g13 + (size_t)r * 2 * F;
+		swiglu(s->g1 + (size_t)r * F, g, g + F, (size_t)F);
+	}
 	mm_matmul_forward(s->tmp, s->g1, WT(w2, l), NULL, R, F, D);
 	mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
 }

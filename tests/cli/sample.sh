@@ -15,6 +15,8 @@ ls a
 mm-sample $A --prompt 'a photo of a shirt' --image -o b -n 3 --batch 3 --grid b.png --seed 7 --max-tokens 0 2>/dev/null >/dev/null
 for f in 000 001 002; do same a/$f.png b/$f.png "seed 7 again, another batch size, $f"; done
 same a.png b.png "grid"
+mm-sample --model run --threads 2 --steps 4 --prompt 'a photo of a shirt' --image -o th2 -n 3 --batch 2 --seed 7 --max-tokens 0 2>/dev/null >/dev/null
+for f in 000 001 002; do same a/$f.png th2/$f.png "2 threads against 1, $f"; done
 mm-sample $A --prompt 'a photo of a shirt' --image -o c --seed 8 --max-tokens 0 2>/dev/null >/dev/null
 same a/000.png c/000.png "seed 8"
 mm-sample $A --prompt 'a photo of a shirt' --image -o g1 --cfg 1 --max-tokens 0 2>/dev/null >/dev/null
