@@ -20,9 +20,9 @@
 // conditional slots; only at calls with t in [cfg_lo, cfg_hi]; g = 1 never runs it.
 //
 // Determinism: every random number of document i comes from mm_rng stream (seed, index of i),
-// so a result depends on the seed, the inputs and the options, not on the other documents. The
-// sampler's own loops give the same bytes for any number of threads; OpenBLAS decides how its
-// threads split a matrix product (see mm-sample(1) for what was observed).
+// so a result depends on the seed, the inputs and the options, not on the other documents.
+// Threads: OpenMP's (omp_set_num_threads), each calling a single-threaded OpenBLAS as in
+// kernels.h; work is split by shape, so results are the same bytes for any number of threads.
 #ifndef MM_SAMPLE_H
 #define MM_SAMPLE_H
 
@@ -36,7 +36,8 @@
 typedef struct mm_sampler mm_sampler;
 
 // A sampler over m's weights (m must outlive it; its parameters are read, never written) with
-// room for `slots` documents of up to seq_len positions each.
+// room for `slots` documents of up to seq_len positions each. It copies each layer's wq, wk, wv
+// and w1, w3 into stacked matrices when made: after the model's weights change, make a new one.
 int mm_sampler_new(mm_sampler **s, mm_model *m, int slots);
 void mm_sampler_free(mm_sampler *s);
 int mm_sampler_slots(const mm_sampler *s);
