@@ -132,9 +132,15 @@ static char *dir_prefix(const char *path)
 	return p;
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 // Reads the caption beside an image (cat.png -> cat.txt) into d. A missing caption is fine;
-// an empty one counts as missing; a final newline is dropped.
-static int read_caption(mm_rawdoc *d, const char *image_path)
+// an empty one counts as missing; a final newline is dropped. txt (n_txt, sorted): the
+// folder's .txt files when it was listed, where the caption is looked up instead of probed.
+static int read_caption(mm_rawdoc *d, const char *image_path, char *const *txt, size_t n_txt, int listed)
 {
 	const char *dot = strrchr(image_path, '.');
 	size_t stem = dot ? (size_t)(dot - image_path) : strlen(image_path);
@@ -144,7 +150,9 @@ static int read_caption(mm_rawdoc *d, const char *image_path)
 	memcpy(cap, image_path, stem);
 	memcpy(cap + stem, ".txt", 5);
 	struct stat st;
-	if (stat(cap, &st) != 0 && errno == ENOENT) {
+	int missing = listed ? !bsearch(&cap, txt, n_txt, sizeof *txt, name_cmp)
+			     : stat(cap, &st) != 0 && errno == ENOENT;
+	if (missing) {
 		free(cap);
 		return 0;
 	}
@@ -319,13 +327,13 @@ uint64_t mm_source_weight(const char *path, int format)
 	DIR *dir = opendir(path);
 	if (!dir)
 		return 0;
+	// A folder weighs 4 KiB per image, about what a small one holds: a stat per file to weigh
+	// it exactly cost more than the rest of tokenizing a folder of thumbnails.
 	uint64_t sum = 0;
 	struct dirent *e;
-	char buf[4096];
 	while ((e = readdir(dir)))
-		if (e->d_name[0] != '.' && snprintf(buf, sizeof buf, "%s/%s", path, e->d_name) < (int)sizeof buf &&
-		    stat(buf, &st) == 0 && S_ISREG(st.st_mode))
-			sum += (uint64_t)st.st_size;
+		if (e->d_name[0] != '.' && is_image_name(e->d_name))
+			sum += 4096;
 	closedir(dir);
 	return sum;
 }
@@ -347,6 +355,9 @@ struct mm_source {
 	// dir, image
 	char **names;
 	size_t n_names, next;
+	char **txt; // dir: the .txt files of the folder, sorted (a caption is looked up, not probed)
+	size_t n_txt;
+	int listed; // dir: txt is the whole list of captions
 	// idx
 	gzFile gi, gl;
 	char *labels_name;
@@ -370,24 +381,35 @@ static int open_stream(mm_source *s, const char *path)
 	return 0;
 }
 
-static int name_cmp(const void *a, const void *b)
+// Appends p to the list (l, n, cap).
+static int push_name(char ***l, size_t *n, size_t *cap, char *p)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		char **nl = realloc(*l, c * sizeof *nl);
+		if (!nl)
+			return mm_fail(MM_ENOMEM, "out of memory");
+		*l = nl, *cap = c;
+	}
+	(*l)[(*n)++] = p;
+	return 0;
 }
 
 // Lists the images of a folder in byte order of their names, so that the output does not
-// depend on the order the file system returns them in.
+// depend on the order the file system returns them in, and its .txt files (the captions).
+// The entry's type from readdir saves a stat per file where the file system gives it.
 static int open_dir(mm_source *s, const char *path)
 {
 	DIR *dir = opendir(path);
 	if (!dir)
 		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno));
-	size_t cap = 0, plen = strlen(path);
+	size_t cap = 0, tcap = 0, plen = strlen(path);
 	int slash = plen && path[plen - 1] == '/';
 	struct dirent *e;
 	int rc = 0;
-	while ((e = readdir(dir))) {
-		if (e->d_name[0] == '.' || !is_image_name(e->d_name))
+	while ((e = readdir(dir)) && !rc) {
+		int img = is_image_name(e->d_name), txt = has_suffix(e->d_name, ".txt");
+		if (e->d_name[0] == '.' || (!img && !txt))
 			continue;
 		size_t n = plen + 1 + strlen(e->d_name) + 1;
 		char *p = malloc(n);
@@ -397,26 +419,19 @@ static int open_dir(mm_source *s, const char *path)
 		}
 		snprintf(p, n, "%s%s%s", path, slash ? "" : "/", e->d_name);
 		struct stat st;
-		if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+		if (e->d_type != DT_REG && (stat(p, &st) != 0 || !S_ISREG(st.st_mode))) {
 			free(p);
 			continue;
 		}
-		if (s->n_names == cap) {
-			cap = cap ? cap * 2 : 256;
-			char **l = realloc(s->names, cap * sizeof *l);
-			if (!l) {
-				free(p);
-				rc = mm_fail(MM_ENOMEM, "out of memory");
-				break;
-			}
-			s->names = l;
-		}
-		s->names[s->n_names++] = p;
-		s->size += (uint64_t)st.st_size;
+		if ((rc = img ? push_name(&s->names, &s->n_names, &cap, p) : push_name(&s->txt, &s->n_txt, &tcap, p)))
+			free(p);
 	}
 	closedir(dir);
 	if (!rc && s->n_names)
 		qsort(s->names, s->n_names, sizeof *s->names, name_cmp);
+	if (!rc && s->n_txt)
+		qsort(s->txt, s->n_txt, sizeof *s->txt, name_cmp);
+	s->listed = !rc;
 	return rc;
 }
 
@@ -524,6 +539,9 @@ void mm_source_close(mm_source *s)
 	for (size_t i = 0; i < s->n_names; i++)
 		free(s->names[i]);
 	free(s->names);
+	for (size_t i = 0; i < s->n_txt; i++)
+		free(s->txt[i]);
+	free(s->txt);
 	if (s->gi)
 		gzclose(s->gi);
 	if (s->gl)
@@ -742,7 +760,7 @@ static int next_image(mm_source *s, mm_rawdoc *d)
 	if (s->next == s->n_names)
 		return 0;
 	const char *p = s->names[s->next++];
-	int rc = read_caption(d, p);
+	int rc = read_caption(d, p, s->txt, s->n_txt, s->listed);
 	if (!rc && d->n_segs)
 		s->bytes += d->segs[0].len;
 	if (!rc)
