@@ -11,7 +11,7 @@ PKGS = openblas libpng libzstd jansson libjpeg zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 CFLAGS_ALL = $(OPT) -g -std=gnu11 -Wall -Wextra -fopenmp -Ilib $(PKG_CFLAGS) $(CFLAGS)
-LDLIBS_ALL = -fopenmp $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+LDLIBS_ALL = -Wl,--as-needed -fopenmp $(PKG_LIBS) -lpthread -lm $(LDLIBS)
 
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:.c=.o)
@@ -21,6 +21,8 @@ CLI_SRC := $(filter-out $(TOOL_SRC),$(wildcard cmd/*.c))
 CLI_OBJ := $(CLI_SRC:.c=.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,tests/bin/%,$(TEST_SRC))
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+BENCH_BINS := $(patsubst tests/bench/%.c,tests/bench/bin/%,$(BENCH_SRC))
 HEADERS := $(wildcard lib/*.h cmd/*.h tests/*.h)
 DEPS_OK := .ci/.deps-build-ok
 
@@ -36,6 +38,8 @@ MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
 .PHONY: all deps test demo install clean ref bench experiment-fashion
+# Objects made on the way to a tool are kept (make would delete them as intermediate files).
+.SECONDARY:
 all: lib/libmm.a $(TOOLS)
 ifeq ($(MPI),1)
 all: $(MPI_TOOL)
@@ -66,8 +70,15 @@ lib/libmm.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-cmd/mm-%: cmd/mm-%.o $(CLI_OBJ) lib/libmm.a
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(CLI_OBJ) lib/libmm.a $(LDLIBS_ALL)
+# The CLI helpers go through an archive, so that a tool links only the ones it uses:
+# mm-tokenize then holds no trainer, no model and no OpenBLAS, whose idle threads would take
+# cycles from its own on a small machine.
+cmd/libcli.a: $(CLI_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+cmd/mm-%: cmd/mm-%.o cmd/libcli.a lib/libmm.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< cmd/libcli.a lib/libmm.a $(LDLIBS_ALL)
 
 tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
@@ -75,6 +86,16 @@ tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 
 test: all $(TEST_BINS) $(MPI_TOOL)
 	@sh tests/run.sh
+
+tests/bench/bin/%: tests/bench/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
+	@mkdir -p tests/bench/bin
+	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
+
+# Speed and memory against the peers of issue 6 (PyTorch, OpenBLAS sgemm, a decode-only loop):
+# one table on stdout and in tests/bench/results.md. BENCH_RUNS sets the runs per figure (5).
+bench: all $(BENCH_BINS)
+	@sh .ci/deps ref
+	@sh tests/bench/run.sh
 
 # The whole pipeline on the embedded data: tokenize, train a few minutes, sample, evaluate.
 DEMO ?= out/demo
@@ -198,6 +219,6 @@ endif
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
 
 clean:
-	rm -f lib/*.o lib/libmm.a cmd/*.o $(TOOLS) $(MPI_TOOL)
+	rm -f lib/*.o lib/libmm.a cmd/*.o cmd/libcli.a $(TOOLS) $(MPI_TOOL)
 	rm -rf cmd/mpi
-	rm -rf tests/bin tests/tmp
+	rm -rf tests/bin tests/tmp tests/bench/bin tests/bench/tmp

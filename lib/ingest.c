@@ -34,7 +34,7 @@ void mm_ingest_opts_default(mm_ingest_opts *o)
 	o->prep.max_pixels = (uint64_t)64 << 20;
 	o->shard_size = (uint64_t)256 << 20;
 	o->threads = 1;
-	o->zstd_level = 3;
+	o->zstd_level = 1;
 }
 
 int mm_format_parse(const char *name)

@@ -69,7 +69,8 @@ typedef struct mm_ingest_opts {
 	uint64_t seed;        // chooses which documents are validation documents
 	int threads;          // images decoded and text encoded in parallel; output identical for all
 	int skip_bad;         // count and skip bad documents instead of failing
-	int zstd_level;
+	int zstd_level;       // of the shards' blocks (1; level 3 made the 60,000 Fashion-MNIST images
+			      // 0.4% smaller, 27,239,047 bytes against 27,357,665, and took longer)
 	// Called after every batch from the calling thread (NULL: none).
 	void (*progress)(void *ctx, const mm_ingest_stats *st);
 	void *progress_ctx;
