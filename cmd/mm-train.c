@@ -58,7 +58,7 @@ static struct opt table[] = {
 	{"log-every", OPT_INT, &o.log_every, "N", "log every N steps (10)", 1, BIG, 1, 0},
 	{"eval-every", OPT_INT, &o.eval_every, "N", "validate every N steps, and at the end (500)", 1, BIG, 1, 0},
 	{"eval-batches", OPT_INT, &o.eval_batches, "N", "validation batches per evaluation (0: all)", 0, BIG, 1, 0},
-	{"profile", OPT_FLAG, &o.profile, NULL, "print where the time of a step goes", 0, 1, 0, 0},
+	{"profile", OPT_FLAG, &o.profile, NULL, "print where the time of a step goes, by phase and by kernel", 0, 1, 0, 0},
 #ifdef MM_MPI
 	{"Data parallel (mpirun -np N mm-train-mpi ...)", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
 	{"dist-timeout", OPT_FLOAT, &o.dist_timeout, "SEC", "end the job when a rank waits SEC for the others (300; 0: never)", 0, 1e9, 0, 0},
