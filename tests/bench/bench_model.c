@@ -1,15 +1,20 @@
-// Training-step speed of the C model on the reference configuration of RECIPE.md: forward +
-// backward (+ AdamW) per step, in positions per second. Not part of `make test`. Build with
-//   make
-//   cc -O2 -fopenmp -Ilib $(pkg-config --cflags openblas) -o bench_model
-//      tests/bench/bench_model.c lib/libmm.a $(pkg-config --libs openblas) -lm
-// run with OMP_NUM_THREADS=2 ./bench_model [steps per round] [qk_norm] [bottleneck]. The machine
-// is shared: it runs three rounds and reports the fastest.
+// Training-step speed of the C model on the reference configuration of RECIPE.md (dim 384, 6
+// layers, 6 heads, SwiGLU 1024, vocab 4096, 28x28x1 in 4x4 patches, rows of 64 = BOS, 12 text,
+// BOI, 49 patches, EOI, 32 rows): forward + backward + clipping + AdamW per step, on the same
+// kind of random rows as tests/ref/bench_train.py. Part of make bench (tests/bench/run.sh), not
+// of make test.
+//   bench_model THREADS [STEPS_PER_ROUND [ROUNDS]]
+// Prints per round its positions/s, then one line of key=value figures: positions/s (median,
+// min, max over rounds), model FLOP per position and GFLOP/s, the parameters and activations
+// the step keeps, the analytic memory they add up to and the process's peak RSS.
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "mm.h"
+#include "model_priv.h"
 #include "optim.h"
 
 static double now(void)
@@ -19,47 +24,62 @@ static double now(void)
 	return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
 int main(int argc, char **argv)
 {
-	int steps = argc > 1 ? atoi(argv[1]) : 10;
+	int threads = argc > 1 ? atoi(argv[1]) : 2;
+	int steps = argc > 2 ? atoi(argv[2]) : 4, rounds = argc > 3 ? atoi(argv[3]) : 5;
+	if (threads < 1 || steps < 1 || rounds < 1 || rounds > 100) {
+		fprintf(stderr, "usage: bench_model THREADS [STEPS_PER_ROUND [ROUNDS]]\n");
+		return 2;
+	}
+	omp_set_num_threads(threads);
 	mm_config c = {.dim = 384, .layers = 6, .heads = 6, .mlp = 1024, .vocab = 4096, .img_h = 28,
-		       .img_w = 28, .img_c = 1, .patch = 4, .bottleneck = argc > 3 ? atoi(argv[3]) : 0,
-		       .qk_norm = argc > 2 ? atoi(argv[2]) : 0, .seq_len = 64, .image_weight = 5};
-	int B = 32, T = 64, P = 16;
+		       .img_w = 28, .img_c = 1, .patch = 4, .seq_len = 64, .image_weight = 5};
+	int B = 32, T = 64, P = 16, NP = 49, TEXT = 12;
 	mm_model *m;
 	if (mm_model_new(&m, &c, B)) {
 		fprintf(stderr, "%s\n", mm_errmsg());
 		return 1;
 	}
 	mm_model_init(m, 1);
-	// rows: BOS, 12 text, BOI, 49 patches, EOI
 	size_t N = (size_t)B * T;
 	int32_t *ints = malloc(6 * N * sizeof *ints);
 	float *fl = malloc(N * (1 + 2 * P) * sizeof *fl);
+	if (!ints || !fl)
+		return 1;
 	mm_batch b = {.B = B, .T = T, .token = ints, .target = ints + N, .doc = ints + 2 * N,
 		      .img = ints + 3 * N, .pos = ints + 4 * N, .patch = ints + 5 * N, .t = fl,
 		      .z = fl + N, .x = fl + N + N * P};
 	mm_rng r;
 	mm_rng_seed(&r, 1, 0);
 	for (size_t n = 0; n < N; n++) {
-		int i = n % T, im = i >= 14 && i < 63;
-		b.token[n] = im ? -1 : (int32_t)mm_rng_below(&r, 4096);
+		int i = (int)(n % T), im = i >= TEXT + 2 && i < TEXT + 2 + NP;
+		b.token[n] = im ? -1 : i == 0 ? MM_TOK_BOS : i == TEXT + 1 ? MM_TOK_BOI : i == T - 1 ? MM_TOK_EOI
+											 : (int32_t)(8 + mm_rng_below(&r, 4088));
 		b.doc[n] = 0, b.pos[n] = i;
-		b.img[n] = im ? 0 : -1, b.patch[n] = im ? i - 14 : -1;
-		b.t[n] = 0.5f;
+		b.img[n] = im ? 0 : -1, b.patch[n] = im ? i - TEXT - 2 : -1;
+		b.t[n] = im ? (float)mm_rng_uniform(&r) : 0;
 		for (int p = 0; p < P; p++)
-			b.z[n * P + p] = (float)mm_rng_normal(&r), b.x[n * P + p] = 0.1f;
+			b.z[n * P + p] = (float)mm_rng_normal(&r), b.x[n * P + p] = (float)mm_rng_uniform(&r) * 2 - 1;
 	}
-	for (size_t n = 0; n < N; n++)
-		b.target[n] = (n % T) < 13 ? b.token[n + 1] : -1; // BOS..text predict up to BOI
+	for (size_t n = 0; n < N; n++) // BOS and the text predict the next token, up to BOI
+		b.target[n] = (int)(n % T) <= TEXT ? b.token[n + 1] : -1;
 	mm_optim *o;
-	mm_optim_new(&o, mm_model_nparams(m));
+	if (mm_optim_new(&o, mm_model_nparams(m)))
+		return 1;
 	mm_adamw_hp hp = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
 	float loss = 0;
-	double best = 1e30, bf = 0, bb = 0, bo = 0;
-	for (int round = 0; round < 3; round++) {
-		double tf = 0, tb = 0, to = 0;
-		for (int s = round ? 0 : -2; s < steps; s++) { // two warm-up steps
+	double *pps = malloc(rounds * sizeof *pps), tf = 0, tb = 0, to = 0;
+	for (int round = -1; round < rounds; round++) { // round -1: two warm-up steps
+		int n = round < 0 ? 2 : steps;
+		double t_round = now();
+		for (int s = 0; s < n; s++) {
 			double t0 = now();
 			mm_model_zero_grad(m);
 			if (mm_model_forward(m, &b, &loss)) {
@@ -73,19 +93,40 @@ int main(int argc, char **argv)
 			mm_optim_step(o, mm_model_params(m), mm_model_grads(m), mm_model_tensors(m),
 				      mm_model_ntensors(m), &hp, mm_optim_clip_scale(norm, 1));
 			double t3 = now();
-			if (s >= 0)
+			if (round >= 0)
 				tf += t1 - t0, tb += t2 - t1, to += t3 - t2;
 		}
-		if (tf + tb + to < best)
-			best = tf + tb + to, bf = tf, bb = tb, bo = to;
+		if (round >= 0) {
+			pps[round] = (double)N * n / (now() - t_round);
+			printf("round %d: %.1f positions/s\n", round, pps[round]);
+		}
 	}
-	printf("params %zu, loss %.4f; best of 3 rounds of %d steps: forward %.1f ms, backward "
-	       "%.1f ms, adamw %.1f ms per step; %.0f positions/s (forward+backward alone %.0f)\n",
-	       mm_model_nparams(m), loss, steps, 1e3 * bf / steps, 1e3 * bb / steps,
-	       1e3 * bo / steps, (double)N * steps / best, (double)N * steps / (bf + bb));
+	double ns = (double)steps * rounds;
+	qsort(pps, rounds, sizeof *pps, cmp);
+	// FLOP per position: 6 x the parameters of the matmuls each position goes through (forward
+	// 2, backward 4): every position the layers, the 13 text positions of a row with a target
+	// also the output head, the 49 patches the patch and time embeddings and the patch head;
+	// plus attention, QK^T and AV over all T keys of the row (2 T D each forward, the backward
+	// twice that), whatever the mask leaves out.
+	double D = c.dim, F = c.mlp, L = c.layers, nt = TEXT + 1, ni = NP;
+	double flop_row = 6 * (T * L * (4 * D * D + 3 * D * F) + nt * D * c.vocab + ni * (2.0 * P * D + 64 * D)) +
+			  3 * L * T * 4.0 * T * D;
+	double flop_pos = flop_row / T;
+	double gflops = flop_pos * pps[rounds / 2] / 1e9;
+	// Memory a step needs, in floats: parameters, gradients, two Adam moments, the activations
+	// the backward reads (lib/model_priv.h MM_ACTS at this batch), and the batch itself.
+	size_t np = mm_model_nparams(m);
+	double mib = ((4.0 * np + m->nacts) * 4 + 6.0 * N * 4 + N * (1 + 2 * P) * 4) / (1 << 20);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("loss %.4f; per step: forward %.1f ms, backward %.1f ms, clip+adamw %.1f ms\n", loss,
+	       1e3 * tf / ns, 1e3 * tb / ns, 1e3 * to / ns);
+	printf("positions_per_s=%.1f min=%.1f max=%.1f flop_per_position=%.0f gflops=%.1f params=%zu "
+	       "activations=%zu analytic_mib=%.1f peak_rss_mib=%.1f\n",
+	       pps[rounds / 2], pps[0], pps[rounds - 1], flop_pos, gflops, np, m->nacts, mib,
+	       ru.ru_maxrss / 1024.0);
 	mm_optim_free(o);
 	mm_model_free(m);
-	free(ints);
-	free(fl);
+	free(ints), free(fl), free(pps);
 	return 0;
 }

@@ -1,0 +1,141 @@
+#!/bin/sh
+# make bench: mm against its peers on the reference configuration of RECIPE.md, 2 threads,
+# each pair of runs side by side (ours, then the peer, BENCH_RUNS times), so that both see the
+# same machine. Prints one table and writes it with the machine, date and commit into
+# tests/bench/results.md. Not part of make test; nothing here asserts a time.
+#   training     tests/bench/bench_model (forward, backward, clipping, AdamW on random rows of
+#                the reference layout) against tests/ref/bench_train.py, positions/s
+#   GFLOP/s      the same runs' model FLOP/s against OpenBLAS sgemm at the shape of the model's
+#                largest matmul (2048 x 1024 x 384: the SwiGLU input projections)
+#   sampling     mm-sample, 8 images of 28x28 after a caption, 50 Heun steps, guidance 2, against
+#                tests/ref/bench_sample.py doing the same, images/s
+#   tokenize     mm-tokenize on a folder of Fashion-MNIST PNGs against bench_decode, a loop that
+#                only decodes the same files with the same decoder, files/s
+#   memory       peak RSS of mm-train on the reference configuration (/usr/bin/time) against
+#                the analytic sum of parameters, gradients, Adam moments, activations and batch
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+RUNS=${BENCH_RUNS:-5}
+TH=2
+PY=/usr/bin/python3
+tmp=tests/bench/tmp
+bin=tests/bench/bin
+rm -rf "$tmp"
+mkdir -p "$tmp"
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}" # RECIPE.md: set on these machines
+note() { printf '%s\n' "$*" >&2; }
+now() { date +%s.%N; }
+# key=value from the last line of a file that has the key
+val() { sed -n "s/.*$1=\([0-9.e+-]*\).*/\1/p" "$2" | tail -n 1; }
+# median, min and max of the numbers in a file, one a line
+stats() { sort -g "$1" | awk '{a[NR] = $1} END {printf "%s %s %s\n", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
+
+# ---- Data: a 4096-token BPE learned from the embedded KJV text, Fashion-MNIST with captions
+note "bench: preparing data in $tmp"
+cmd/mm-tokenize --format text data/text/kjv-genesis-exodus.txt --train-tokenizer "$tmp/tok.bin" \
+	--vocab-size 4096 -o "$tmp/kjv" 2>/dev/null
+cmd/mm-tokenize --format idx data/fashion-mnist/train-images-idx3-ubyte.gz \
+	data/fashion-mnist/train-labels-idx1-ubyte.gz --labels data/fashion-mnist/labels.txt \
+	--caption-template 'a photo of a {label} on a plain white background, seen from the front' \
+	--patch 4 --tokenizer "$tmp/tok.bin" -o "$tmp/fm" 2>/dev/null
+# The PNG folder: the 2,000 images written out by --extract, four copies of each (8,000 files).
+cmd/mm-tokenize --tokenizer "$tmp/tok.bin" --extract "$tmp/x" "$tmp/fm-00000.mms" 2>/dev/null
+mkdir -p "$tmp/png"
+for k in 0 1 2 3; do
+	for f in "$tmp"/x/*.png; do cp "$f" "$tmp/png/$k-$(basename "$f")"; done
+done
+ls "$tmp"/png/*.png > "$tmp/png.list"
+nfiles=$(wc -l < "$tmp/png.list")
+REF="--dim 384 --layers 6 --heads 6 --mlp 1024 --qk-norm 0 --seq-len 64 --batch 32"
+
+# ---- Training speed and GFLOP/s
+note "bench: training, $RUNS runs each"
+: > "$tmp/train.ours"; : > "$tmp/train.peer"; : > "$tmp/gf.ours"; : > "$tmp/gf.peer"
+for i in $(seq "$RUNS"); do
+	"$bin/bench_model" $TH 4 1 > "$tmp/bm.out"
+	val positions_per_s "$tmp/bm.out" >> "$tmp/train.ours"
+	val gflops "$tmp/bm.out" >> "$tmp/gf.ours"
+	$PY tests/ref/bench_train.py --threads $TH --steps 4 --warmup 2 > "$tmp/bt.out" 2>/dev/null
+	val positions_per_s "$tmp/bt.out" >> "$tmp/train.peer"
+	"$bin/bench_sgemm" 2048 1024 384 $TH 15 > "$tmp/sg.out"
+	val gflops_median "$tmp/sg.out" >> "$tmp/gf.peer"
+done
+analytic=$(val analytic_mib "$tmp/bm.out")
+flop=$(val flop_per_position "$tmp/bm.out")
+
+# ---- Memory: mm-train itself, 6 steps on the reference configuration
+note "bench: peak RSS of mm-train"
+: > "$tmp/rss"
+for i in $(seq "$RUNS"); do
+	rm -rf "$tmp/run"
+	/usr/bin/time -f 'rss_kib=%M' -o "$tmp/time.out" cmd/mm-train --data "$tmp/fm-00000.mms" \
+		--tokenizer "$tmp/tok.bin" $REF --steps 6 --threads $TH --out "$tmp/run" 2>/dev/null
+	awk -F= '/rss_kib/ {printf "%.1f\n", $2 / 1024}' "$tmp/time.out" >> "$tmp/rss"
+done
+
+# ---- Sampling: a reference-size checkpoint (one step of training: speed does not depend on it)
+note "bench: sampling, $RUNS runs each"
+rm -rf "$tmp/run"
+cmd/mm-train --data "$tmp/fm-00000.mms" --tokenizer "$tmp/tok.bin" $REF --steps 1 --threads $TH \
+	--out "$tmp/run" 2>/dev/null
+: > "$tmp/sample.ours"; : > "$tmp/sample.peer"
+for i in $(seq "$RUNS"); do
+	rm -rf "$tmp/smp"
+	cmd/mm-sample --model "$tmp/run" --prompt 'a photo of a trouser on white ground' --image \
+		-o "$tmp/smp" -n 8 --batch 8 --steps 50 --cfg 2 --max-tokens 0 --threads $TH \
+		> /dev/null 2> "$tmp/ms.err"
+	sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$tmp/ms.err" | tail -n 1 >> "$tmp/sample.ours"
+	$PY tests/ref/bench_sample.py --threads $TH --images 8 --steps 50 --cfg 2 --kv reuse \
+		> "$tmp/bs.out" 2>/dev/null
+	val images_per_s "$tmp/bs.out" >> "$tmp/sample.peer"
+done
+
+# ---- Tokenizing a folder of PNGs against decoding it
+note "bench: tokenize $nfiles PNGs, $RUNS runs each"
+: > "$tmp/tok.ours"; : > "$tmp/tok.peer"
+for i in $(seq "$RUNS"); do
+	rm -f "$tmp"/tk-*.mms
+	t0=$(now)
+	cmd/mm-tokenize --format dir "$tmp/png" --tokenizer "$tmp/tok.bin" --patch 4 --threads $TH \
+		-o "$tmp/tk" 2>/dev/null
+	t1=$(now)
+	echo "$nfiles $t0 $t1" | awk '{printf "%.1f\n", $1 / ($3 - $2)}' >> "$tmp/tok.ours"
+	"$bin/bench_decode" $TH < "$tmp/png.list" > "$tmp/dec.out"
+	val files_per_s "$tmp/dec.out" >> "$tmp/tok.peer"
+done
+
+# ---- The table
+row() { # name unit ours-file peer-file target "higher|lower" peer-name
+	set -- "$1" "$2" "$(stats "$3")" "$(stats "$4")" "$5" "$6" "$7"
+	echo "$3 $4" | awk -v name="$1" -v unit="$2" -v target="$5" -v peer="$7" '{
+		ratio = $1 / $4
+		printf "| %s | %s %s (%s-%s) | %s: %s (%s-%s) | %.2f | %s |\n", name, $1, unit, $2, $3, peer, $4, $5, $6, ratio, target
+	}'
+}
+echo "$analytic" > "$tmp/analytic"
+{
+	echo "| figure | mm: median (min-max) | peer: median (min-max) | ratio | target |"
+	echo "|---|---|---|---|---|"
+	row "training, positions/s" "pos/s" "$tmp/train.ours" "$tmp/train.peer" ">= 1.5" higher "PyTorch"
+	row "training, model GFLOP/s ($flop FLOP/position)" "GFLOP/s" "$tmp/gf.ours" "$tmp/gf.peer" ">= 0.75" higher "sgemm 2048x1024x384"
+	row "sampling, images/s" "img/s" "$tmp/sample.ours" "$tmp/sample.peer" ">= 3" higher "PyTorch"
+	row "mm-tokenize, PNG files/s ($nfiles files)" "files/s" "$tmp/tok.ours" "$tmp/tok.peer" ">= 0.8" higher "decode only"
+	row "mm-train peak RSS, MiB" "MiB" "$tmp/rss" "$tmp/analytic" "<= 1.25" lower "analytic"
+} > "$tmp/table.md"
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+{
+	echo "# make bench"
+	echo
+	echo "Machine: $cpu, $(nproc) processors, $TH threads. Date: $(date -u '+%Y-%m-%d %H:%M UTC')."
+	echo "Commit: $commit$dirty. $RUNS runs per figure, ours and the peer alternating;"
+	echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE. Written by tests/bench/run.sh."
+	echo
+	cat "$tmp/table.md"
+	echo
+	echo "Ratios are of the medians (for memory: RSS over the analytic figure). Analytic memory:"
+	echo "$(grep '^positions_per_s' "$tmp/bm.out" | tr ' ' '\n' | grep -E '^(params|activations|analytic_mib)=' | tr '\n' ' ')"
+} > tests/bench/results.md
+cat tests/bench/results.md
