@@ -99,7 +99,7 @@ bench: all $(BENCH_BINS)
 
 # The whole pipeline on the embedded data: tokenize, train a few minutes, sample, evaluate.
 DEMO ?= out/demo
-DEMO_STEPS ?= 600
+DEMO_STEPS ?= 1500
 FM = data/fashion-mnist
 demo: all
 	@mkdir -p $(DEMO)
@@ -113,8 +113,8 @@ demo: all
 	@echo "== train: $(DEMO_STEPS) steps"
 	rm -rf $(DEMO)/run
 	cmd/mm-train --data $(DEMO)/train-00000.mms --val $(DEMO)/test-00000.mms --tokenizer $(DEMO)/tok.bin \
-		--dim 128 --layers 4 --heads 4 --seq-len 64 --batch 16 --lr 2e-3 --warmup 50 \
-		--steps $(DEMO_STEPS) --ema 0.99 --log-every 25 --eval-every 200 --eval-batches 8 --out $(DEMO)/run
+		--dim 128 --layers 4 --heads 4 --seq-len 72 --batch 16 --lr 2e-3 --warmup 50 \
+		--steps $(DEMO_STEPS) --image-first 0.5 --ema 0.99 --log-every 25 --eval-every 500 --eval-batches 8 --out $(DEMO)/run
 	@echo "== sample: 8 images for each of 4 captions (EMA weights, 25 Heun steps, guidance 2), then their captions"
 	rm -rf $(DEMO)/samples
 	cmd/mm-sample --model $(DEMO)/run --ema --prompt 'a photo of a trouser' --image -o $(DEMO)/samples/trouser \
