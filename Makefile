@@ -23,7 +23,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,tests/bin/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS := $(patsubst tests/bench/%.c,tests/bench/bin/%,$(BENCH_SRC))
-HEADERS := $(wildcard lib/*.h cmd/*.h tests/*.h)
+HEADERS := $(wildcard lib/*.h cmd/*.h tests/*.h tests/bench/*.h)
 DEPS_OK := .ci/.deps-build-ok
 
 # Data-parallel training: `make MPI=1` also builds cmd/mm-train-mpi, mm-train over Open MPI

@@ -275,6 +275,23 @@ static int fake_captioner(void *ctx, const uint8_t *px, int n, uint64_t index0, 
 	return 0;
 }
 
+// log p(caption j, EOS | image read at t) by a plain forward of BOS BOI image EOI caption EOS.
+static double caption_logprob(mm_model *m1, const uint8_t *px, float t, mm_rng *g, const mm_eval_classes *c, int j)
+{
+	row r;
+	row_init(&r);
+	row_tok(&r, MM_TOK_BOS);
+	row_img_t(&r, px, t, g);
+	for (uint32_t k = 0; k < c->ntok[j]; k++)
+		row_tok(&r, (int32_t)c->tok[j][k]);
+	row_tok(&r, MM_TOK_EOS);
+	row_forward(m1, &r);
+	double ref = 0;
+	for (int q = NP + 2; q < r.n - 1; q++)
+		ref += row_logprob(m1, &r, q);
+	return ref;
+}
+
 // Batched scores equal plain forwards of each sequence; classification takes their maximum.
 static void test_classes(mm_model *m, mm_model *m1)
 {
@@ -305,17 +322,7 @@ static void test_classes(mm_model *m, mm_model *m1)
 		for (int j = 0; j < 3; j++) {
 			mm_rng g;
 			mm_rng_seed(&g, 9 ^ MM_EVAL_READ_TAG, 40 + (uint64_t)i);
-			row r;
-			row_init(&r);
-			row_tok(&r, MM_TOK_BOS);
-			row_img_t(&r, px + i * NP * P, 0.75f, &g);
-			for (uint32_t k = 0; k < c.ntok[j]; k++)
-				row_tok(&r, (int32_t)c.tok[j][k]);
-			row_tok(&r, MM_TOK_EOS);
-			row_forward(m1, &r);
-			double ref = 0;
-			for (int q = NP + 2; q < r.n - 1; q++)
-				ref += row_logprob(m1, &r, q);
+			double ref = caption_logprob(m1, px + i * NP * P, 0.75f, &g, &c, j);
 			CHECK_MSG(fabs(lt[i * 3 + j] - ref) < 1e-4, "noised image %d class %d: %.6f vs %.6f", i, j,
 				  lt[i * 3 + j], ref);
 		}
@@ -330,17 +337,7 @@ static void test_classes(mm_model *m, mm_model *m1)
 	for (int i = 0; i < N; i++) {
 		best[i] = 0;
 		for (int j = 0; j < 3; j++) {
-			row r;
-			row_init(&r);
-			row_tok(&r, MM_TOK_BOS);
-			row_img(&r, px + i * NP * P);
-			for (uint32_t k = 0; k < c.ntok[j]; k++)
-				row_tok(&r, (int32_t)c.tok[j][k]);
-			row_tok(&r, MM_TOK_EOS);
-			row_forward(m1, &r);
-			double ref = 0;
-			for (int q = NP + 2; q < r.n - 1; q++)
-				ref += row_logprob(m1, &r, q);
+			double ref = caption_logprob(m1, px + i * NP * P, 1, NULL, &c, j);
 			CHECK_MSG(fabs(ll[i * 3 + j] - ref) < 1e-4, "image %d class %d: %.6f vs %.6f", i, j, ll[i * 3 + j], ref);
 			best[i] = ll[i * 3 + j] > ll[i * 3 + best[i]] ? j : best[i];
 		}

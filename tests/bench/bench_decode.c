@@ -6,16 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench.h"
 #include "image.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {
@@ -38,7 +31,7 @@ int main(int argc, char **argv)
 	omp_set_num_threads(th);
 	int bad = 0;
 	uint64_t sum = 0;
-	double t0 = now();
+	double t0 = bench_now();
 #pragma omp parallel for schedule(dynamic, 16) reduction(+ : bad, sum)
 	for (size_t i = 0; i < n; i++) {
 		mm_image img = {0};
@@ -49,7 +42,7 @@ int main(int argc, char **argv)
 		sum += img.px[0]; // one byte read back, so the decode is not dead code
 		mm_image_free(&img);
 	}
-	double dt = now() - t0;
+	double dt = bench_now() - t0;
 	if (bad) {
 		fprintf(stderr, "bench_decode: %d files failed to decode\n", bad);
 		return 1;

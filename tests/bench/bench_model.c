@@ -11,24 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "bench.h"
 #include "mm.h"
 #include "model_priv.h"
 #include "optim.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv)
 {
@@ -78,31 +65,31 @@ int main(int argc, char **argv)
 	double *pps = malloc(rounds * sizeof *pps), tf = 0, tb = 0, to = 0;
 	for (int round = -1; round < rounds; round++) { // round -1: two warm-up steps
 		int n = round < 0 ? 2 : steps;
-		double t_round = now();
+		double t_round = bench_now();
 		for (int s = 0; s < n; s++) {
-			double t0 = now();
+			double t0 = bench_now();
 			mm_model_zero_grad(m);
 			if (mm_model_forward(m, &b, &loss)) {
 				fprintf(stderr, "%s\n", mm_errmsg());
 				return 1;
 			}
-			double t1 = now();
+			double t1 = bench_now();
 			mm_model_backward(m);
-			double t2 = now();
+			double t2 = bench_now();
 			double norm = mm_optim_grad_norm(mm_model_grads(m), mm_model_nparams(m));
 			mm_optim_step(o, mm_model_params(m), mm_model_grads(m), mm_model_tensors(m),
 				      mm_model_ntensors(m), &hp, mm_optim_clip_scale(norm, 1));
-			double t3 = now();
+			double t3 = bench_now();
 			if (round >= 0)
 				tf += t1 - t0, tb += t2 - t1, to += t3 - t2;
 		}
 		if (round >= 0) {
-			pps[round] = (double)N * n / (now() - t_round);
+			pps[round] = (double)N * n / (bench_now() - t_round);
 			printf("round %d: %.1f positions/s\n", round, pps[round]);
 		}
 	}
 	double ns = (double)steps * rounds;
-	qsort(pps, rounds, sizeof *pps, cmp);
+	qsort(pps, rounds, sizeof *pps, bench_cmp);
 	// FLOP per position: 6 x the parameters of the matmuls each position goes through (forward
 	// 2, backward 4): every position the layers, the 13 text positions of a row with a target
 	// also the output head, the 49 patches the patch and time embeddings and the patch head;

@@ -8,22 +8,10 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "bench.h"
 
 void openblas_set_num_threads(int n);
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv)
 {
@@ -50,7 +38,7 @@ int main(int argc, char **argv)
 		openblas_set_num_threads(way ? 1 : th);
 		omp_set_num_threads(th);
 		for (int i = -3; i < calls; i++) { // 3 warm-up calls: thread start, page faults
-			double t0 = now();
+			double t0 = bench_now();
 			if (!way) {
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a, K, b, K, 0, c, N);
 			} else {
@@ -62,9 +50,9 @@ int main(int argc, char **argv)
 				}
 			}
 			if (i >= 0)
-				g[i] = 2.0 * M * N * K / (now() - t0) / 1e9;
+				g[i] = 2.0 * M * N * K / (bench_now() - t0) / 1e9;
 		}
-		qsort(g, calls, sizeof *g, cmp);
+		qsort(g, calls, sizeof *g, bench_cmp);
 		printf("sgemm %dx%dx%d on %d threads, %s: median %.1f GFLOP/s (%.1f-%.1f)\n", M, N, K, th,
 		       way ? "OpenMP threads on row slabs, OpenBLAS on 1 each" : "OpenBLAS's threads", g[calls / 2],
 		       g[0], g[calls - 1]);

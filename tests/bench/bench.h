@@ -1,0 +1,21 @@
+// Helpers of the benchmark programs of make bench (tests/bench/run.sh).
+#ifndef MM_BENCH_H
+#define MM_BENCH_H
+
+#include <time.h>
+
+static inline double bench_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// qsort order of doubles, smallest first.
+static inline int bench_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+#endif
