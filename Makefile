@@ -143,7 +143,7 @@ demo: all
 # of mm-eval on the test set and a grid of generated samples per class, all in $(EXP).
 # The EXP_* variables set the recipe; the defaults are the recipe whose figures README.md quotes
 # (53 minutes of training on 2 cores).
-# A quick end-to-end check: make experiment-fashion EXP_STEPS=5 EXP_DIM=32 EXP_LAYERS=1
+# A quick end-to-end check: make experiment-fashion EXP_STEPS=5 EXP_DIM=32 EXP_LAYERS=1 EXP_HEADS=4
 #   EXP_EVAL_DOCS=100 EXP_PER_CLASS=2 EXP_SAMPLE_STEPS=4 EXP_BPD_SAMPLES=1
 EXP ?= out/fashion
 EXP_SRC ?= /usr/share/datasets/fashion-mnist
