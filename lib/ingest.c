@@ -591,21 +591,33 @@ static void run_progress(run *r)
 }
 
 // One step of the pipeline: write b[0], prepare b[1], read b[2], all at once. The calling
-// thread writes, the last helper reads, and each joins the preparation when done. Helpers are
-// plain threads started per step (a few microseconds against milliseconds of work) that
-// block rather than spin when idle, which matters on a machine shared with other work.
+// thread writes, the last helper reads, and each joins the preparation when done. Helpers live
+// through the whole run and wait for each step on a condition variable: they block rather than
+// spin when idle, which matters on a machine shared with other work.
 typedef struct step {
 	run *r;
-	int role; // 0: write first, 1: read first, 2: prepare only
 	int next; // next job of b[1] to prepare
 	int wrc;
 	char *wmsg;
 } step;
 
+typedef struct pool pool;
 typedef struct helper {
-	step *st;
-	int role;
+	pool *p;
+	int role; // 1: read first, 2: prepare only
 } helper;
+
+struct pool {
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	unsigned gen;  // steps started
+	int pending;   // helpers still working on the current step
+	int quit;
+	int n;         // helpers started
+	step *st;      // the current step
+	pthread_t tid[MAX_THREADS];
+	helper h[MAX_THREADS];
+};
 
 static void step_work(step *st, int role)
 {
@@ -622,32 +634,79 @@ static void step_work(step *st, int role)
 static void *helper_main(void *arg)
 {
 	helper *h = arg;
-	step_work(h->st, h->role);
+	pool *p = h->p;
+	unsigned seen = 0;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->gen == seen && !p->quit)
+			pthread_cond_wait(&p->go, &p->mu);
+		if (p->quit)
+			break;
+		seen = p->gen;
+		step *st = p->st;
+		int role = h->role;
+		pthread_mutex_unlock(&p->mu);
+		step_work(st, role);
+		pthread_mutex_lock(&p->mu);
+		if (--p->pending == 0)
+			pthread_cond_signal(&p->done);
+	}
+	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
 
-static int run_step(run *r)
+// Starts up to threads - 1 helpers (fewer if the system refuses: the work is the same, only
+// slower); the last one started reads.
+static int pool_start(pool *p, int threads)
 {
-	int threads = r->o->threads < 1 ? 1 : r->o->threads > MAX_THREADS ? MAX_THREADS : r->o->threads;
-	step st = {r, 0, 0, 0, NULL};
-	pthread_t tid[MAX_THREADS];
-	helper h[MAX_THREADS];
-	int started = 0;
-	for (int t = 1; t < threads; t++) {
-		h[t] = (helper){&st, t == threads - 1 ? 1 : 2};
-		if (pthread_create(&tid[t], NULL, helper_main, &h[t]) != 0)
-			break; // fewer helpers: the work is the same, only slower
-		started = t;
+	memset(p, 0, sizeof *p);
+	if (pthread_mutex_init(&p->mu, NULL) || pthread_cond_init(&p->go, NULL) || pthread_cond_init(&p->done, NULL))
+		return mm_fail(MM_ENOMEM, "cannot make the threads' lock");
+	for (int t = 0; t < threads - 1; t++) {
+		p->h[t] = (helper){p, 2};
+		if (pthread_create(&p->tid[t], NULL, helper_main, &p->h[t]) != 0)
+			break;
+		p->n++;
 	}
-	if (started < threads - 1 || threads == 1) {
+	if (p->n)
+		p->h[p->n - 1].role = 1; // read by no helper before the first step
+	return 0;
+}
+
+static void pool_stop(pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->quit = 1;
+	pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->mu);
+	for (int t = 0; t < p->n; t++)
+		pthread_join(p->tid[t], NULL);
+	pthread_cond_destroy(&p->go);
+	pthread_cond_destroy(&p->done);
+	pthread_mutex_destroy(&p->mu);
+}
+
+static int run_step(run *r, pool *p)
+{
+	step st = {r, 0, 0, NULL};
+	if (!p->n) {
 		// Nobody reads: do it here, after writing (same order, same output).
 		step_work(&st, 0);
 		read_batch(r, r->b[2]);
 		step_work(&st, 2);
-	} else
+	} else {
+		pthread_mutex_lock(&p->mu);
+		p->st = &st;
+		p->pending = p->n;
+		p->gen++;
+		pthread_cond_broadcast(&p->go);
+		pthread_mutex_unlock(&p->mu);
 		step_work(&st, 0);
-	for (int t = 1; t <= started; t++)
-		pthread_join(tid[t], NULL);
+		pthread_mutex_lock(&p->mu);
+		while (p->pending)
+			pthread_cond_wait(&p->done, &p->mu);
+		pthread_mutex_unlock(&p->mu);
+	}
 	if (st.wrc)
 		mm_fail(st.wrc, "%s", st.wmsg ? st.wmsg : mm_strerror(st.wrc));
 	free(st.wmsg);
@@ -662,12 +721,19 @@ static int run_inputs(run *r)
 	for (int k = 0; k < 3; k++)
 		if (!(r->b[k] = calloc(1, sizeof *r->b[k])))
 			return mm_fail(MM_ENOMEM, "out of memory");
-	int rc;
+	int threads = r->o->threads < 1 ? 1 : r->o->threads > MAX_THREADS ? MAX_THREADS : r->o->threads;
+	pool p;
+	int rc = pool_start(&p, threads);
+	if (rc)
+		return rc;
 	do {
-		if ((rc = run_step(r)))
-			return rc;
+		if ((rc = run_step(r, &p)))
+			break;
 		run_progress(r);
 	} while (r->b[0]->n || r->b[1]->n);
+	pool_stop(&p);
+	if (rc)
+		return rc;
 	// The documents read before an input went bad came first: their errors won above.
 	if (r->read_rc)
 		return mm_fail(r->read_rc, "%s", r->read_msg ? r->read_msg : mm_strerror(r->read_rc));
