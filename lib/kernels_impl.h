@@ -397,8 +397,8 @@ void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, 
 					p[j] = mm_att_allowed(bd, bi, i, j) ? p[j] : -INFINITY;
 					mx = p[j] > mx ? p[j] : mx;
 				}
-				for (int j = 0; j < T; j++) {
-					p[j] = exp(p[j] - mx); // masked: exp(-inf) = 0
+				for (int j = 0; j < T; j++) { // masked scores stay exactly 0
+					p[j] = p[j] == -INFINITY ? 0 : MM_EXPV(p[j] - mx);
 					sum += p[j];
 				}
 				for (int j = 0; j < T; j++)
