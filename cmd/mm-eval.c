@@ -182,8 +182,7 @@ static void evaluate(struct eval_report *r)
 	}
 	if (o.classes) {
 		double t0 = now();
-		check(mm_eval_gen_new(&run.gen, run.main, run.tok, &run.classes, (int)o.batch, o.read_t,
-				      (uint64_t)o.seed));
+		check(mm_eval_gen_new(&run.gen, run.e, run.main, run.tok, &run.classes, (int)o.batch));
 		check(mm_eval_classify(run.e, run.main, &run.classes, mm_eval_caption, run.gen, &r->cls));
 		r->has_cls = 1;
 		timed("classification", t0);

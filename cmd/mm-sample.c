@@ -366,7 +366,7 @@ static void run_captions(mm_model *m, const mm_tokenizer *tok)
 	if (!pre || !out || !px)
 		die_mm(-MM_ENOMEM);
 	for (int i = 0; i < o.nfiles; i++) {
-		if ((rc = mm_prep_image_file(o.files[i], &p, px)) ||
+		if ((rc = mm_prep_image_file(o.files[i], &p, px, NULL)) ||
 		    (rc = mm_doc_add_image(&pre[i], p.h, p.w, p.channels, p.patch, px)))
 			die_mm(rc);
 	}

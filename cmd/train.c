@@ -577,7 +577,8 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 		double tb = now();
 		float loss, lt, li;
 		mm_model_zero_grad(tr->model);
-		mm_prof_state.on = o->profile; // the kernels of this step's forward and backward only
+		// Kernel timers on for the forward and the backward (nothing between them calls one).
+		mm_prof_state.on = o->profile;
 		if ((rc = mm_model_forward(tr->model, &tr->batch, &loss)))
 			die_mm(rc);
 		mm_model_losses(tr->model, &lt, &li);
@@ -586,11 +587,9 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 			pad += tr->batch.doc[p] < 0;
 		done = o->epochs && mm_loader_epochs_done(tr->train) >= o->epochs;
 		int stopping = *stop != 0;
-		mm_prof_state.on = 0;
 		if (world > 1)
 			sum_over_ranks(tr, &loss, &lt, &li, &pad, &done, &stopping);
 		double tc = now();
-		mm_prof_state.on = o->profile;
 		if ((rc = mm_model_backward(tr->model)))
 			die_mm(rc);
 		mm_prof_state.on = 0;

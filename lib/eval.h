@@ -168,9 +168,9 @@ void mm_eval_t2i_free(mm_eval_t2i *r);
 // Generation from the model through the inference engine (lib/sample.h): a KV-cache sampler
 // with 2 batch slots (guidance needs a second slot per image), for batch documents at a time.
 typedef struct mm_eval_gen mm_eval_gen;
-// read_t, seed: the noise level and seed of the classified images (mm_eval_opts).
-int mm_eval_gen_new(mm_eval_gen **g, mm_model *m, const mm_tokenizer *tok, const mm_eval_classes *c, int batch,
-		    double read_t, uint64_t seed);
+// Images to caption are read as e reads them (mm_eval_opts read_t and seed); e must outlive g.
+int mm_eval_gen_new(mm_eval_gen **g, const mm_eval *e, mm_model *m, const mm_tokenizer *tok,
+		    const mm_eval_classes *c, int batch);
 void mm_eval_gen_free(mm_eval_gen *g);
 // An mm_eval_captioner (ctx: an mm_eval_gen): the greedy continuation of BOS BOI image EOI,
 // up to the longest class caption and its EOS, decoded and compared byte for byte with the

@@ -14,30 +14,23 @@ struct mm_eval_gen {
 	const mm_tokenizer *tok;
 	const mm_config *cfg;
 	int n;              // documents per mm_generate call
-	float read_t;       // noise level of the captioned images
-	uint64_t seed;      // their eps: mm_rng (seed ^ MM_EVAL_READ_TAG, image index)
+	const mm_eval_opts *eo; // read_t and seed of the captioned images
 	mm_doc *pre, *out;  // (n) each
 	uint32_t *ids;      // a caption's tokens, gathered from its segments
 	uint8_t *txt;
 	size_t txt_cap;
 };
 
-int mm_eval_gen_new(mm_eval_gen **gp, mm_model *m, const mm_tokenizer *tok, const mm_eval_classes *c, int batch,
-		    double read_t, uint64_t seed)
+int mm_eval_gen_new(mm_eval_gen **gp, const mm_eval *e, mm_model *m, const mm_tokenizer *tok,
+		    const mm_eval_classes *c, int batch)
 {
 	*gp = NULL;
 	mm_eval_gen *g = calloc(1, sizeof *g);
 	if (!g)
 		return mm_fail(MM_ENOMEM, "out of memory");
 	g->c = c, g->tok = tok, g->cfg = mm_model_config(m), g->n = batch;
-	g->read_t = (float)read_t, g->seed = seed;
-	int rc = 0;
-	if (batch < 1)
-		rc = mm_fail(MM_EINVAL, "eval: batch %d", batch);
-	else if (!(read_t > 0 && read_t <= 1))
-		rc = mm_fail(MM_EINVAL, "eval: images read at noise level %g, not in (0, 1]", read_t);
-	else
-		rc = mm_sampler_new(&g->s, m, 2 * batch);
+	g->eo = &e->o; // checked by mm_eval_open
+	int rc = batch < 1 ? mm_fail(MM_EINVAL, "eval: batch %d", batch) : mm_sampler_new(&g->s, m, 2 * batch);
 	g->pre = calloc((size_t)batch, sizeof *g->pre);
 	g->out = calloc((size_t)batch, sizeof *g->out);
 	g->ids = malloc((size_t)g->cfg->seq_len * sizeof *g->ids);
@@ -95,8 +88,8 @@ int mm_eval_caption(void *ctx, const uint8_t *px, int n, uint64_t index0, int *p
 	o.images = 0;
 	o.image.cfg = 1;
 	o.max_tokens = g->c->max_tok + 1; // a class caption and its EOS
-	o.read_t = g->read_t;
-	o.seed = g->seed ^ MM_EVAL_READ_TAG; // the prefix's eps come first: mm_eval_score's
+	o.read_t = (float)g->eo->read_t;
+	o.seed = g->eo->seed ^ MM_EVAL_READ_TAG; // the prefix's eps come first: mm_eval_score's
 	size_t np = (size_t)MM_NPATCH(c) * MM_PDIM(c);
 	int rc = 0;
 	for (int i0 = 0; i0 < n && !rc; i0 += g->n) {

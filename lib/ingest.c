@@ -291,18 +291,7 @@ static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, cons
 	}
 	int rc;
 	if (s->path) { // read here, on the worker: the reader thread only lists names
-		uint8_t *data;
-		size_t n;
-		mm_image img = {0};
-		rc = mm_read_file(s->path, mm_image_max_bytes(p->max_pixels), &data, &n);
-		if (!rc) {
-			j->bytes_in += n;
-			rc = mm_image_load_mem(data, n, s->path, p->max_pixels, &img);
-			free(data);
-		}
-		if (!rc)
-			rc = mm_prep_image(&img, p, px);
-		mm_image_free(&img);
+		rc = mm_prep_image_file(s->path, p, px, &j->bytes_in);
 	} else {
 		mm_image img = {s->w, s->h, 1, s->px};
 		rc = mm_prep_image(&img, p, px);

@@ -28,8 +28,9 @@ size_t mm_prep_bytes(const mm_prep *o);
 // Converts a decoded image (any of 1..4 channels) to o's channels and size, in patch order
 // (doc.h). out holds mm_prep_bytes(o) bytes.
 int mm_prep_image(const mm_image *img, const mm_prep *o, uint8_t *out);
-// Loads a PNG or JPEG file and prepares it as above. Errors name the path.
-int mm_prep_image_file(const char *path, const mm_prep *o, uint8_t *out);
+// Loads a PNG or JPEG file and prepares it as above; adds the file's size to *bytes_read
+// (NULL: not wanted). Errors name the path.
+int mm_prep_image_file(const char *path, const mm_prep *o, uint8_t *out, uint64_t *bytes_read);
 
 enum mm_format {
 	MM_FMT_AUTO = 0, // from the file: directory, *.jsonl, IDX magic, PNG/JPEG magic, else text

@@ -374,6 +374,19 @@ void KFN(attention_backward_naive)(REAL *dq, REAL *dk, REAL *dv, const REAL *dou
 		}
 }
 
+void KFN(softmax_masked)(REAL *p, int n)
+{
+	REAL mx = -INFINITY, sum = 0;
+	for (int j = 0; j < n; j++)
+		mx = p[j] > mx ? p[j] : mx;
+	for (int j = 0; j < n; j++) { // masked scores become exactly 0
+		p[j] = p[j] == -INFINITY ? 0 : MM_EXPV(p[j] - mx);
+		sum += p[j];
+	}
+	for (int j = 0; j < n; j++)
+		p[j] /= sum;
+}
+
 // The same by matrix products, per (row, head): scores = q k^T as one GEMM into att, the mask
 // and softmax in place, out = att v. Masked scores are computed and thrown away (half of them
 // under a causal mask): a small GEMM is still several times faster than the loops above.
@@ -392,17 +405,9 @@ void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, 
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + base, D,
 				k + base, D, 0, p, T);
 			for (int i = 0; i < T; i++, p += T) {
-				REAL mx = -INFINITY, sum = 0;
-				for (int j = 0; j < T; j++) {
-					p[j] = mm_att_allowed(bd, bi, i, j) ? p[j] : -INFINITY;
-					mx = p[j] > mx ? p[j] : mx;
-				}
-				for (int j = 0; j < T; j++) { // masked scores stay exactly 0
-					p[j] = p[j] == -INFINITY ? 0 : MM_EXPV(p[j] - mx);
-					sum += p[j];
-				}
 				for (int j = 0; j < T; j++)
-					p[j] /= sum;
+					p[j] = mm_att_allowed(bd, bi, i, j) ? p[j] : -INFINITY;
+				KFN(softmax_masked)(p, T);
 			}
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1,
 				att + ((size_t)b * H + h) * T * T, T, v + base, D, 0, out + base, D);

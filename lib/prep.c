@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "fileio.h"
 #include "ingest.h"
 
 int mm_prep_check(const mm_prep *o)
@@ -39,13 +40,20 @@ int mm_prep_image(const mm_image *img, const mm_prep *o, uint8_t *out)
 	return rc;
 }
 
-int mm_prep_image_file(const char *path, const mm_prep *o, uint8_t *out)
+int mm_prep_image_file(const char *path, const mm_prep *o, uint8_t *out, uint64_t *bytes_read)
 {
+	uint8_t *data;
+	size_t n;
 	mm_image img = {0};
-	int rc = mm_image_load(path, o->max_pixels, &img);
+	int rc = mm_read_file(path, mm_image_max_bytes(o->max_pixels), &data, &n);
 	if (rc)
 		return rc;
-	rc = mm_prep_image(&img, o, out);
+	if (bytes_read)
+		*bytes_read += n;
+	rc = mm_image_load_mem(data, n, path, o->max_pixels, &img);
+	free(data);
+	if (!rc)
+		rc = mm_prep_image(&img, o, out);
 	mm_image_free(&img);
 	return rc;
 }

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "err.h"
-#include "fastexp.h"
 #include "kernels.h"
 #include "model_priv.h"
 #include "tokenizer.h"
@@ -202,21 +201,13 @@ static void attend(mm_sampler *s, int l, int nsp, const span *sp)
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, s->q + at, D,
 				    kb + hh * hd, D, 0, sc, nk);
 			for (int r = 0; r < nq; r++) {
-				float *p = sc + (size_t)r * nk, mx = -INFINITY, sum = 0;
-				int pos = sp[i].start + q0 + r, see = pos + 1; // keys [0, see) and own patches
+				float *p = sc + (size_t)r * nk;
+				int pos = sp[i].start + q0 + r; // sees keys [0, pos] and its image's patches
 				int32_t me = img[pos];
-				for (int j = see; j < nk; j++)
+				for (int j = pos + 1; j < nk; j++)
 					if (me < 0 || img[j] != me)
 						p[j] = -INFINITY;
-				for (int j = 0; j < nk; j++)
-					mx = p[j] > mx ? p[j] : mx;
-				for (int j = 0; j < nk; j++) {
-					p[j] = p[j] == -INFINITY ? 0 : mm_fast_expf(p[j] - mx);
-					sum += p[j];
-				}
-				float inv = 1 / sum;
-				for (int j = 0; j < nk; j++)
-					p[j] *= inv;
+				mm_softmax_masked(p, nk);
 			}
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb + hh * hd, D,
 				    0, s->a + at, D);
