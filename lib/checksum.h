@@ -8,6 +8,9 @@
 // CRC-32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF): mm_crc32c(0, "123456789", 9)
 // is 0xE3069283. Pass a previous result as crc to continue over more bytes.
 uint32_t mm_crc32c(uint32_t crc, const void *data, size_t n);
+// The same CRC by table look-ups only. mm_crc32c uses the processor's CRC32C instruction where
+// it has one (x86 SSE4.2); this is the portable reference the tests compare it against.
+uint32_t mm_crc32c_soft(uint32_t crc, const void *data, size_t n);
 
 // A 64-bit non-cryptographic hash (FNV-1a over the bytes, then a splitmix64 finaliser), used to
 // name a tokenizer's identity. Continue with h = mm_hash64(h, ...); start from MM_HASH64_INIT.

@@ -14,6 +14,7 @@ typedef struct mm_afile {
 	char *path; // final name
 	char *tmp;  // temporary name, in the same directory
 	int slot;   // registry slot for signal-time clean-up, or -1
+	uint64_t written, queued; // bytes written; bytes handed to the kernel's writeback so far
 } mm_afile;
 
 int mm_afile_open(mm_afile *a, const char *path);

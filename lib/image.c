@@ -619,21 +619,38 @@ int mm_image_resize(const mm_image *in, uint32_t w, uint32_t h, enum mm_fit fit,
 
 // Moves each p-pixel run of a patch row between raster and patch order. to_patches = 1: px is
 // (h, w, c) and pt is (h/p * w/p, p, p, c); 0: the reverse.
-static void patch_copy(uint8_t *px, uint8_t *pt, uint32_t h, uint32_t w, uint32_t c, uint32_t p, int to_patches)
+// One patch row is p * c bytes, often 4 to 48: a memcpy of a constant size compiles to a few
+// moves where a call to memcpy would cost more than the copy (profiled: 3% of mm-tokenize).
+static inline void patch_rows(uint8_t *px, uint8_t *pt, uint32_t h, size_t run, size_t stride,
+			      uint32_t p, int to_patches)
 {
-	if (p == 0 || h % p || w % p)
-		return;
-	const size_t run = (size_t)p * c, stride = (size_t)w * c;
 	size_t k = 0;
 	for (uint32_t py = 0; py < h; py += p)
-		for (uint32_t px0 = 0; px0 < w; px0 += p)
+		for (size_t x = 0; x < stride; x += run)
 			for (uint32_t y = py; y < py + p; y++, k += run) {
-				uint8_t *r = px + y * stride + (size_t)px0 * c;
+				uint8_t *r = px + y * stride + x;
 				if (to_patches)
 					memcpy(pt + k, r, run);
 				else
 					memcpy(r, pt + k, run);
 			}
+}
+
+static void patch_copy(uint8_t *px, uint8_t *pt, uint32_t h, uint32_t w, uint32_t c, uint32_t p, int to_patches)
+{
+	if (p == 0 || h % p || w % p)
+		return;
+	const size_t run = (size_t)p * c, stride = (size_t)w * c;
+	switch (run) {
+#define RUN(n)                                                                                     \
+	case n:                                                                                    \
+		patch_rows(px, pt, h, n, stride, p, to_patches);                                \
+		break;
+		RUN(2) RUN(4) RUN(6) RUN(8) RUN(12) RUN(16) RUN(24) RUN(32) RUN(48)
+#undef RUN
+	default:
+		patch_rows(px, pt, h, run, stride, p, to_patches);
+	}
 }
 
 void mm_image_to_patches(const uint8_t *px, uint32_t h, uint32_t w, uint32_t c, uint32_t p, uint8_t *out)

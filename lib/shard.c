@@ -105,7 +105,6 @@ static int buf_reserve(buf_t *b, size_t extra)
 struct mm_shard_writer {
 	mm_afile af;
 	mm_shard_info info;
-	int level;
 	uint32_t target;  // flush a block once its uncompressed size reaches this
 	ZSTD_CCtx *cctx;
 	buf_t block;      // documents of the block being filled, encoded
@@ -135,12 +134,21 @@ int mm_shard_writer_open(mm_shard_writer **out, const char *path, const mm_shard
 		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
 	w->info = *info;
 	w->info.n_docs = 0;
-	w->level = level;
 	w->target = MM_SHARD_BLOCK_SIZE;
 	w->cctx = ZSTD_createCCtx();
 	if (!w->cctx) {
 		free(w);
 		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
+	}
+	// The parameters stay with the context for every frame. At level 1 (mm-tokenize's) the
+	// match table has 2^11 entries where zstd picks 2^13 for a 64 KiB input: measured on the
+	// blocks of Fashion-MNIST shards, a quarter faster on pixels for under 0.6% more bytes, and
+	// 7% faster on text for 2% more.
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level)) ||
+	    (level == 1 && ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_hashLog, 11)))) {
+		ZSTD_freeCCtx(w->cctx);
+		free(w);
+		return mm_fail(MM_EINVAL, "%s: zstd refused level %d", path, level);
 	}
 	int rc = mm_afile_open(&w->af, path);
 	if (rc) {
@@ -278,7 +286,7 @@ static int flush_block(mm_shard_writer *w)
 		return mm_fail(MM_ENOMEM, "%s: out of memory", w->af.path);
 	}
 	uint8_t *h = w->cbuf.p;
-	size_t cs = ZSTD_compressCCtx(w->cctx, h + BLK_HDR, bound, w->block.p, w->block.len, w->level);
+	size_t cs = ZSTD_compress2(w->cctx, h + BLK_HDR, bound, w->block.p, w->block.len);
 	if (ZSTD_isError(cs) || cs > UINT32_MAX) {
 		w->failed = 1;
 		return mm_fail(MM_EIO, "%s: zstd compression failed: %s", w->af.path,
@@ -377,7 +385,7 @@ static int writer_finish(mm_shard_writer *w)
 	w->cbuf.len = 0;
 	if (buf_reserve(&w->cbuf, bound))
 		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
-	size_t cs = ZSTD_compressCCtx(w->cctx, w->cbuf.p, bound, w->blocks.p, usize, w->level);
+	size_t cs = ZSTD_compress2(w->cctx, w->cbuf.p, bound, w->blocks.p, usize);
 	if (ZSTD_isError(cs))
 		return mm_fail(MM_EIO, "%s: zstd compression failed: %s", path, ZSTD_getErrorName(cs));
 	uint32_t crc = mm_crc32c(0, w->cbuf.p, cs);

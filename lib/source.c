@@ -405,19 +405,22 @@ static int open_dir(mm_source *s, const char *path)
 		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno));
 	size_t cap = 0, tcap = 0, plen = strlen(path);
 	int slash = plen && path[plen - 1] == '/';
+	size_t at = plen + !slash; // where each name starts in its path
 	struct dirent *e;
 	int rc = 0;
 	while ((e = readdir(dir)) && !rc) {
 		int img = is_image_name(e->d_name), txt = has_suffix(e->d_name, ".txt");
 		if (e->d_name[0] == '.' || (!img && !txt))
 			continue;
-		size_t n = plen + 1 + strlen(e->d_name) + 1;
-		char *p = malloc(n);
+		size_t len = strlen(e->d_name);
+		char *p = malloc(at + len + 1);
 		if (!p) {
 			rc = mm_fail(MM_ENOMEM, "out of memory");
 			break;
 		}
-		snprintf(p, n, "%s%s%s", path, slash ? "" : "/", e->d_name);
+		memcpy(p, path, plen);
+		p[plen] = '/'; // overwritten by the name when path already ends in one
+		memcpy(p + at, e->d_name, len + 1);
 		struct stat st;
 		if (e->d_type != DT_REG && (stat(p, &st) != 0 || !S_ISREG(st.st_mode))) {
 			free(p);
