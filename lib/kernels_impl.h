@@ -62,6 +62,30 @@ static void mm_att_span(const int32_t *doc, const int32_t *img, int T, int i, in
 // The exponential of the elementwise kernels: the vectorizable one in float, libm's in double.
 #define MM_EXPV(x) _Generic((x), float: mm_fast_expf, default: exp)(x)
 
+#ifndef MM_EXP_UNMASKED
+// p[j] = exp(p[j] - mx), and exactly 0 where p[j] is -inf (a masked score). In float the test
+// is on the bits: a float comparison is not turned into a vector select (it may trap, as far as
+// the compiler knows), and the loop would stay scalar.
+static inline void mm_exp_unmasked_f(float *p, int n, float mx)
+{
+#pragma omp simd
+	for (int j = 0; j < n; j++) {
+		float x = p[j], e = mm_fast_expf(x - mx);
+		uint32_t xb, eb;
+		memcpy(&xb, &x, sizeof xb);
+		memcpy(&eb, &e, sizeof eb);
+		eb &= 0u - (uint32_t)(xb != 0xff800000u); // the bits of -inf
+		memcpy(&p[j], &eb, sizeof eb);
+	}
+}
+static inline void mm_exp_unmasked_d(double *p, int n, double mx)
+{
+	for (int j = 0; j < n; j++)
+		p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - mx);
+}
+#define MM_EXP_UNMASKED(p, n, mx) _Generic((p), float *: mm_exp_unmasked_f, double *: mm_exp_unmasked_d)(p, n, mx)
+#endif
+
 // acc (C) += column sums of x (N, C), in row order for every column.
 static void KFN(colsum_add)(REAL *acc, const REAL *x, int N, int C)
 {
@@ -376,14 +400,22 @@ void KFN(attention_backward_naive)(REAL *dq, REAL *dk, REAL *dv, const REAL *dou
 
 void KFN(softmax_masked)(REAL *p, int n)
 {
-	REAL mx = -INFINITY, sum = 0;
+	// Loops the compiler vectorises: the maximum is the same in any order; the exponentials
+	// are elementwise; the sum runs in 8 lanes of a fixed order (the same on every run).
+	REAL mx = -INFINITY, lane[8] = {0}, sum = 0;
+#pragma omp simd reduction(max : mx)
 	for (int j = 0; j < n; j++)
 		mx = p[j] > mx ? p[j] : mx;
-	for (int j = 0; j < n; j++) { // masked scores become exactly 0
-		p[j] = p[j] == -INFINITY ? 0 : MM_EXPV(p[j] - mx);
+	MM_EXP_UNMASKED(p, n, mx);
+	int j = 0;
+	for (; j + 8 <= n; j += 8)
+		for (int l = 0; l < 8; l++)
+			lane[l] += p[j + l];
+	for (; j < n; j++)
 		sum += p[j];
-	}
-	for (int j = 0; j < n; j++)
+	for (int l = 0; l < 8; l++)
+		sum += lane[l];
+	for (j = 0; j < n; j++)
 		p[j] /= sum;
 }
 
@@ -405,8 +437,14 @@ void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, 
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + base, D,
 				k + base, D, 0, p, T);
 			for (int i = 0; i < T; i++, p += T) {
-				for (int j = 0; j < T; j++)
-					p[j] = mm_att_allowed(bd, bi, i, j) ? p[j] : -INFINITY;
+				// mm_att_allowed without branches, so that the loop vectorises
+				int32_t di = bd[i], ii = bi[i];
+#pragma omp simd
+				for (int j = 0; j < T; j++) {
+					int ok = (j == i) | ((di >= 0) & (bd[j] == di) & ((j < i) | ((ii >= 0) & (bi[j] == ii))));
+					REAL x = p[j];
+					p[j] = ok ? x : -INFINITY;
+				}
 				KFN(softmax_masked)(p, T);
 			}
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1,
@@ -435,10 +473,16 @@ void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const 
 				v + base, D, 0, ds, T);
 			for (int i = 0; i < T; i++) { // softmax backward, with the 1/sqrt(hd) of the scores
 				const REAL *pi = p + (size_t)i * T;
-				REAL *di = ds + (size_t)i * T, pdp = 0;
-				for (int j = 0; j < T; j++)
+				REAL *di = ds + (size_t)i * T, pdp = 0, lane[8] = {0};
+				int j = 0;
+				for (; j + 8 <= T; j += 8) // 8 lanes in a fixed order, as in softmax_masked
+					for (int l = 0; l < 8; l++)
+						lane[l] += pi[j + l] * di[j + l];
+				for (; j < T; j++)
 					pdp += pi[j] * di[j];
-				for (int j = 0; j < T; j++)
+				for (int l = 0; l < 8; l++)
+					pdp += lane[l];
+				for (j = 0; j < T; j++)
 					di[j] = pi[j] * (di[j] - pdp) * scale;
 			}
 			// dq += ds k; dk += ds^T q
