@@ -10,13 +10,15 @@
 #   sampling     mm-sample, 8 images of 28x28 after a caption, 50 Heun steps, guidance 2, against
 #                tests/ref/bench_sample.py doing the same, images/s
 #   tokenize     mm-tokenize on a folder of Fashion-MNIST PNGs against bench_decode, a loop that
-#                only decodes the same files with the same decoder, files/s
+#                only decodes the same files with the same decoder, files/s; 3 x BENCH_RUNS
+#                pairs (a run takes a tenth of a second, and its spread is 20%)
 #   memory       peak RSS of mm-train on the reference configuration (/usr/bin/time) against
 #                the analytic sum of parameters, gradients, Adam moments, activations and batch
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 RUNS=${BENCH_RUNS:-5}
+TOK_RUNS=$((3 * RUNS))
 TH=2
 PY=/usr/bin/python3
 tmp=tests/bench/tmp
@@ -92,12 +94,12 @@ for i in $(seq "$RUNS"); do
 done
 
 # ---- Tokenizing a folder of PNGs against decoding it
-note "bench: tokenize $nfiles PNGs, $RUNS runs each"
+note "bench: tokenize $nfiles PNGs, $TOK_RUNS runs each"
 : > "$tmp/tok.ours"; : > "$tmp/tok.peer"
 # one run of each first, not counted: the files into the page cache, the output file made
 cmd/mm-tokenize --format dir "$tmp/png" --tokenizer "$tmp/tok.bin" --patch 4 --threads $TH -o "$tmp/tk" 2>/dev/null
 "$bin/bench_decode" $TH < "$tmp/png.list" > /dev/null
-for i in $(seq "$RUNS"); do
+for i in $(seq "$TOK_RUNS"); do
 	rm -f "$tmp"/tk-*.mms
 	t0=$(now)
 	cmd/mm-tokenize --format dir "$tmp/png" --tokenizer "$tmp/tok.bin" --patch 4 --threads $TH \
@@ -133,7 +135,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo "# make bench"
 	echo
 	echo "Machine: $cpu, $(nproc) processors, $TH threads. Date: $(date -u '+%Y-%m-%d %H:%M UTC')."
-	echo "Commit: $commit$dirty. $RUNS runs per figure, ours and the peer alternating;"
+	echo "Commit: $commit$dirty. $RUNS runs per figure ($TOK_RUNS for mm-tokenize), ours and the peer alternating;"
 	echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE. Written by tests/bench/run.sh."
 	echo
 	cat "$tmp/table.md"
