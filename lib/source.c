@@ -142,6 +142,8 @@ static int name_cmp(const void *a, const void *b)
 // folder's .txt files when it was listed, where the caption is looked up instead of probed.
 static int read_caption(mm_rawdoc *d, const char *image_path, char *const *txt, size_t n_txt, int listed)
 {
+	if (listed && !n_txt) // a folder without .txt files: nothing to look up
+		return 0;
 	const char *dot = strrchr(image_path, '.');
 	size_t stem = dot ? (size_t)(dot - image_path) : strlen(image_path);
 	char *cap = malloc(stem + 5);
