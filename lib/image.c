@@ -324,26 +324,29 @@ int mm_image_load_mem(const uint8_t *data, size_t n, const char *name, uint64_t 
 	return rc;
 }
 
-// Room for 16 bytes per allowed pixel (16-bit RGBA stored uncompressed, with chunk and zlib
-// framing) plus 64 MiB of metadata: no honest file is larger.
-size_t mm_image_max_bytes(uint64_t max_pixels)
+int mm_image_load_counted(const char *path, uint64_t max_pixels, mm_image *out, uint64_t *bytes_read)
 {
+	memset(out, 0, sizeof *out);
+	// Room for 16 bytes per allowed pixel (16-bit RGBA stored uncompressed, with chunk and zlib
+	// framing) plus 64 MiB of metadata: no honest file is larger.
+	size_t max_bytes = SIZE_MAX / 2;
 	if (max_pixels && max_pixels < (SIZE_MAX / 2 - (64u << 20)) / 16)
-		return (size_t)max_pixels * 16 + (64u << 20);
-	return SIZE_MAX / 2;
+		max_bytes = (size_t)max_pixels * 16 + (64u << 20);
+	uint8_t *data;
+	size_t n;
+	int rc = mm_read_file(path, max_bytes, &data, &n);
+	if (rc < 0)
+		return rc;
+	if (bytes_read)
+		*bytes_read += n;
+	rc = mm_image_load_mem(data, n, path, max_pixels, out);
+	free(data);
+	return rc;
 }
 
 int mm_image_load(const char *path, uint64_t max_pixels, mm_image *out)
 {
-	memset(out, 0, sizeof *out);
-	uint8_t *data;
-	size_t n;
-	int rc = mm_read_file(path, mm_image_max_bytes(max_pixels), &data, &n);
-	if (rc < 0)
-		return rc;
-	rc = mm_image_load_mem(data, n, path, max_pixels, out);
-	free(data);
-	return rc;
+	return mm_image_load_counted(path, max_pixels, out, NULL);
 }
 
 // ---- Channels ---------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ int mm_image_alloc(mm_image *img, uint32_t w, uint32_t h, uint32_t c);
 // the path: MM_EIMAGE for anything not decodable (not PNG/JPEG, truncated, corrupt), MM_EIO for
 // a file that cannot be read.
 int mm_image_load(const char *path, uint64_t max_pixels, mm_image *out);
-// The largest file mm_image_load reads for images of up to max_pixels pixels (0: no limit).
-size_t mm_image_max_bytes(uint64_t max_pixels);
+// The same, adding the file's size to *bytes_read (NULL: not wanted).
+int mm_image_load_counted(const char *path, uint64_t max_pixels, mm_image *out, uint64_t *bytes_read);
 int mm_image_load_mem(const uint8_t *data, size_t n, const char *name, uint64_t max_pixels, mm_image *out);
 
 // Converts to 1 or 3 channels: alpha is composited over background (RGB; gray uses its

@@ -33,13 +33,10 @@
 #define MM_COLBLOCK 64
 
 // The attention mask of lib/model.h: may position i attend to position j (same row)?
+// Without branches (every load is of a valid index), so that a loop over j vectorises.
 static inline int mm_att_allowed(const int32_t *doc, const int32_t *img, int i, int j)
 {
-	if (j == i)
-		return 1;
-	if (doc[i] < 0 || doc[j] != doc[i])
-		return 0;
-	return j < i || (img[i] >= 0 && img[j] == img[i]);
+	return (j == i) | ((doc[i] >= 0) & (doc[j] == doc[i]) & ((j < i) | ((img[i] >= 0) & (img[j] == img[i]))));
 }
 // The span [*lo, *hi) of keys that query i may see (the mask may still exclude some inside).
 static void mm_att_span(const int32_t *doc, const int32_t *img, int T, int i, int *lo, int *hi)
@@ -437,13 +434,10 @@ void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, 
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + base, D,
 				k + base, D, 0, p, T);
 			for (int i = 0; i < T; i++, p += T) {
-				// mm_att_allowed without branches, so that the loop vectorises
-				int32_t di = bd[i], ii = bi[i];
 #pragma omp simd
 				for (int j = 0; j < T; j++) {
-					int ok = (j == i) | ((di >= 0) & (bd[j] == di) & ((j < i) | ((ii >= 0) & (bi[j] == ii))));
-					REAL x = p[j];
-					p[j] = ok ? x : -INFINITY;
+					REAL x = p[j]; // loaded either way: the select then vectorises
+					p[j] = mm_att_allowed(bd, bi, i, j) ? x : -INFINITY;
 				}
 				KFN(softmax_masked)(p, T);
 			}

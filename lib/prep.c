@@ -2,7 +2,6 @@
 #include <string.h>
 
 #include "err.h"
-#include "fileio.h"
 #include "ingest.h"
 
 int mm_prep_check(const mm_prep *o)
@@ -42,16 +41,8 @@ int mm_prep_image(const mm_image *img, const mm_prep *o, uint8_t *out)
 
 int mm_prep_image_file(const char *path, const mm_prep *o, uint8_t *out, uint64_t *bytes_read)
 {
-	uint8_t *data;
-	size_t n;
-	mm_image img = {0};
-	int rc = mm_read_file(path, mm_image_max_bytes(o->max_pixels), &data, &n);
-	if (rc)
-		return rc;
-	if (bytes_read)
-		*bytes_read += n;
-	rc = mm_image_load_mem(data, n, path, o->max_pixels, &img);
-	free(data);
+	mm_image img;
+	int rc = mm_image_load_counted(path, o->max_pixels, &img, bytes_read);
 	if (!rc)
 		rc = mm_prep_image(&img, o, out);
 	mm_image_free(&img);
