@@ -97,7 +97,7 @@ tests/bench/bin/%: tests/bench/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 # one table on stdout and in tests/bench/results.md. BENCH_RUNS sets the runs per figure (5).
 bench: all $(BENCH_BINS)
 	@sh .ci/deps ref
-	@sh tests/bench/run.sh
+	@bash tests/bench/run.sh
 
 # The whole pipeline on the embedded data: tokenize, train a few minutes, sample, evaluate.
 DEMO ?= out/demo

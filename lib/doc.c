@@ -54,20 +54,32 @@ int mm_doc_add_text(mm_doc *d, const uint32_t *tokens, uint32_t n)
 	return 0;
 }
 
+int mm_doc_take_image(mm_doc *d, uint32_t h, uint32_t w, uint32_t c, uint32_t p, uint8_t *patch_pixels)
+{
+	if (!h || !w || !c || !p || h % p || w % p) {
+		free(patch_pixels);
+		return mm_fail(MM_EINVAL, "image %ux%ux%u does not split into %ux%u patches", h, w, c, p, p);
+	}
+	mm_segment *s = doc_push(d);
+	if (!s) {
+		free(patch_pixels);
+		return mm_fail(MM_ENOMEM, "out of memory");
+	}
+	s->type = MM_SEG_IMAGE;
+	s->pixels = patch_pixels;
+	s->h = h, s->w = w, s->c = c, s->p = p;
+	d->n_segs++;
+	return 0;
+}
+
 int mm_doc_add_image(mm_doc *d, uint32_t h, uint32_t w, uint32_t c, uint32_t p, const uint8_t *patch_pixels)
 {
 	if (!h || !w || !c || !p || h % p || w % p)
 		return mm_fail(MM_EINVAL, "image %ux%ux%u does not split into %ux%u patches", h, w, c, p, p);
-	mm_segment *s = doc_push(d);
-	if (!s)
-		return mm_fail(MM_ENOMEM, "out of memory");
 	size_t n = (size_t)h * w * c;
-	s->type = MM_SEG_IMAGE;
-	s->pixels = malloc(n);
-	if (!s->pixels)
+	uint8_t *px = malloc(n);
+	if (!px)
 		return mm_fail(MM_ENOMEM, "out of memory");
-	memcpy(s->pixels, patch_pixels, n);
-	s->h = h, s->w = w, s->c = c, s->p = p;
-	d->n_segs++;
-	return 0;
+	memcpy(px, patch_pixels, n);
+	return mm_doc_take_image(d, h, w, c, p, px);
 }

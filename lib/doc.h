@@ -34,5 +34,8 @@ void mm_doc_free(mm_doc *d);
 // Appends a copy of the given tokens / pixels.
 int mm_doc_add_text(mm_doc *d, const uint32_t *tokens, uint32_t n);
 int mm_doc_add_image(mm_doc *d, uint32_t h, uint32_t w, uint32_t c, uint32_t p, const uint8_t *patch_pixels);
+// Appends an image without copying: the document takes patch_pixels (h*w*c bytes from malloc),
+// and frees them even when it fails.
+int mm_doc_take_image(mm_doc *d, uint32_t h, uint32_t w, uint32_t c, uint32_t p, uint8_t *patch_pixels);
 
 #endif

@@ -627,16 +627,21 @@ int mm_image_resize(const mm_image *in, uint32_t w, uint32_t h, enum mm_fit fit,
 static inline void patch_rows(uint8_t *px, uint8_t *pt, uint32_t h, size_t run, size_t stride,
 			      uint32_t p, int to_patches)
 {
-	size_t k = 0;
-	for (uint32_t py = 0; py < h; py += p)
-		for (size_t x = 0; x < stride; x += run)
-			for (uint32_t y = py; y < py + p; y++, k += run) {
-				uint8_t *r = px + y * stride + x;
-				if (to_patches)
-					memcpy(pt + k, r, run);
-				else
-					memcpy(r, pt + k, run);
+	for (uint32_t py = 0; py < h; py += p) {
+		uint8_t *band = px + py * stride;
+		for (size_t x = 0; x < stride; x += run, pt += p * run) {
+			uint8_t *r = band + x;
+			if (to_patches) {
+#pragma GCC unroll 16
+				for (uint32_t y = 0; y < p; y++)
+					memcpy(pt + y * run, r + y * stride, run);
+			} else {
+#pragma GCC unroll 16
+				for (uint32_t y = 0; y < p; y++)
+					memcpy(r + y * stride, pt + y * run, run);
 			}
+		}
+	}
 }
 
 static void patch_copy(uint8_t *px, uint8_t *pt, uint32_t h, uint32_t w, uint32_t c, uint32_t p, int to_patches)
@@ -644,12 +649,12 @@ static void patch_copy(uint8_t *px, uint8_t *pt, uint32_t h, uint32_t w, uint32_
 	if (p == 0 || h % p || w % p)
 		return;
 	const size_t run = (size_t)p * c, stride = (size_t)w * c;
-	switch (run) {
-#define RUN(n)                                                                                     \
-	case n:                                                                                    \
-		patch_rows(px, pt, h, n, stride, p, to_patches);                                \
+	switch (c < 16 && p < 256 ? p << 4 | c : 0) {
+#define RUN(P, C)                                                                                  \
+	case P << 4 | C:                                                                           \
+		patch_rows(px, pt, h, P * C, stride, P, to_patches);                              \
 		break;
-		RUN(2) RUN(4) RUN(6) RUN(8) RUN(12) RUN(16) RUN(24) RUN(32) RUN(48)
+		RUN(2, 1) RUN(4, 1) RUN(8, 1) RUN(16, 1) RUN(2, 3) RUN(4, 3) RUN(8, 3) RUN(16, 3)
 #undef RUN
 	default:
 		patch_rows(px, pt, h, run, stride, p, to_patches);

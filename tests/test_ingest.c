@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -154,6 +155,75 @@ static void on_progress(void *ctx, const mm_ingest_stats *st)
 	progress_last = st->fraction;
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+// A folder's images come in byte order of their names whatever order the file system lists
+// them in: 700 names sharing long prefixes, prefixes of each other, bytes above 0x7f and a
+// few that differ only in case. Image k of the sorted names holds k in its first two pixels.
+static void test_folder_order(void)
+{
+	enum { N = 700 };
+	static const char *const stem[] = {"a", "ab", "a-b", "A", "\xc3\xa9", "\xff", "0", "00", "img_0001", "b"};
+	static char name[N][48], *sorted[N];
+	mm_rng rng;
+	mm_rng_seed(&rng, 7, 0);
+	CHECK(mkdir("order", 0755) == 0 || access("order", F_OK) == 0);
+	for (int i = 0; i < N; i++) {
+		int dup;
+		do { // a stem, up to 12 more bytes from a small alphabet, a suffix in some case
+			char *p = name[i] + snprintf(name[i], 48, "%s", stem[mm_rng_below(&rng, 10)]);
+			for (uint32_t k = mm_rng_below(&rng, 13); k > 0; k--)
+				*p++ = "0a-_.\x80"[mm_rng_below(&rng, 6)];
+			strcpy(p, mm_rng_below(&rng, 4) ? ".png" : ".PNG");
+			dup = 0;
+			for (int j = 0; j < i && !dup; j++)
+				dup = strcmp(name[i], name[j]) == 0;
+		} while (dup);
+		sorted[i] = name[i];
+	}
+	qsort(sorted, N, sizeof *sorted, str_cmp);
+	mm_image img;
+	CHECK_OK(mm_image_alloc(&img, 4, 4, 1));
+	for (int k = 0; k < N; k++) {
+		char path[64];
+		snprintf(path, sizeof path, "order/%s", sorted[k]);
+		memset(img.px, 0, 16);
+		img.px[0] = (uint8_t)(k >> 8), img.px[1] = (uint8_t)k;
+		CHECK_OK(mm_image_save_png(path, &img));
+	}
+	mm_image_free(&img);
+
+	mm_ingest_opts o;
+	mm_ingest_opts_default(&o);
+	o.prep.w = o.prep.h = 4, o.prep.patch = 4;
+	o.prefix = "order";
+	char *inputs[] = {"order"};
+	mm_tokenizer *tok;
+	CHECK_OK(mm_tok_new_bytes(&tok));
+	mm_ingest_stats st;
+	CHECK_OK(mm_ingest_run(&o, tok, inputs, 1, &st));
+	CHECK_EQ_INT(st.docs, N);
+	mm_shard_reader *r;
+	CHECK_OK(mm_shard_open(&r, "order-00000.mms"));
+	if (r) {
+		mm_doc d;
+		mm_doc_init(&d);
+		int wrong = 0;
+		for (int k = 0; k < N; k++) {
+			CHECK_OK(mm_shard_read(r, (uint64_t)k, &d));
+			wrong += d.n_segs != 1 || d.segs[0].type != MM_SEG_IMAGE ||
+				 (d.segs[0].pixels[0] << 8 | d.segs[0].pixels[1]) != k;
+		}
+		CHECK_EQ_INT(wrong, 0);
+		mm_doc_free(&d);
+		mm_shard_close(r);
+	}
+	mm_tok_free(tok);
+}
+
 // Progress is reported per batch with a fraction that only grows; a failure part-way
 // through leaves no shard behind, not even those already finished.
 static void test_progress_and_failure(void)
@@ -199,5 +269,6 @@ int main(void)
 	test_idx_pixels();
 	test_utf8_count();
 	test_progress_and_failure();
+	test_folder_order();
 	return check_done();
 }
