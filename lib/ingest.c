@@ -241,6 +241,7 @@ typedef struct job {
 	uint64_t bytes_in;
 	uint64_t tokens;
 	uint32_t images, invalid_utf8;
+	uint8_t *spare; // pixels of an earlier document of this slot, reused by the next image
 } job;
 
 static int utf8_valid(const uint8_t *s, size_t n)
@@ -290,7 +291,8 @@ static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, cons
 		j->invalid_utf8 += !utf8_valid(s->text, s->len);
 		return mm_doc_add_text(&j->doc, *ids, (uint32_t)n_ids);
 	}
-	uint8_t *px = malloc(mm_prep_bytes(p)); // becomes the document's: no copy
+	uint8_t *px = j->spare ? j->spare : malloc(mm_prep_bytes(p)); // becomes the document's
+	j->spare = NULL;
 	if (!px)
 		return mm_fail(MM_ENOMEM, "out of memory");
 	int rc;
@@ -488,9 +490,37 @@ typedef struct run {
 	char *read_msg;     // its message (reading may run on another thread)
 	uint64_t index;     // documents read so far
 	uint64_t src_bytes; // bytes of the finished sources
+	// Finished sources stay open until their last documents are written (they lend image
+	// paths): retired[k] finished in step retired_at[k].
+	mm_source **retired;
+	unsigned *retired_at;
+	int n_retired;
+	unsigned step; // steps finished
 	uint64_t weight_done;
 	double t0;
 } run;
+
+// Keeps a finished source open until the documents read from it are written (room for one
+// source an input was made at the start).
+static void retire(run *r, mm_source *s)
+{
+	r->retired[r->n_retired] = s;
+	r->retired_at[r->n_retired++] = r->step;
+}
+
+// Closes the retired sources whose documents are all written, or all of them.
+static void close_retired(run *r, int all)
+{
+	int keep = 0;
+	for (int k = 0; k < r->n_retired; k++) {
+		// read in step t, prepared in t + 1, written in t + 2 and cleared at its end
+		if (all || r->retired_at[k] + 2 < r->step)
+			mm_source_close(r->retired[k]);
+		else
+			r->retired[keep] = r->retired[k], r->retired_at[keep++] = r->retired_at[k];
+	}
+	r->n_retired = keep;
+}
 
 // Fills b with the next documents of the inputs (fewer at the end).
 static void read_batch(run *r, batch *b)
@@ -505,7 +535,7 @@ static void read_batch(run *r, batch *b)
 		}
 		if (r->src) {
 			r->src_bytes += mm_source_bytes(r->src);
-			mm_source_close(r->src);
+			retire(r, r->src);
 			r->src = NULL;
 		}
 		r->weight_done += p->weight;
@@ -549,7 +579,12 @@ static void batch_clear(batch *b)
 		b->jobs[i].msg = NULL;
 		b->jobs[i].err = 0;
 		mm_rawdoc_clear(&b->jobs[i].raw);
-		mm_doc_clear(&b->jobs[i].doc);
+		mm_doc *d = &b->jobs[i].doc; // every image of a run has the same size: keep one
+		if (!b->jobs[i].spare && d->n_segs && d->segs[d->n_segs - 1].type == MM_SEG_IMAGE) {
+			b->jobs[i].spare = d->segs[d->n_segs - 1].pixels;
+			d->segs[d->n_segs - 1].pixels = NULL;
+		}
+		mm_doc_clear(d);
 	}
 	b->n = 0;
 }
@@ -562,6 +597,7 @@ static void batch_free(batch *b)
 		mm_rawdoc_free(&b->jobs[i].raw);
 		mm_doc_free(&b->jobs[i].doc);
 		free(b->jobs[i].msg);
+		free(b->jobs[i].spare);
 	}
 	free(b);
 }
@@ -731,6 +767,8 @@ static int run_step(run *r, pool *p)
 	batch *w = r->b[0];
 	batch_clear(w);
 	r->b[0] = r->b[1], r->b[1] = r->b[2], r->b[2] = w;
+	r->step++;
+	close_retired(r, 0);
 	return st.wrc;
 }
 
@@ -771,7 +809,9 @@ int mm_ingest_run(const mm_ingest_opts *o, const mm_tokenizer *tok, char *const 
 				   o->prep.patch, 0};
 	if ((rc = inputs_resolve(&r.in, o, argv, argc)))
 		return rc;
-	rc = run_inputs(&r);
+	r.retired = malloc((size_t)(r.in.n ? r.in.n : 1) * sizeof *r.retired);
+	r.retired_at = malloc((size_t)(r.in.n ? r.in.n : 1) * sizeof *r.retired_at);
+	rc = r.retired && r.retired_at ? run_inputs(&r) : mm_fail(MM_ENOMEM, "out of memory");
 	if (!rc && !r.st.docs)
 		rc = mm_fail(MM_EINVAL, "no documents in the input%s", r.st.skipped ? " (every one was bad)" : "");
 	if (!rc)
@@ -784,6 +824,9 @@ int mm_ingest_run(const mm_ingest_opts *o, const mm_tokenizer *tok, char *const 
 		r.src_bytes += mm_source_bytes(r.src);
 		mm_source_close(r.src);
 	}
+	close_retired(&r, 1);
+	free(r.retired);
+	free(r.retired_at);
 	free(r.read_msg);
 	r.st.bytes_in += r.src_bytes;
 	r.st.bytes_out = r.u.bytes_done;

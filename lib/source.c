@@ -27,7 +27,8 @@ void mm_rawdoc_clear(mm_rawdoc *d)
 {
 	for (uint32_t i = 0; i < d->n_segs; i++) {
 		free(d->segs[i].text);
-		free(d->segs[i].path);
+		if (!d->segs[i].lent)
+			free(d->segs[i].path);
 		free(d->segs[i].px);
 	}
 	d->n_segs = 0;
@@ -831,13 +832,18 @@ static int next_image(mm_source *s, mm_rawdoc *d)
 {
 	if (s->next == s->n_names)
 		return 0;
-	const char *p = s->names[s->next++];
+	char *p = s->names[s->next++];
 	int rc = read_caption(d, p, s->txt, s->n_txt, s->listed);
-	if (!rc && d->n_segs)
+	if (rc)
+		return raw_bad(d, rc);
+	if (d->n_segs)
 		s->bytes += d->segs[0].len;
-	if (!rc)
-		rc = raw_image_path(d, "", p);
-	return rc ? raw_bad(d, rc) : 1;
+	mm_rawseg *seg = raw_push(d, MM_SEG_IMAGE);
+	if (!seg)
+		return raw_bad(d, mm_fail(MM_ENOMEM, "out of memory"));
+	seg->path = p; // lent: the name stays with the source
+	seg->lent = 1;
+	return 1;
 }
 
 static char *caption(const char *tmpl, const char *label, size_t *len)

@@ -14,6 +14,7 @@ typedef struct mm_rawseg {
 	char *path;   // image file, or NULL when px holds the pixels
 	uint8_t *px;  // h*w gray pixels
 	uint32_t w, h;
+	int lent;     // path belongs to the source, not to the document
 } mm_rawseg;
 
 // A document as the source read it. A bad document (invalid JSON, say) comes back with err
@@ -48,6 +49,8 @@ int mm_source_detect(const char *path, int forced, int *format, int *idx_kind);
 // path "-" is standard input (jsonl or text content).
 int mm_source_open(mm_source **s, int format, const char *path, const char *labels, const mm_source_opts *o);
 // 1: a document in d (cleared first); 0: end of input; < 0: the input itself is unusable.
+// The image paths of a folder's documents are lent by the source (mm_rawseg.lent): close it
+// only once its documents are done with.
 int mm_source_next(mm_source *s, mm_rawdoc *d);
 // Share of the input read so far, in [0, 1].
 double mm_source_progress(const mm_source *s);
