@@ -143,54 +143,61 @@ int mm_afile_commit(mm_afile *a)
 	return 0;
 }
 
-int mm_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len)
+// Plain system calls rather than stdio: no FILE or stdio buffer to allocate per file, and the
+// size from fstat sizes the buffer (a file that grows meanwhile is still read to its end).
+int mm_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, uint8_t **out, size_t *len)
 {
 	*out = NULL;
 	*len = 0;
-	FILE *f = fopen(path, "rb");
-	if (!f)
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno));
-	size_t cap = 1 << 16, n = 0;
+	// Up to max_bytes + 1 bytes are read: one more than allowed says the file is too large.
+	size_t lim = max_bytes < SIZE_MAX - 1 ? max_bytes + 1 : SIZE_MAX - 1, cap = 1 << 16, n = 0;
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 && (uint64_t)st.st_size < lim)
+		cap = (size_t)st.st_size + 1; // + 1: the read that sees the end needs room
+	cap = cap < lim ? cap : lim;
 	uint8_t *buf = malloc(cap + 1);
-	if (!buf) {
-		fclose(f);
-		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
-	}
-	for (;;) {
+	int rc = buf ? 0 : mm_fail(MM_ENOMEM, "%s: out of memory", path);
+	while (!rc) {
 		if (n == cap) {
-			if (cap >= max_bytes) {
-				free(buf);
-				fclose(f);
-				return mm_fail(MM_ERANGE, "%s: larger than %zu bytes", path, max_bytes);
-			}
-			cap = cap * 2 > max_bytes ? max_bytes : cap * 2;
+			if (cap == lim)
+				break;
+			cap = cap > lim / 2 ? lim : cap * 2;
 			uint8_t *nb = realloc(buf, cap + 1);
 			if (!nb) {
-				free(buf);
-				fclose(f);
-				return mm_fail(MM_ENOMEM, "%s: out of memory", path);
+				rc = mm_fail(MM_ENOMEM, "%s: out of memory", path);
+				break;
 			}
 			buf = nb;
 		}
-		size_t got = fread(buf + n, 1, cap - n, f);
-		n += got;
-		if (got == 0)
+		ssize_t got = read(fd, buf + n, cap - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			rc = mm_fail(MM_EIO, "%s: read error: %s", path, strerror(errno));
+		else if (got == 0)
 			break;
+		else
+			n += (size_t)got;
 	}
-	int err = ferror(f);
-	fclose(f);
-	if (err) {
+	close(fd);
+	if (!rc && n > max_bytes)
+		rc = mm_fail(MM_ERANGE, "%s: larger than %zu bytes", path, max_bytes);
+	if (rc) {
 		free(buf);
-		return mm_fail(MM_EIO, "%s: read error", path);
-	}
-	if (n > max_bytes) {
-		free(buf);
-		return mm_fail(MM_ERANGE, "%s: larger than %zu bytes", path, max_bytes);
+		return rc;
 	}
 	buf[n] = 0;
 	*out = buf;
 	*len = n;
 	return 0;
+}
+
+int mm_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len)
+{
+	return mm_read_file_at(AT_FDCWD, path, path, max_bytes, out, len);
 }
 
 int mm_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path)

@@ -29,6 +29,9 @@ void mm_afile_unlink_all(void);
 // Reads a whole file of at most max_bytes into a malloc'd buffer (NUL-terminated for
 // convenience; *len excludes the NUL).
 int mm_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *len);
+// The same for the file name under the open directory dirfd (or AT_FDCWD); path names the
+// file in messages.
+int mm_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, uint8_t **out, size_t *len);
 
 // Reads exactly n bytes at offset off; a short read is MM_ETRUNC naming path and offset.
 int mm_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path);

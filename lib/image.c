@@ -1,5 +1,6 @@
 #include "image.h"
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -324,7 +325,8 @@ int mm_image_load_mem(const uint8_t *data, size_t n, const char *name, uint64_t 
 	return rc;
 }
 
-int mm_image_load_counted(const char *path, uint64_t max_pixels, mm_image *out, uint64_t *bytes_read)
+int mm_image_load_at(int dirfd, const char *name, const char *path, uint64_t max_pixels, mm_image *out,
+		     uint64_t *bytes_read)
 {
 	memset(out, 0, sizeof *out);
 	// Room for 16 bytes per allowed pixel (16-bit RGBA stored uncompressed, with chunk and zlib
@@ -334,7 +336,7 @@ int mm_image_load_counted(const char *path, uint64_t max_pixels, mm_image *out, 
 		max_bytes = (size_t)max_pixels * 16 + (64u << 20);
 	uint8_t *data;
 	size_t n;
-	int rc = mm_read_file(path, max_bytes, &data, &n);
+	int rc = mm_read_file_at(dirfd, name, path, max_bytes, &data, &n);
 	if (rc < 0)
 		return rc;
 	if (bytes_read)
@@ -342,6 +344,11 @@ int mm_image_load_counted(const char *path, uint64_t max_pixels, mm_image *out, 
 	rc = mm_image_load_mem(data, n, path, max_pixels, out);
 	free(data);
 	return rc;
+}
+
+int mm_image_load_counted(const char *path, uint64_t max_pixels, mm_image *out, uint64_t *bytes_read)
+{
+	return mm_image_load_at(AT_FDCWD, path, path, max_pixels, out, bytes_read);
 }
 
 int mm_image_load(const char *path, uint64_t max_pixels, mm_image *out)

@@ -25,6 +25,10 @@ int mm_image_alloc(mm_image *img, uint32_t w, uint32_t h, uint32_t c);
 int mm_image_load(const char *path, uint64_t max_pixels, mm_image *out);
 // The same, adding the file's size to *bytes_read (NULL: not wanted).
 int mm_image_load_counted(const char *path, uint64_t max_pixels, mm_image *out, uint64_t *bytes_read);
+// The same for the file name under the open directory dirfd (AT_FDCWD: the working directory),
+// path naming it in messages.
+int mm_image_load_at(int dirfd, const char *name, const char *path, uint64_t max_pixels, mm_image *out,
+		     uint64_t *bytes_read);
 int mm_image_load_mem(const uint8_t *data, size_t n, const char *name, uint64_t max_pixels, mm_image *out);
 
 // Converts to 1 or 3 channels: alpha is composited over background (RGB; gray uses its

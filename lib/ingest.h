@@ -31,6 +31,9 @@ int mm_prep_image(const mm_image *img, const mm_prep *o, uint8_t *out);
 // Loads a PNG or JPEG file and prepares it as above; adds the file's size to *bytes_read
 // (NULL: not wanted). Errors name the path.
 int mm_prep_image_file(const char *path, const mm_prep *o, uint8_t *out, uint64_t *bytes_read);
+// The same for the file name under the open directory dirfd, path naming it in messages.
+int mm_prep_image_file_at(int dirfd, const char *name, const char *path, const mm_prep *o, uint8_t *out,
+			  uint64_t *bytes_read);
 
 enum mm_format {
 	MM_FMT_AUTO = 0, // from the file: directory, *.jsonl, IDX magic, PNG/JPEG magic, else text

@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,12 +40,18 @@ int mm_prep_image(const mm_image *img, const mm_prep *o, uint8_t *out)
 	return rc;
 }
 
-int mm_prep_image_file(const char *path, const mm_prep *o, uint8_t *out, uint64_t *bytes_read)
+int mm_prep_image_file_at(int dirfd, const char *name, const char *path, const mm_prep *o, uint8_t *out,
+			  uint64_t *bytes_read)
 {
 	mm_image img;
-	int rc = mm_image_load_counted(path, o->max_pixels, &img, bytes_read);
+	int rc = mm_image_load_at(dirfd, name, path, o->max_pixels, &img, bytes_read);
 	if (!rc)
 		rc = mm_prep_image(&img, o, out);
 	mm_image_free(&img);
 	return rc;
+}
+
+int mm_prep_image_file(const char *path, const mm_prep *o, uint8_t *out, uint64_t *bytes_read)
+{
+	return mm_prep_image_file_at(AT_FDCWD, path, path, o, out, bytes_read);
 }

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -416,6 +417,8 @@ struct mm_source {
 	uint64_t lineno;
 	char *dir; // jsonl: prefix of relative paths
 	// dir, image
+	DIR *folder;        // dir: the folder, open until the source closes
+	size_t at;          // dir: where the names start in their paths
 	name_chunk *chunks; // where names and txt point
 	char **names;
 	size_t n_names, next;
@@ -492,7 +495,7 @@ static int open_dir(mm_source *s, const char *path)
 		}
 		rc = img ? push_name(&s->names, &s->n_names, &cap, p) : push_name(&s->txt, &s->n_txt, &tcap, p);
 	}
-	closedir(dir);
+	s->folder = dir, s->at = at; // its files are opened relative to it
 	size_t n = s->n_names > s->n_txt ? s->n_names : s->n_txt;
 	char **tmp = rc || n < 16 ? NULL : malloc(n * sizeof *tmp);
 	if (!rc && n >= 16 && !tmp)
@@ -609,6 +612,8 @@ void mm_source_close(mm_source *s)
 		fclose(s->f);
 	free(s->line);
 	free(s->dir);
+	if (s->folder)
+		closedir(s->folder);
 	free(s->names);
 	free(s->txt);
 	for (name_chunk *c = s->chunks, *next; c; c = next) {
@@ -843,6 +848,8 @@ static int next_image(mm_source *s, mm_rawdoc *d)
 		return raw_bad(d, mm_fail(MM_ENOMEM, "out of memory"));
 	seg->path = p; // lent: the name stays with the source
 	seg->lent = 1;
+	seg->dirfd = s->folder ? dirfd(s->folder) : AT_FDCWD; // an image input: its path
+	seg->name = s->folder ? s->at : 0;
 	return 1;
 }
 

@@ -14,7 +14,9 @@ typedef struct mm_rawseg {
 	char *path;   // image file, or NULL when px holds the pixels
 	uint8_t *px;  // h*w gray pixels
 	uint32_t w, h;
-	int lent;     // path belongs to the source, not to the document
+	int lent;     // path belongs to the source (a folder), not to the document; then
+	int dirfd;    // the folder is open as dirfd, and
+	size_t name;  // path + name is the file's name in it
 } mm_rawseg;
 
 // A document as the source read it. A bad document (invalid JSON, say) comes back with err

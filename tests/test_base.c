@@ -1,4 +1,6 @@
 // The small foundations: error messages, byte order, CRC-32C, RNG, atomic files.
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -90,6 +92,28 @@ static void test_afile(void)
 	CHECK(mm_read_file("out.bin", 4, &buf, &len) == -MM_ERANGE);
 	CHECK(mm_read_file("missing.bin", 4, &buf, &len) == -MM_EIO);
 	CHECK(strstr(mm_errmsg(), "missing.bin") != NULL);
+	CHECK_OK(mm_read_file("out.bin", 5, &buf, &len)); // exactly the limit
+	CHECK(len == 5 && buf[5] == 0);
+	free(buf);
+	// Under a directory descriptor; messages name the given path.
+	CHECK(mkdir("sub", 0755) == 0 || errno == EEXIST);
+	FILE *f = fopen("sub/in.txt", "wb");
+	CHECK(f && fwrite("abc\n", 1, 4, f) == 4);
+	if (f)
+		fclose(f);
+	int dfd = open("sub", O_RDONLY | O_DIRECTORY);
+	CHECK(dfd >= 0);
+	CHECK_OK(mm_read_file_at(dfd, "in.txt", "sub/in.txt", 100, &buf, &len));
+	CHECK(len == 4 && memcmp(buf, "abc\n", 5) == 0);
+	free(buf);
+	CHECK(mm_read_file_at(dfd, "nope.txt", "sub/nope.txt", 100, &buf, &len) == -MM_EIO);
+	CHECK_MSG(strncmp(mm_errmsg(), "sub/nope.txt: cannot open", 25) == 0, "%s", mm_errmsg());
+	close(dfd);
+	// A directory is a read error; a file whose size fstat does not know is read to its end.
+	CHECK(mm_read_file("sub", 100, &buf, &len) == -MM_EIO);
+	CHECK_OK(mm_read_file("/proc/self/status", 1 << 20, &buf, &len));
+	CHECK(len > 16 && strncmp((char *)buf, "Name:", 5) == 0 && strlen((char *)buf) == len);
+	free(buf);
 
 	CHECK_OK(mm_afile_open(&a, "gone.bin"));
 	char *tmp = strdup(a.tmp);
