@@ -28,6 +28,9 @@ void mm_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
 // out (N, C) = inp / sqrt(mean(inp^2) + 1e-5) * w, w (C); rstd (N) keeps the 1/sqrt for backward.
 // Also per head: (N*H, hd) rows with w (hd). out may be inp.
 void mm_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C);
+// x (N, C) += b, then out = rmsnorm(x) as mm_rmsnorm_forward, in one pass over the rows: the
+// bits of mm_residual_forward followed by mm_rmsnorm_forward.
+void mm_residual_rmsnorm_forward(float *x, const float *b, float *out, float *rstd, const float *w, int N, int C);
 // dinp (N, C) += ..., dw (C) += ... (dw may be NULL).
 void mm_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
 			 const float *rstd, const float *w, int N, int C);

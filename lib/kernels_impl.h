@@ -176,21 +176,38 @@ void KFN(matmul_backward)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, c
 		KFN(colsum_add)(dbias, dout, N, OC);
 }
 
+// One row of rmsnorm_forward (also the second half of residual_rmsnorm_forward, which must
+// round as it does); returns the row's rstd.
+static inline REAL KFN(rmsnorm_row)(REAL *o, const REAL *x, const REAL *w, int C)
+{
+	REAL ss = 0;
+#pragma omp simd reduction(+ : ss)
+	for (int c = 0; c < C; c++)
+		ss += x[c] * x[c];
+	REAL r = 1 / sqrt(ss / C + (REAL)1e-5);
+	for (int c = 0; c < C; c++)
+		o[c] = x[c] * r * w[c];
+	return r;
+}
+
 void KFN(rmsnorm_forward)(REAL *out, REAL *rstd, const REAL *inp, const REAL *w, int N, int C)
 {
 	MM_KPROF(rmsnorm_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
+	for (int n = 0; n < N; n++)
+		rstd[n] = KFN(rmsnorm_row)(out + (size_t)n * C, inp + (size_t)n * C, w, C);
+}
+
+void KFN(residual_rmsnorm_forward)(REAL *x, const REAL *b, REAL *out, REAL *rstd, const REAL *w, int N, int C)
+{
+	MM_KPROF(residual_rmsnorm_forward);
+#pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		const REAL *x = inp + (size_t)n * C;
-		REAL *o = out + (size_t)n * C;
-		REAL ss = 0;
-#pragma omp simd reduction(+ : ss)
+		REAL *xr = x + (size_t)n * C;
+		const REAL *br = b + (size_t)n * C;
 		for (int c = 0; c < C; c++)
-			ss += x[c] * x[c];
-		REAL r = 1 / sqrt(ss / C + (REAL)1e-5);
-		for (int c = 0; c < C; c++)
-			o[c] = x[c] * r * w[c];
-		rstd[n] = r;
+			xr[c] = xr[c] + br[c];
+		rstd[n] = KFN(rmsnorm_row)(out + (size_t)n * C, xr, w, C);
 	}
 }
 

@@ -40,7 +40,7 @@ struct mm_sampler {
 	// matrix product for the three projections, one for the two SwiGLU inputs.
 	float *wqkv, *w13;
 	// Scratch for up to rcap rows.
-	float *x, *h, *q, *k, *v, *a, *tmp, *g1, *rstd, *cosb, *sinb;
+	float *x, *h, *q, *k, *a, *tmp, *g1, *rstd, *cosb, *sinb;
 	float *qkv, *g13; // (R, 3D) and (R, 2F): the fused products' rows
 	float *att, *zs, *ts, *ft, *u, *emb, *xp; // att: (nth, QB, T) scores
 	int32_t *rslot, *rpos, *rtok, *irows, *ipatch, *orows, *srow; // srow (S): a span's first row
@@ -67,7 +67,7 @@ static size_t sampler_layout(mm_sampler *s, char *base)
 	F32(rcos, T * (s->hd / 2)) F32(rsin, T * (s->hd / 2))
 	F32(wqkv, (size_t)s->L * 3 * D * D) F32(w13, (size_t)s->L * 2 * s->F * D)
 	F32(qkv, R * 3 * D) F32(g13, R * 2 * s->F)
-	F32(x, R * D) F32(h, R * D) F32(q, R * D) F32(k, R * D) F32(v, R * D) F32(a, R * D)
+	F32(x, R * D) F32(h, R * D) F32(q, R * D) F32(k, R * D) F32(a, R * D)
 	F32(tmp, R * D) F32(g1, R * s->F) F32(rstd, R * s->H)
 	F32(cosb, R * (s->hd / 2)) F32(sinb, R * (s->hd / 2))
 	F32(att, (size_t)s->nth * QB * T) F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
@@ -265,18 +265,20 @@ static void swiglu(float *out, const float *g1, const float *g3, size_t n)
 }
 
 // One block over rows [0, R): the training block, with the new keys and values stored in the
-// cache before attention reads it.
+// cache before attention reads it. s->h holds the block's normed input (the previous block's
+// last residual sum was fused with this norm); the last block leaves s->x as it is.
 static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 {
 	int D = s->D, F = s->F, H = s->H, hd = s->hd;
-	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(attn_norm, l), R, D);
 	mm_matmul_forward(s->qkv, s->h, s->wqkv + (size_t)l * 3 * D * D, NULL, R, D, 3 * D);
+	// Values go straight to the cache (attention reads them there); keys once rotated.
 #pragma omp parallel for schedule(static) if (R >= 64)
 	for (int r = 0; r < R; r++) {
 		const float *src = s->qkv + (size_t)r * 3 * D;
+		size_t at = (((size_t)l * s->S + s->rslot[r]) * s->T + s->rpos[r]) * D;
 		memcpy(s->q + (size_t)r * D, src, (size_t)D * sizeof(float));
 		memcpy(s->k + (size_t)r * D, src + D, (size_t)D * sizeof(float));
-		memcpy(s->v + (size_t)r * D, src + 2 * D, (size_t)D * sizeof(float));
+		memcpy(s->vc + at, src + 2 * D, (size_t)D * sizeof(float));
 	}
 	if (s->qk) { // per head, in place: each row is read before it is written
 		mm_rmsnorm_forward(s->q, s->rstd, s->q, WT(q_norm, l), R * H, hd);
@@ -284,16 +286,15 @@ static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 	}
 	mm_rope_forward(s->q, s->cosb, s->sinb, R, H, hd);
 	mm_rope_forward(s->k, s->cosb, s->sinb, R, H, hd);
+#pragma omp parallel for schedule(static) if (R >= 64)
 	for (int r = 0; r < R; r++) {
 		size_t at = (((size_t)l * s->S + s->rslot[r]) * s->T + s->rpos[r]) * D;
 		memcpy(s->kc + at, s->k + (size_t)r * D, (size_t)D * sizeof(float));
-		memcpy(s->vc + at, s->v + (size_t)r * D, (size_t)D * sizeof(float));
 	}
 	attend(s, l, nsp, sp);
 	mm_matmul_forward(s->tmp, s->a, WT(wo, l), NULL, R, D, D);
-	mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
+	mm_residual_rmsnorm_forward(s->x, s->tmp, s->h, s->rstd, WT(mlp_norm, l), R, D);
 
-	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(mlp_norm, l), R, D);
 	mm_matmul_forward(s->g13, s->h, s->w13 + (size_t)l * 2 * F * D, NULL, R, D, 2 * F);
 #pragma omp parallel for schedule(static) if (R >= 64)
 	for (int r = 0; r < R; r++) {
@@ -301,7 +302,10 @@ static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 		swiglu(s->g1 + (size_t)r * F, g, g + F, (size_t)F);
 	}
 	mm_matmul_forward(s->tmp, s->g1, WT(w2, l), NULL, R, F, D);
-	mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
+	if (l + 1 < s->L)
+		mm_residual_rmsnorm_forward(s->x, s->tmp, s->h, s->rstd, WT(attn_norm, l + 1), R, D);
+	else
+		mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
 }
 
 // The heads: the final norm on the rows in orows[0..no), then y @ w^T + b into out (no, OC).
@@ -333,6 +337,7 @@ static void run_spans(mm_sampler *s, int nsp, const span *sp, int logits, int xp
 		embed_rows(s, R);
 		mm_embedding_forward(s->cosb, s->rcos, s->rpos, R, s->hd / 2);
 		mm_embedding_forward(s->sinb, s->rsin, s->rpos, R, s->hd / 2);
+		mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(attn_norm, 0), R, s->D);
 		for (int l = 0; l < s->L; l++)
 			block(s, l, R, last - first, sp + first);
 		int no = 0, row = 0;

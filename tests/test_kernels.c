@@ -539,6 +539,30 @@ static void test_residual_timestep(void)
 	}
 }
 
+// The fused residual + rmsnorm of the sampler gives the bits of the two kernels one after the
+// other, on row widths with and without a remainder of the vector width, threads or not.
+static void test_residual_rmsnorm(void)
+{
+	printf("residual + rmsnorm\n");
+	static const int shapes[][2] = {{1, 7}, {3, 384}, {200, 384}, {37, 100}, {64, 13}};
+	int same = 1;
+	for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+		int N = shapes[t][0], C = shapes[t][1];
+		size_t n = (size_t)N * C;
+		double *x = vec(n, 3), *b = vec(n, 3), *w = vec((size_t)C, 1.5);
+		float *x1 = tof(x, n), *x2 = tof(x, n), *fb = tof(b, n), *fw = tof(w, (size_t)C);
+		float *o1 = malloc(n * sizeof *o1), *o2 = malloc(n * sizeof *o2);
+		float *r1 = malloc((size_t)N * sizeof *r1), *r2 = malloc((size_t)N * sizeof *r2);
+		mm_residual_forward(x1, x1, fb, n);
+		mm_rmsnorm_forward(o1, r1, x1, fw, N, C);
+		mm_residual_rmsnorm_forward(x2, fb, o2, r2, fw, N, C);
+		same &= memcmp(x1, x2, n * sizeof *x1) == 0 && memcmp(o1, o2, n * sizeof *o1) == 0 &&
+			memcmp(r1, r2, (size_t)N * sizeof *r1) == 0;
+		free(x), free(b), free(w), free(x1), free(x2), free(fb), free(fw), free(o1), free(o2), free(r1), free(r2);
+	}
+	CHECK(same);
+}
+
 int main(void)
 {
 	mm_rng_seed(&rng, 42, 0);
@@ -553,5 +577,6 @@ int main(void)
 	test_vmse();
 	test_embedding();
 	test_residual_timestep();
+	test_residual_rmsnorm();
 	return check_done();
 }
