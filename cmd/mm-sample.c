@@ -342,7 +342,8 @@ static void print_caption(const mm_tokenizer *tok, const char *name, const mm_do
 		if (buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r')
 			buf[i] = ' ';
 	printf("%s\t", name);
-	fwrite(buf, 1, len, stdout);
+	if (len) // buf is NULL for an empty caption
+		fwrite(buf, 1, len, stdout);
 	putchar('\n');
 }
 
