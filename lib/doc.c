@@ -54,11 +54,19 @@ int mm_doc_add_text(mm_doc *d, const uint32_t *tokens, uint32_t n)
 	return 0;
 }
 
+static int check_split(uint32_t h, uint32_t w, uint32_t c, uint32_t p)
+{
+	if (!h || !w || !c || !p || h % p || w % p)
+		return mm_fail(MM_EINVAL, "image %ux%ux%u does not split into %ux%u patches", h, w, c, p, p);
+	return 0;
+}
+
 int mm_doc_take_image(mm_doc *d, uint32_t h, uint32_t w, uint32_t c, uint32_t p, uint8_t *patch_pixels)
 {
-	if (!h || !w || !c || !p || h % p || w % p) {
+	int rc = check_split(h, w, c, p);
+	if (rc) {
 		free(patch_pixels);
-		return mm_fail(MM_EINVAL, "image %ux%ux%u does not split into %ux%u patches", h, w, c, p, p);
+		return rc;
 	}
 	mm_segment *s = doc_push(d);
 	if (!s) {
@@ -74,8 +82,9 @@ int mm_doc_take_image(mm_doc *d, uint32_t h, uint32_t w, uint32_t c, uint32_t p,
 
 int mm_doc_add_image(mm_doc *d, uint32_t h, uint32_t w, uint32_t c, uint32_t p, const uint8_t *patch_pixels)
 {
-	if (!h || !w || !c || !p || h % p || w % p)
-		return mm_fail(MM_EINVAL, "image %ux%ux%u does not split into %ux%u patches", h, w, c, p, p);
+	int rc = check_split(h, w, c, p); // before h * w * c is allocated
+	if (rc)
+		return rc;
 	size_t n = (size_t)h * w * c;
 	uint8_t *px = malloc(n);
 	if (!px)

@@ -23,10 +23,8 @@ int mm_image_alloc(mm_image *img, uint32_t w, uint32_t h, uint32_t c);
 // the path: MM_EIMAGE for anything not decodable (not PNG/JPEG, truncated, corrupt), MM_EIO for
 // a file that cannot be read.
 int mm_image_load(const char *path, uint64_t max_pixels, mm_image *out);
-// The same, adding the file's size to *bytes_read (NULL: not wanted).
-int mm_image_load_counted(const char *path, uint64_t max_pixels, mm_image *out, uint64_t *bytes_read);
 // The same for the file name under the open directory dirfd (AT_FDCWD: the working directory),
-// path naming it in messages.
+// path naming it in messages, adding the file's size to *bytes_read (NULL: not wanted).
 int mm_image_load_at(int dirfd, const char *name, const char *path, uint64_t max_pixels, mm_image *out,
 		     uint64_t *bytes_read);
 int mm_image_load_mem(const uint8_t *data, size_t n, const char *name, uint64_t max_pixels, mm_image *out);

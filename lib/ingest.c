@@ -4,6 +4,7 @@
 #include "ingest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,8 +298,8 @@ static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, cons
 		return mm_fail(MM_ENOMEM, "out of memory");
 	int rc;
 	if (s->path) { // read here, on the worker: the reader thread only lists names
-		rc = s->lent ? mm_prep_image_file_at(s->dirfd, s->path + s->name, s->path, p, px, &j->bytes_in)
-			     : mm_prep_image_file(s->path, p, px, &j->bytes_in);
+		rc = mm_prep_image_file_at(s->lent ? s->dirfd : AT_FDCWD, s->path + s->name, s->path, p, px,
+					   &j->bytes_in);
 	} else {
 		mm_image img = {s->w, s->h, 1, s->px};
 		rc = mm_prep_image(&img, p, px);

@@ -264,6 +264,12 @@ static void swiglu(float *out, const float *g1, const float *g3, size_t n)
 	}
 }
 
+// Where row r of the current pass goes in the layer-l part of the key or value cache.
+static size_t cache_at(const mm_sampler *s, int l, int r)
+{
+	return (((size_t)l * s->S + s->rslot[r]) * s->T + s->rpos[r]) * s->D;
+}
+
 // One block over rows [0, R): the training block, with the new keys and values stored in the
 // cache before attention reads it. s->h holds the block's normed input (the previous block's
 // last residual sum was fused with this norm); the last block leaves s->x as it is.
@@ -275,10 +281,9 @@ static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 #pragma omp parallel for schedule(static) if (R >= 64)
 	for (int r = 0; r < R; r++) {
 		const float *src = s->qkv + (size_t)r * 3 * D;
-		size_t at = (((size_t)l * s->S + s->rslot[r]) * s->T + s->rpos[r]) * D;
 		memcpy(s->q + (size_t)r * D, src, (size_t)D * sizeof(float));
 		memcpy(s->k + (size_t)r * D, src + D, (size_t)D * sizeof(float));
-		memcpy(s->vc + at, src + 2 * D, (size_t)D * sizeof(float));
+		memcpy(s->vc + cache_at(s, l, r), src + 2 * D, (size_t)D * sizeof(float));
 	}
 	if (s->qk) { // per head, in place: each row is read before it is written
 		mm_rmsnorm_forward(s->q, s->rstd, s->q, WT(q_norm, l), R * H, hd);
@@ -287,10 +292,8 @@ static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
 	mm_rope_forward(s->q, s->cosb, s->sinb, R, H, hd);
 	mm_rope_forward(s->k, s->cosb, s->sinb, R, H, hd);
 #pragma omp parallel for schedule(static) if (R >= 64)
-	for (int r = 0; r < R; r++) {
-		size_t at = (((size_t)l * s->S + s->rslot[r]) * s->T + s->rpos[r]) * D;
-		memcpy(s->kc + at, s->k + (size_t)r * D, (size_t)D * sizeof(float));
-	}
+	for (int r = 0; r < R; r++)
+		memcpy(s->kc + cache_at(s, l, r), s->k + (size_t)r * D, (size_t)D * sizeof(float));
 	attend(s, l, nsp, sp);
 	mm_matmul_forward(s->tmp, s->a, WT(wo, l), NULL, R, D, D);
 	mm_residual_rmsnorm_forward(s->x, s->tmp, s->h, s->rstd, WT(mlp_norm, l), R, D);

@@ -15,8 +15,8 @@ typedef struct mm_rawseg {
 	uint8_t *px;  // h*w gray pixels
 	uint32_t w, h;
 	int lent;     // path belongs to the source (a folder), not to the document; then
-	int dirfd;    // the folder is open as dirfd, and
-	size_t name;  // path + name is the file's name in it
+	int dirfd;    // the folder is open as dirfd (AT_FDCWD for a single image), and
+	size_t name;  // path + name is the file's name in it (0 when not lent: the whole path)
 } mm_rawseg;
 
 // A document as the source read it. A bad document (invalid JSON, say) comes back with err
