@@ -470,14 +470,19 @@ static void evaluate(struct trainer *tr, double *vt, double *vi)
 	*vi = ni ? si / ni : 0;
 }
 
+// The progress line goes to stderr unless quiet: once a stop signal has come, mpirun may have
+// stopped reading the ranks' output, and a write to its full pipe would block rank 0 until
+// mpirun kills it, before the checkpoint is written.
 static void log_step(struct trainer *tr, float loss, float lt, float li, double lr, double gnorm, double pps,
-		     double eta, double padding)
+		     double eta, double padding, int quiet)
 {
 	fprintf(tr->log,
 		"{\"step\":%llu,\"loss\":%.9g,\"loss_text\":%.9g,\"loss_image\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
 		"\"positions_per_s\":%.1f,\"epoch\":%.4f,\"padding\":%.4f}\n",
 		(unsigned long long)tr->step, loss, lt, li, lr, gnorm, pps, mm_loader_epochs_done(tr->train), padding);
 	fflush(tr->log);
+	if (quiet)
+		return;
 	int tty = isatty(2);
 	fprintf(stderr, "%sstep %llu/%llu  loss %.4f  text %.4f  image %.4f  lr %.2e  gnorm %.3f  %.0f pos/s  eta %dm%02ds%s",
 		tty ? "\r\033[K" : "", (unsigned long long)tr->step, (unsigned long long)tr->total_steps, loss, lt, li,
@@ -619,12 +624,13 @@ int train_run(struct trainer *tr, struct opt *table, volatile sig_atomic_t *stop
 			double pps = (double)pos_since / (t - tlog);
 			double eta = (t - t0) / (double)(tr->step - step0) * (double)(tr->total_steps - tr->step);
 			if (log0)
-				log_step(tr, loss, lt, li, lr, gnorm, pps, eta, (double)pad_since / (double)pos_since);
+				log_step(tr, loss, lt, li, lr, gnorm, pps, eta, (double)pad_since / (double)pos_since,
+					 stopping || *stop);
 			tlog = t;
 			pos_since = pad_since = 0;
 		}
 		int last = tr->step == tr->total_steps || done;
-		if (tr->val && (tr->step % (uint64_t)o->eval_every == 0 || last)) {
+		if (tr->val && !stopping && !*stop && (tr->step % (uint64_t)o->eval_every == 0 || last)) {
 			validate(tr, log0);
 			tlog = now(); // evaluation time is not training time
 		}

@@ -78,8 +78,11 @@ while ! grep -q '"step":5,' term/log.jsonl 2>/dev/null; do
 done
 kill -TERM $pid
 wait $pid || true
-grep -q 'signal 15: saved' err && [ -f "term/$(cat term/latest)" ] && echo "SIGTERM: checkpoint written"
+# The checkpoint is that of the last step logged. (Rank 0's "saved" line is not checked:
+# mpirun, ending the job, may drop what the ranks print after its signal.)
 step=$(sed 's/ckpt-\(.*\)\.mmc/\1/' term/latest)
+last=$(tail -n 1 term/log.jsonl | sed 's/{"step":\([0-9]*\),.*/\1/')
+[ -f "term/$(cat term/latest)" ] && [ "$step" = "$last" ] && echo "SIGTERM: checkpoint written"
 mpi mm-train-mpi --resume term --steps $((step + 2)) 2>/dev/null
 [ "$(cat term/latest)" = "ckpt-$((step + 2)).mmc" ] && echo "resumed for 2 more steps"
 
