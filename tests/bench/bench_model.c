@@ -1,4 +1,4 @@
-// Training-step speed of the C model on the reference configuration of RECIPE.md (dim 384, 6
+// Training-step speed of the C model on the reference configuration of mm-model(7) (dim 384, 6
 // layers, 6 heads, SwiGLU 1024, vocab 4096, 28x28x1 in 4x4 patches, rows of 64 = BOS, 12 text,
 // BOI, 49 patches, EOI, 32 rows): forward + backward + clipping + AdamW per step, on the same
 // kind of random rows as tests/ref/bench_train.py. Part of make bench (tests/bench/run.sh), not

@@ -1,5 +1,5 @@
 #!/bin/bash
-# make bench: mm against its peers on the reference configuration of RECIPE.md, 2 threads,
+# make bench: mm against its peers on the reference configuration of mm-model(7), 2 threads,
 # each pair of runs side by side (ours, then the peer, BENCH_RUNS times), so that both see the
 # same machine. Prints one table and writes it with the machine, date and commit into
 # tests/bench/results.md. Not part of make test; nothing here asserts a time.
@@ -27,7 +27,7 @@ tmp=tests/bench/tmp
 bin=tests/bench/bin
 rm -rf "$tmp"
 mkdir -p "$tmp"
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}" # RECIPE.md: set on these machines
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}" # set on some of these machines
 note() { printf '%s\n' "$*" >&2; }
 # key=value from the last line of a file that has the key
 val() { sed -n "s/.*$1=\([0-9.e+-]*\).*/\1/p" "$2" | tail -n 1; }

@@ -3,7 +3,7 @@
 set -e
 make -s -C "$T/.." install DESTDIR="$PWD/inst" PREFIX=/usr >/dev/null
 cd inst/usr
-ls bin share/man/man1 share/man/man5 lib
+ls bin share/man/man1 share/man/man5 share/man/man7 lib
 cat > prog.c <<'C'
 #include <stdio.h>
 #include <mm/mm.h>

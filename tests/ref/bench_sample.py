@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-# RECIPE.md: these machines set OPENBLAS_CORETYPE=Haswell (Debian's OpenBLAS misdetects the
+# Some of these machines set OPENBLAS_CORETYPE=Haswell (Debian's OpenBLAS misdetects the
 # processor); supply it where a shell lacks it, never override it. OpenBLAS reads it at load.
 os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 import torch  # noqa: E402

@@ -1,5 +1,5 @@
 """Speed peer: trains the mm model in PyTorch (float32, CPU) on random batches and prints the
-median training speed. Defaults are the reference configuration of RECIPE.md: dim 384, 6 layers,
+median training speed. Defaults are the reference configuration of mm-model(7): dim 384, 6 layers,
 6 heads, SwiGLU 1024, vocab 4096, 28x28x1 images in 4x4 patches, rows of 64 positions
 (BOS, 12 text, BOI, 49 patches, EOI), 32 rows, 2 threads. One step = forward, backward,
 global-norm clipping at 1.0, AdamW (decay on matrices only).
@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 
-# RECIPE.md: these machines set OPENBLAS_CORETYPE=Haswell (Debian's OpenBLAS misdetects the
+# Some of these machines set OPENBLAS_CORETYPE=Haswell (Debian's OpenBLAS misdetects the
 # processor); supply it where a shell lacks it, never override it. OpenBLAS reads it at load.
 os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 import torch  # noqa: E402
