@@ -5,6 +5,8 @@
 # and T (tests/) set; its stdout, stderr and exit status are compared with NAME.out, NAME.err
 # and NAME.rc where those files exist (NAME.rc absent means 0).
 # Set TESTS="pattern" to run only the tests whose name matches the shell pattern.
+# Each test has TEST_TIMEOUT seconds (300): one that hangs is killed (SIGTERM, then SIGKILL 10 s
+# later) and fails with its name and "timed out", so a hang never stalls the suite.
 top=$(cd "$(dirname "$0")/.." && pwd)
 tmp="$top/tests/tmp"
 rm -rf "$tmp"
@@ -13,6 +15,9 @@ pass=0
 fail=0
 failed=""
 pattern=${TESTS:-*}
+limit=${TEST_TIMEOUT:-300}
+# timeout's status 124 (or 137 after the KILL) means the limit was reached.
+timed_out() { [ "$1" = 124 ] || [ "$1" = 137 ]; }
 
 report() { # name status seconds
 	if [ "$2" = ok ]; then
@@ -31,10 +36,14 @@ for t in "$top"/tests/bin/test_*; do
 	case "$name" in $pattern) ;; *) continue ;; esac
 	mkdir -p "$tmp/$name"
 	start=$(date +%s)
-	if (cd "$tmp/$name" && T="$top/tests" DATA="$top/data" MM="$top/cmd" "$t") >"$tmp/$name.log" 2>&1; then
+	(cd "$tmp/$name" && T="$top/tests" DATA="$top/data" MM="$top/cmd" timeout -k 10 "$limit" "$t") \
+		>"$tmp/$name.log" 2>&1
+	rc=$?
+	if [ $rc -eq 0 ]; then
 		report "$name" ok $(($(date +%s) - start))
 	else
 		report "$name" fail $(($(date +%s) - start))
+		timed_out $rc && echo "    timed out after $limit s"
 		sed 's/^/    /' "$tmp/$name.log" | tail -n 30
 	fi
 done
@@ -47,13 +56,14 @@ for s in "$top"/tests/cli/*.sh; do
 	dir="$tmp/$(basename "$base")"
 	mkdir -p "$dir"
 	start=$(date +%s)
-	(cd "$dir" && T="$top/tests" DATA="$top/data" MM="$top/cmd" PATH="$top/cmd:$PATH" sh "$s") \
-		>"$dir.stdout" 2>"$dir.stderr"
+	(cd "$dir" && T="$top/tests" DATA="$top/data" MM="$top/cmd" PATH="$top/cmd:$PATH" \
+		timeout -k 10 "$limit" sh "$s") >"$dir.stdout" 2>"$dir.stderr"
 	rc=$?
 	want_rc=0
 	[ -f "$base.rc" ] && want_rc=$(cat "$base.rc")
 	why=""
 	[ "$rc" = "$want_rc" ] || why="exit status $rc, expected $want_rc"
+	timed_out $rc && why="timed out after $limit s"
 	if [ -z "$why" ] && [ -f "$base.out" ] && ! cmp -s "$base.out" "$dir.stdout"; then why="stdout differs"; fi
 	if [ -z "$why" ] && [ -f "$base.err" ] && ! cmp -s "$base.err" "$dir.stderr"; then why="stderr differs"; fi
 	if [ -z "$why" ]; then
