@@ -12,8 +12,21 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 # -fno-math-errno: nothing in mm reads errno after a math call, and without it sqrtf is a call
 # that keeps loops such as AdamW's from vectorising (the results are the same: sqrt is exact).
-CFLAGS_ALL = $(OPT) -g -std=gnu11 -Wall -Wextra -fno-math-errno -fopenmp -Ilib $(PKG_CFLAGS) $(CFLAGS)
-LDLIBS_ALL = -Wl,--as-needed -fopenmp $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+# `make test SANITIZE=1`: everything built with AddressSanitizer (leaks included) and
+# UndefinedBehaviorSanitizer, any report failing the test that made it (tests/sanitize.supp
+# lists the leaks of Open MPI's own, which are not ours). Objects are rebuilt whenever the
+# build flags change (.build-flags), so the plain and the sanitized builds never mix.
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+endif
+CFLAGS_ALL = $(OPT) -g -std=gnu11 -Wall -Wextra -fno-math-errno -fopenmp -Ilib $(PKG_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+LDLIBS_ALL = -Wl,--as-needed -fopenmp $(PKG_LIBS) -lpthread -lm $(SAN_FLAGS) $(LDLIBS)
+FLAGS_NOW := $(CC) $(OPT) $(SAN_FLAGS) $(CFLAGS) $(LDLIBS)
+FLAGS_WAS := $(shell cat .build-flags 2>/dev/null)
+ifneq ($(FLAGS_NOW),$(FLAGS_WAS))
+$(shell printf '%s\n' '$(FLAGS_NOW)' > .build-flags)
+endif
 
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:.c=.o)
@@ -25,7 +38,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,tests/bin/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS := $(patsubst tests/bench/%.c,tests/bench/bin/%,$(BENCH_SRC))
-HEADERS := $(wildcard lib/*.h cmd/*.h tests/*.h tests/bench/*.h)
+HEADERS := $(wildcard lib/*.h cmd/*.h tests/*.h tests/bench/*.h) .build-flags
 DEPS_OK := .ci/.deps-build-ok
 
 # Data-parallel training: `make MPI=1` also builds cmd/mm-train-mpi, mm-train over Open MPI
@@ -86,8 +99,18 @@ tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
 	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
 
+ifeq ($(SANITIZE),1)
+tests/bin/sanitize_keep.so: tests/sanitize_keep.c
+	@mkdir -p tests/bin
+	$(CC) -shared -fPIC -o $@ $<
+test: all $(TEST_BINS) $(MPI_TOOL) tests/bin/sanitize_keep.so
+	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize.supp \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MM_SAN_FLAGS='$(SAN_FLAGS)' \
+		MM_SAN_PRELOAD=$(CURDIR)/tests/bin/sanitize_keep.so sh tests/run.sh
+else
 test: all $(TEST_BINS) $(MPI_TOOL)
 	@sh tests/run.sh
+endif
 
 tests/bench/bin/%: tests/bench/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bench/bin
@@ -224,4 +247,4 @@ endif
 clean:
 	rm -f lib/*.o lib/libmm.a cmd/*.o cmd/libcli.a $(TOOLS) $(MPI_TOOL)
 	rm -rf cmd/mpi
-	rm -rf tests/bin tests/tmp tests/bench/bin tests/bench/tmp
+	rm -rf tests/bin tests/tmp tests/bench/bin tests/bench/tmp .build-flags

@@ -17,6 +17,6 @@ int main(void)
 	return 0;
 }
 C
-cc -Iinclude $(pkg-config --cflags openblas libpng) prog.c lib/libmm.a -fopenmp \
+cc ${MM_SAN_FLAGS:-} -Iinclude $(pkg-config --cflags openblas libpng) prog.c lib/libmm.a -fopenmp \
 	$(pkg-config --libs openblas libpng libzstd jansson libjpeg zlib) -lm -o prog
 ./prog

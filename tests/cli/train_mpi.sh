@@ -6,6 +6,12 @@
 # - SIGTERM to mpirun checkpoints a step that all ranks agree on.
 # - A rank that stops (SIGSTOP), is killed, or fails alone ends the whole job.
 set -e
+# Under make test SANITIZE=1: Open MPI's components stay loaded (tests/sanitize_keep.c), and
+# stacks are unwound in full so that Open MPI's own allocations are named and suppressed.
+if [ -n "${MM_SAN_PRELOAD:-}" ]; then
+	export LD_PRELOAD="$MM_SAN_PRELOAD"
+	export ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0:fast_unwind_on_malloc=0"
+fi
 F=$DATA/fashion-mnist
 mm-tokenize --format idx $F/train-images-idx3-ubyte.gz $F/train-labels-idx1-ubyte.gz \
 	--labels $F/labels.txt --caption-template 'a photo of a {label}' --val-fraction 0.1 -o fm 2>/dev/null
