@@ -196,6 +196,7 @@ static void save_checkpoint(struct trainer *tr, struct opt *table, double run_se
 	char name[64];
 	snprintf(name, sizeof name, "ckpt-%llu.mmc", (unsigned long long)tr->step);
 	if (dist_rank() != 0) {
+		free(ranks);
 		free(tr->last_ckpt);
 		tr->last_ckpt = join(tr->o->out, name);
 		return;
