@@ -52,7 +52,7 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
 MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
-.PHONY: all deps test demo install clean ref bench experiment-fashion
+.PHONY: all deps test demo install clean ref bench experiment-fashion fuzz
 # Objects made on the way to a tool are kept (make would delete them as intermediate files).
 .SECONDARY:
 all: lib/libmm.a $(TOOLS)
@@ -226,6 +226,45 @@ experiment-fashion: all
 	@cat $(EXP)/times.txt
 	@echo "figures: $(EXP)/figures.txt $(EXP)/figures.json; samples: $(EXP)/samples/"
 
+# `make fuzz FUZZ_TARGET=name FUZZ_SECONDS=600`: builds tests/fuzz/fuzz_NAME.c with clang's
+# libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer against libmm's sources compiled the
+# same way into tests/fuzz/build/ (the normal objects are untouched), and runs it on a copy of
+# tests/fuzz/corpus/NAME (tests/fuzz/build/NAME-corpus), so new inputs never land in the
+# committed corpus. A crash leaves its input in tests/fuzz/build/. FUZZ_ARGS adds libFuzzer
+# options. `make test` replays every committed corpus without clang (tests/test_fuzz.c).
+FUZZ_TARGET ?= shard
+FUZZ_SECONDS ?= 600
+FUZZ_ARGS ?=
+FUZZ_CC = clang
+FUZZ_DIR = tests/fuzz/build
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# CRC checks are skipped in this build (FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION), so that
+# mutations reach the parsers behind them.
+FUZZ_CFLAGS = -O1 -g -std=gnu11 -Wall -Wextra -fopenmp -fno-math-errno -Ilib $(PKG_CFLAGS) $(FUZZ_SAN) \
+	-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+FUZZ_OBJ := $(patsubst lib/%.c,$(FUZZ_DIR)/lib/%.o,$(LIB_SRC))
+DEPS_FUZZ_OK := .ci/.deps-fuzz-ok
+
+$(DEPS_FUZZ_OK): .ci/deps
+	@sh .ci/deps build fuzz
+	@touch $@
+$(FUZZ_DIR)/lib/%.o: lib/%.c $(HEADERS) | $(DEPS_OK) $(DEPS_FUZZ_OK)
+	@mkdir -p $(FUZZ_DIR)/lib
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(FUZZ_DIR)/libmm.a: $(FUZZ_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_DIR)/libmm.a cmd/cli.c cmd/cli.h
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmm.a \
+		-fopenmp $(PKG_LIBS) -lpthread -lm
+fuzz: $(FUZZ_DIR)/fuzz_$(FUZZ_TARGET)
+	rm -rf $(FUZZ_DIR)/$(FUZZ_TARGET)-corpus
+	mkdir -p $(FUZZ_DIR)/$(FUZZ_TARGET)-corpus
+	cp tests/fuzz/corpus/$(FUZZ_TARGET)/* $(FUZZ_DIR)/$(FUZZ_TARGET)-corpus/
+	cd $(FUZZ_DIR) && UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./fuzz_$(FUZZ_TARGET) \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=$(FUZZ_TARGET)- \
+		$$(cat ../$(FUZZ_TARGET).options 2>/dev/null) $(FUZZ_ARGS) $(FUZZ_TARGET)-corpus </dev/null
+
 # Regenerates the PyTorch fixtures under tests/ref (needs python3-torch).
 ref: all
 	@sh .ci/deps ref
@@ -247,4 +286,4 @@ endif
 clean:
 	rm -f lib/*.o lib/libmm.a cmd/*.o cmd/libcli.a $(TOOLS) $(MPI_TOOL)
 	rm -rf cmd/mpi
-	rm -rf tests/bin tests/tmp tests/bench/bin tests/bench/tmp .build-flags
+	rm -rf tests/bin tests/tmp tests/bench/bin tests/bench/tmp tests/fuzz/build .build-flags
