@@ -11,8 +11,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static char *names[] = {"zero", "one", "two", "three"};
 	mm_source_opts o = {.label_names = names, .n_labels = 4, .caption_template = "a {label} ({label})",
 			    .max_pixels = 1 << 16};
-	uint32_t n = size >= 4 ? mm_get_u32(data) : UINT32_MAX;
-	if (n <= size - 4) {
+	uint32_t n = size >= 4 ? mm_get_u32(data) : 0;
+	if (size >= 4 && n <= size - 4) {
 		const char *img = fuzz_file(0, data + 4, n);
 		fuzz_source(MM_FMT_IDX, img, fuzz_file(1, data + 4 + n, size - 4 - n), &o);
 	} else {
