@@ -98,6 +98,8 @@ cmd/mm-%: cmd/mm-%.o cmd/libcli.a lib/libmm.a
 tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
 	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
+# The fuzz corpora's replay includes every fuzz target, and cmd/cli.c for the CLI's.
+tests/bin/test_fuzz: $(wildcard tests/fuzz/*.c tests/fuzz/*.h) cmd/cli.c
 
 ifeq ($(SANITIZE),1)
 tests/bin/sanitize_keep.so: tests/sanitize_keep.c
