@@ -32,6 +32,11 @@ int mm_kv_parse(const char *text, size_t n, const char *name, mm_kv **out, int *
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		if (!eol)
 			eol = end;
+		// A NUL would end the key or value early and hide what follows it on the line.
+		if (memchr(p, 0, (size_t)(eol - p))) {
+			mm_kv_free(kv, len);
+			return mm_fail(MM_EFORMAT, "%s:%d: NUL byte", name, line);
+		}
 		const char *hash = memchr(p, '#', (size_t)(eol - p));
 		const char *stop = hash ? hash : eol;
 		const char *eq = memchr(p, '=', (size_t)(stop - p));
