@@ -9,12 +9,18 @@
 #include "ingest.h"
 #include "source_internal.h"
 
+// A refusal names the file it is about: path, or the label file.
+static void fuzz_source_refused(const char *path, const char *labels)
+{
+	fuzz_refused(labels && strstr(mm_errmsg(), labels) ? labels : path);
+}
+
 // Opens path as format (IDX: with labels, or NULL) and reads up to 10,000 documents.
 static void fuzz_source(int format, const char *path, const char *labels, const mm_source_opts *o)
 {
 	mm_source *s;
 	if (mm_source_open(&s, format, path, labels, o) != 0) {
-		fuzz_refused(path);
+		fuzz_source_refused(path, labels);
 		return;
 	}
 	mm_rawdoc d = {0};
@@ -37,7 +43,7 @@ static void fuzz_source(int format, const char *path, const char *labels, const 
 		}
 	}
 	if (rc < 0)
-		fuzz_refused(labels && !strstr(mm_errmsg(), path) ? labels : path);
+		fuzz_source_refused(path, labels);
 	double f = mm_source_progress(s);
 	if (!(f >= 0 && f <= 1))
 		abort();
