@@ -99,16 +99,20 @@ tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
 	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
 
+# tests/cli/faults.sh preloads it: it fails the Nth write, fsync or rename of a process.
+tests/bin/fault_shim.so: tests/fault_shim.c
+	@mkdir -p tests/bin
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ $< -ldl
 ifeq ($(SANITIZE),1)
 tests/bin/sanitize_keep.so: tests/sanitize_keep.c
 	@mkdir -p tests/bin
 	$(CC) -shared -fPIC -o $@ $<
-test: all $(TEST_BINS) $(MPI_TOOL) tests/bin/sanitize_keep.so
+test: all $(TEST_BINS) $(MPI_TOOL) tests/bin/fault_shim.so tests/bin/sanitize_keep.so
 	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize.supp \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MM_SAN_FLAGS='$(SAN_FLAGS)' \
 		MM_SAN_PRELOAD=$(CURDIR)/tests/bin/sanitize_keep.so sh tests/run.sh
 else
-test: all $(TEST_BINS) $(MPI_TOOL)
+test: all $(TEST_BINS) $(MPI_TOOL) tests/bin/fault_shim.so
 	@sh tests/run.sh
 endif
 

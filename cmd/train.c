@@ -370,6 +370,14 @@ static void resume(struct trainer *tr, struct opt *table)
 	mm_ckpt_free(ck);
 }
 
+// A line of log.jsonl goes to the disk now; a full or failing disk ends the run (the
+// checkpoints on it stay as they are) rather than leaving a log with lines missing.
+static void log_flush(struct trainer *tr)
+{
+	if (fflush(tr->log) != 0 || ferror(tr->log))
+		die("%s/log.jsonl: write failed: %s", tr->o->out, strerror(errno));
+}
+
 // Keeps the log lines of steps up to the resumed one: the steps after it will be logged again.
 static void open_log(struct trainer *tr)
 {
@@ -481,7 +489,7 @@ static void log_step(struct trainer *tr, float loss, float lt, float li, double 
 		"{\"step\":%llu,\"loss\":%.9g,\"loss_text\":%.9g,\"loss_image\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
 		"\"positions_per_s\":%.1f,\"epoch\":%.4f,\"padding\":%.4f}\n",
 		(unsigned long long)tr->step, loss, lt, li, lr, gnorm, pps, mm_loader_epochs_done(tr->train), padding);
-	fflush(tr->log);
+	log_flush(tr);
 	if (quiet)
 		return;
 	int tty = isatty(2);
@@ -528,7 +536,7 @@ static void validate(struct trainer *tr, int log0)
 		return;
 	fprintf(tr->log, "{\"step\":%llu,\"val_loss_text\":%.9g,\"val_loss_image\":%.9g}\n",
 		(unsigned long long)tr->step, vt, vi);
-	fflush(tr->log);
+	log_flush(tr);
 	fprintf(stderr, "%sstep %llu  val text %.4f  val image %.4f\n", isatty(2) ? "\r\033[K" : "",
 		(unsigned long long)tr->step, vt, vi);
 }
