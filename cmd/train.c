@@ -680,9 +680,9 @@ void train_free(struct trainer *tr)
 {
 	if (tr->log)
 		fclose(tr->log);
-	mm_loader_batch_free(&tr->batch);
+	mm_batch_free(&tr->batch);
 	if (tr->val)
-		mm_loader_batch_free(&tr->vbatch);
+		mm_batch_free(&tr->vbatch);
 	mm_loader_close(tr->train);
 	mm_loader_close(tr->val);
 	mm_optim_free(tr->opt);

@@ -78,7 +78,7 @@ void mm_crossentropy_backward(float *dlogits, const float *logits, const float *
 			      const int32_t *targets, float dloss, int N, int V);
 
 // x-prediction loss in velocity space. xpred, x, z (N, P), t (N):
-// losses[n] = sum_p ((xpred - z) / s - (x - z) / s)^2, s = max(1 - t[n], 0.05).
+// losses[n] = sum_p ((xpred - z) / s - (x - z) / s)^2, s = max(1 - t[n], MM_T_FLOOR).
 void mm_vmse_forward(float *losses, const float *xpred, const float *x, const float *z,
 		     const float *t, int N, int P);
 // dxpred (N, P) += dloss * d(losses[n])/d(xpred).

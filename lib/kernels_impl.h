@@ -18,6 +18,7 @@
 #include <string.h>
 #include <tgmath.h> // exp, sqrt, sin, cos pick the float or double version from REAL
 
+#include "batch.h"
 #include "fastexp.h"
 
 // The float kernels time themselves for mm-train --profile (lib/prof.h); other types do not.
@@ -563,7 +564,7 @@ void KFN(vmse_forward)(REAL *losses, const REAL *xpred, const REAL *x, const REA
 	MM_KPROF(vmse_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * P > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		REAL s = 1 - t[n] > (REAL)0.05 ? 1 - t[n] : (REAL)0.05, sum = 0;
+		REAL s = 1 - t[n] > (REAL)MM_T_FLOOR ? 1 - t[n] : (REAL)MM_T_FLOOR, sum = 0;
 		for (int p = 0; p < P; p++) {
 			size_t i = (size_t)n * P + p;
 			REAL e = (xpred[i] - z[i]) / s - (x[i] - z[i]) / s;
@@ -579,7 +580,7 @@ void KFN(vmse_backward)(REAL *dxpred, const REAL *xpred, const REAL *x, const RE
 	MM_KPROF(vmse_backward);
 #pragma omp parallel for schedule(static) if ((size_t)N * P > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		REAL s = 1 - t[n] > (REAL)0.05 ? 1 - t[n] : (REAL)0.05;
+		REAL s = 1 - t[n] > (REAL)MM_T_FLOOR ? 1 - t[n] : (REAL)MM_T_FLOOR;
 		for (int p = 0; p < P; p++) {
 			size_t i = (size_t)n * P + p;
 			REAL e = (xpred[i] - z[i]) / s - (x[i] - z[i]) / s;

@@ -11,6 +11,7 @@
 #include "shard.h"
 #include "image.h"
 #include "tokenizer.h"
+#include "batch.h"
 #include "model.h"
 #include "ckpt.h"
 #include "loader.h"

@@ -509,7 +509,7 @@ static int velocity(ode *e, const float *z, float t, float *v)
 	int rc = mm_sampler_denoise(e->s, guided ? 2 * e->ns : e->ns, e->slots, e->zin, t, o->recompute, e->xp);
 	if (rc)
 		return rc;
-	float sc = 1 - t > 0.05f ? 1 - t : 0.05f, g = o->cfg;
+	float sc = 1 - t > (float)MM_T_FLOOR ? 1 - t : (float)MM_T_FLOOR, g = o->cfg;
 	const float *xc = e->xp, *xu = e->xp + n;
 	for (int i = 0; i < n; i++) {
 		float x = guided ? xu[i] + g * (xc[i] - xu[i]) : xc[i];

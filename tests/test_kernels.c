@@ -450,9 +450,9 @@ static void test_vmse(void)
 	k.a = vec(n, 1), k.b = vec(n, 1), k.z = vec(n, 1);
 	double *loss = zeros(k.N), *d = gradbuf(n);
 	mmd_vmse_forward(loss, k.a, k.b, k.z, tt, k.N, k.C);
-	double want = 0; // row 2: s = 0.05
+	double want = 0; // row 2: s = MM_T_FLOOR
 	for (int p = 0; p < k.C; p++)
-		want += pow((k.a[2 * k.C + p] - k.b[2 * k.C + p]) / 0.05, 2);
+		want += pow((k.a[2 * k.C + p] - k.b[2 * k.C + p]) / MM_T_FLOOR, 2);
 	CHECK(fabs(loss[2] - want) < 1e-9 * want);
 	mmd_vmse_backward(d, k.a, k.b, k.z, tt, 0.7, k.N, k.C);
 	ungrad(d, n);

@@ -36,13 +36,9 @@ int main(int argc, char **argv)
 	}
 	mm_model_init(m, 1);
 	size_t N = (size_t)B * T;
-	int32_t *ints = malloc(6 * N * sizeof *ints);
-	float *fl = malloc(N * (1 + 2 * P) * sizeof *fl);
-	if (!ints || !fl)
+	mm_batch b;
+	if (mm_batch_alloc(&b, B, T, P))
 		return 1;
-	mm_batch b = {.B = B, .T = T, .token = ints, .target = ints + N, .doc = ints + 2 * N,
-		      .img = ints + 3 * N, .pos = ints + 4 * N, .patch = ints + 5 * N, .t = fl,
-		      .z = fl + N, .x = fl + N + N * P};
 	mm_rng r;
 	mm_rng_seed(&r, 1, 0);
 	for (size_t n = 0; n < N; n++) {
@@ -114,6 +110,7 @@ int main(int argc, char **argv)
 	       ru.ru_maxrss / 1024.0);
 	mm_optim_free(o);
 	mm_model_free(m);
-	free(ints), free(fl), free(pps);
+	mm_batch_free(&b);
+	free(pps);
 	return 0;
 }
