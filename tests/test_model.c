@@ -40,7 +40,7 @@ static const mm_config cfg_text = {.dim = 8, .layers = 2, .heads = 1, .mlp = 12,
 				   .qk_norm = 1, .seq_len = 10, .image_weight = 5};
 
 // Fills row `row` from a layout: 't' text token, 'i' an image (all its patches), '|' next
-// document, '.' padding. Pixels are uniform in [-1, 1] and drawn before their image's eps.
+// document, '.' padding. An image's values x are uniform in [-1, 1], all drawn before its eps.
 static void fill_row(mm_batch *b, const mm_config *c, int row, const char *spec, mm_rng *r)
 {
 	int T = b->T, P = MM_PDIM(c), NP = MM_NPATCH(c), at = row * T, end = at + T, d = 0, p = 0, im = 0;
