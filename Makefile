@@ -22,11 +22,7 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-om
 endif
 CFLAGS_ALL = $(OPT) -g -std=gnu11 -Wall -Wextra -fno-math-errno -fopenmp -Ilib $(PKG_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 LDLIBS_ALL = -Wl,--as-needed -fopenmp $(PKG_LIBS) -lpthread -lm $(SAN_FLAGS) $(LDLIBS)
-FLAGS_NOW := $(CC) $(OPT) $(SAN_FLAGS) $(CFLAGS) $(LDLIBS)
-FLAGS_WAS := $(shell cat .build-flags 2>/dev/null)
-ifneq ($(FLAGS_NOW),$(FLAGS_WAS))
-$(shell printf '%s\n' '$(FLAGS_NOW)' > .build-flags)
-endif
+FLAGS_NOW = $(CC) $(OPT) $(SAN_FLAGS) $(CFLAGS) $(LDLIBS)
 
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:.c=.o)
@@ -66,6 +62,11 @@ $(DEPS_OK): .ci/deps
 	@sh .ci/deps build
 	@touch $@
 deps: $(DEPS_OK)
+
+# Rewritten (and so newer than every object) only when the flags differ from the last build's.
+.build-flags: FORCE
+	@printf '%s\n' '$(FLAGS_NOW)' | cmp -s - $@ || printf '%s\n' '$(FLAGS_NOW)' > $@
+.PHONY: FORCE
 
 lib/%.o: lib/%.c $(HEADERS) | $(DEPS_OK)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
