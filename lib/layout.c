@@ -106,9 +106,10 @@ static int check_bytes(const mm_field *f, const uint8_t *in, const char *path, u
 			return mm_fail(MM_EFORMAT, "%s: bad %s at offset %llu", path, f->name, at);
 		char got[64];
 		printable(p, f->size, got, sizeof got);
-		return mm_fail(f->check == MM_CHECK_KNOWN ? MM_EUNSUPPORTED : MM_EFORMAT,
-			       "%s: %s \"%s\" at offset %llu is not \"%.*s\", the one this reader knows", path,
-			       f->name, got, at, (int)f->n_bytes, (const char *)f->bytes);
+		int known = f->check == MM_CHECK_KNOWN;
+		return mm_fail(known ? MM_EUNSUPPORTED : MM_EFORMAT, "%s: %s \"%s\" at offset %llu is not \"%.*s\"%s",
+			       path, f->name, got, at, (int)f->n_bytes, (const char *)f->bytes,
+			       known ? ", the one this reader knows" : "");
 	}
 	return 0;
 }
