@@ -2,10 +2,10 @@
 // and every refusal must name the file.
 //
 // libFuzzer build; CRCs are not enforced in this mode, so that mutations reach the parsers
-// behind them (see CRC_BAD in lib/shard.c):
+// behind them (see CRC_BAD in lib/shard.c and lib/layout.c):
 //   clang -g -O1 -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-//     -Ilib tests/fuzz/fuzz_shard.c lib/shard.c lib/doc.c lib/err.c lib/checksum.c lib/fileio.c
-//     -lzstd -o fuzz_shard   (one line)
+//     -Ilib tests/fuzz/fuzz_shard.c lib/shard.c lib/layout.c lib/doc.c lib/err.c lib/checksum.c
+//     lib/fileio.c -lzstd -o fuzz_shard   (one line)
 //   ./fuzz_shard -max_len=65536 tests/fuzz/corpus/shard
 // tests/test_fuzz_shard.c replays the corpus under `make test`, without libFuzzer.
 #define _GNU_SOURCE
