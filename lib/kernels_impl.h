@@ -197,6 +197,8 @@ static inline REAL KFN(rmsnorm_row)(REAL *o, const REAL *x, const REAL *w, int C
 	for (int c = 0; c < C; c++)
 		ss += x[c] * x[c];
 	REAL r = 1 / sqrt(ss / C + (REAL)1e-5);
+	// o may be x: each value is read before it is written
+#pragma omp simd
 	for (int c = 0; c < C; c++)
 		o[c] = x[c] * r * w[c];
 	return r;
@@ -218,6 +220,7 @@ void KFN(residual_rmsnorm_forward)(REAL *y, const REAL *x, const REAL *b, REAL *
 	for (int n = 0; n < N; n++) {
 		REAL *yr = y + (size_t)n * C;
 		const REAL *xr = x + (size_t)n * C, *br = b + (size_t)n * C;
+#pragma omp simd
 		for (int c = 0; c < C; c++)
 			yr[c] = xr[c] + br[c];
 		rstd[n] = KFN(rmsnorm_row)(out + (size_t)n * C, yr, w, C);
