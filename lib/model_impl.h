@@ -2,7 +2,9 @@
 // lib/model.c compiles them in float, tests/test_model.c in double for the whole-model
 // gradient check. Define REAL and KFN as for kernels_impl.h; the kernels of that type must be
 // declared. Buffers of type REAL follow the model's layouts (m->pl, m->al); the index lists
-// come from mm_model_prepare, which must have accepted the batch.
+// come from mm_model_prepare, which must have accepted the batch. The embedding (model_embed)
+// and the block (model_block_forward) are also the sampler's (lib/sample.c, in float): one
+// Transformer for training and inference.
 #include <string.h>
 
 #include "model_priv.h"
