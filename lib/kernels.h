@@ -44,7 +44,7 @@ void mm_rope_forward(float *x, const float *cosb, const float *sinb, int N, int 
 void mm_rope_backward(float *dx, const float *cosb, const float *sinb, int N, int H, int hd);
 
 // p (n): scores, masked ones at -INFINITY, replaced in place by their softmax (masked: 0).
-// The exp is lib/fastexp.h's (under 3e-7 relative error). Shared by attention and the sampler.
+// The exp is lib/fastexp.h's (under 3e-7 relative error). Both attentions (rows, cache) use it.
 void mm_softmax_masked(float *p, int n);
 
 // q, k, v, out (B*T, H*hd), head h in columns h*hd..; doc, img (B, T) give the mask of

@@ -5,8 +5,8 @@
 // mm_model_block_forward in lib/model_impl.h, which training runs too), here given the cache as
 // the place of keys and values and the fused projection copies of mm_model_fuse; attention over
 // the cache is mm_attention_cached (lib/kernels_impl.h), with the training mask. This file
-// holds the cache and slot histories, the spans, the heads on the rows that need them, the ODE
-// samplers and token choice (text decoding is lib/generate.c).
+// holds the cache and slot histories, the spans, the heads on the rows that need them and the
+// ODE samplers (token choice and whole documents are lib/generate.c).
 #include "sample.h"
 
 #include <math.h>
