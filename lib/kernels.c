@@ -1,4 +1,12 @@
 // The float instantiation of the kernels (see kernels_impl.h).
+//
+// Map: the kernels (lib/kernels_impl.h, over float or double; shapes in lib/kernels.h) are the
+// only arithmetic of the model; lib/model_impl.h strings them into the embedding and the one
+// block that training and the sampler (lib/sample.c) both run. In kernels_impl.h: the mask rule
+// (mm_att_allowed, applied by att_mask_row), matmul through the slab GEMM, rmsnorm (one row
+// function, also under the fused residual + rmsnorm), rope, attention over a batch's rows and
+// over a KV cache (attention_cached), the masked softmax, SwiGLU on split or fused inputs (one
+// silu_mul, whose exp is lib/fastexp.h's), the losses, gathers and scatters.
 #include "kernels.h"
 #include "prof.h"
 

@@ -20,6 +20,7 @@
 
 #include "batch.h"
 #include "fastexp.h"
+#include "kernels.h" // mm_span, MM_ATT_QB
 
 // The float kernels time themselves for mm-train --profile (lib/prof.h); other types do not.
 #ifndef MM_KPROF
@@ -56,6 +57,17 @@ static void mm_att_span(const int32_t *doc, const int32_t *img, int T, int i, in
 	*lo = j0, *hi = j1;
 }
 #endif
+
+// Scores p[0..n) of query i: -inf where the mask forbids key j. Loaded either way, so that the
+// select vectorises. Training's attention and the cached one both mask here.
+static inline void KFN(att_mask_row)(REAL *p, const int32_t *doc, const int32_t *img, int i, int n)
+{
+#pragma omp simd
+	for (int j = 0; j < n; j++) {
+		REAL x = p[j];
+		p[j] = mm_att_allowed(doc, img, i, j) ? x : -INFINITY;
+	}
+}
 
 // The exponential of the elementwise kernels: the vectorizable one in float, libm's in double.
 #define MM_EXPV(x) _Generic((x), float: mm_fast_expf, default: exp)(x)
@@ -186,6 +198,8 @@ static inline REAL KFN(rmsnorm_row)(REAL *o, const REAL *x, const REAL *w, int C
 	for (int c = 0; c < C; c++)
 		ss += x[c] * x[c];
 	REAL r = 1 / sqrt(ss / C + (REAL)1e-5);
+	// o may be x: each value is read before it is written
+#pragma omp simd
 	for (int c = 0; c < C; c++)
 		o[c] = x[c] * r * w[c];
 	return r;
@@ -199,16 +213,18 @@ void KFN(rmsnorm_forward)(REAL *out, REAL *rstd, const REAL *inp, const REAL *w,
 		rstd[n] = KFN(rmsnorm_row)(out + (size_t)n * C, inp + (size_t)n * C, w, C);
 }
 
-void KFN(residual_rmsnorm_forward)(REAL *x, const REAL *b, REAL *out, REAL *rstd, const REAL *w, int N, int C)
+void KFN(residual_rmsnorm_forward)(REAL *y, const REAL *x, const REAL *b, REAL *out, REAL *rstd,
+				   const REAL *w, int N, int C)
 {
 	MM_KPROF(residual_rmsnorm_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		REAL *xr = x + (size_t)n * C;
-		const REAL *br = b + (size_t)n * C;
+		REAL *yr = y + (size_t)n * C;
+		const REAL *xr = x + (size_t)n * C, *br = b + (size_t)n * C;
+#pragma omp simd
 		for (int c = 0; c < C; c++)
-			xr[c] = xr[c] + br[c];
-		rstd[n] = KFN(rmsnorm_row)(out + (size_t)n * C, xr, w, C);
+			yr[c] = xr[c] + br[c];
+		rstd[n] = KFN(rmsnorm_row)(out + (size_t)n * C, yr, w, C);
 	}
 }
 
@@ -452,16 +468,48 @@ void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, 
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + base, D,
 				k + base, D, 0, p, T);
 			for (int i = 0; i < T; i++, p += T) {
-#pragma omp simd
-				for (int j = 0; j < T; j++) {
-					REAL x = p[j]; // loaded either way: the select then vectorises
-					p[j] = mm_att_allowed(bd, bi, i, j) ? x : -INFINITY;
-				}
+				KFN(att_mask_row)(p, bd, bi, i, T);
 				KFN(softmax_masked)(p, T);
 			}
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1,
 				att + ((size_t)b * H + h) * T * T, T, v + base, D, 0, out + base, D);
 		}
+}
+
+// Attention of new positions over a cache. Per span, head and block of up to MM_ATT_QB queries:
+// scores by one matrix product over the span's document up to its last new position, the mask
+// and softmax as above, the weighted values by a second product. Each (span, head) is one task of
+// one OpenMP thread with its own score buffer and the single-threaded BLAS (kernels.h), so the
+// result does not depend on the number of threads.
+void KFN(attention_cached)(REAL *out, REAL *scores, int nbuf, const REAL *q, const REAL *kc,
+			   const REAL *vc, const int32_t *doc, const int32_t *img, const mm_span *sp,
+			   int nsp, int T, int H, int hd)
+{
+	MM_KPROF(attention_cached);
+	int D = H * hd, nt = omp_get_max_threads() < nbuf ? omp_get_max_threads() : nbuf;
+	REAL scale = 1 / sqrt((REAL)hd);
+	long tasks = (long)nsp * H;
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
+	for (long task = 0; task < tasks; task++) {
+		const mm_span *si = &sp[task / H];
+		int hh = (int)(task % H), nk = si->start + si->n;
+		size_t at0 = (size_t)si->slot * T;
+		REAL *sc = scores + (size_t)omp_get_thread_num() * MM_ATT_QB * T;
+		const REAL *kb = kc + at0 * D + hh * hd, *vb = vc + at0 * D + hh * hd;
+		for (int q0 = 0; q0 < si->n; q0 += MM_ATT_QB) {
+			int nq = si->n - q0 < MM_ATT_QB ? si->n - q0 : MM_ATT_QB;
+			size_t at = (size_t)(si->row0 + q0) * D + hh * hd;
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q + at, D, kb, D,
+				0, sc, nk);
+			for (int r = 0; r < nq; r++) {
+				REAL *p = sc + (size_t)r * nk;
+				KFN(att_mask_row)(p, doc + at0, img + at0, si->start + q0 + r, nk);
+				KFN(softmax_masked)(p, nk);
+			}
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb, D, 0,
+				out + at, D);
+		}
+	}
 }
 
 // scratch (B, H, T, T) holds dL/dscores on the way.
@@ -505,12 +553,31 @@ void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const 
 		}
 }
 
+// silu(a) * b: the one SwiGLU of the forward, whatever the layout of its inputs.
+static inline REAL KFN(silu_mul)(REAL a, REAL b)
+{
+	return a / (1 + MM_EXPV(-a)) * b;
+}
+
 void KFN(swiglu_forward)(REAL *out, const REAL *g1, const REAL *g3, size_t n)
 {
 	MM_KPROF(swiglu_forward);
 #pragma omp parallel for simd schedule(static) if (n > MM_PAR_MIN)
 	for (size_t i = 0; i < n; i++)
-		out[i] = g1[i] / (1 + MM_EXPV(-g1[i])) * g3[i];
+		out[i] = KFN(silu_mul)(g1[i], g3[i]);
+}
+
+void KFN(swiglu_rows_forward)(REAL *out, const REAL *g, int N, int F)
+{
+	MM_KPROF(swiglu_rows_forward);
+#pragma omp parallel for schedule(static) if ((size_t)N * F > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		const REAL *g1 = g + (size_t)n * 2 * F, *g3 = g1 + F;
+		REAL *o = out + (size_t)n * F;
+#pragma omp simd
+		for (int i = 0; i < F; i++)
+			o[i] = KFN(silu_mul)(g1[i], g3[i]);
+	}
 }
 
 void KFN(swiglu_backward)(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1, const REAL *g3,

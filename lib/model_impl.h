@@ -2,7 +2,9 @@
 // lib/model.c compiles them in float, tests/test_model.c in double for the whole-model
 // gradient check. Define REAL and KFN as for kernels_impl.h; the kernels of that type must be
 // declared. Buffers of type REAL follow the model's layouts (m->pl, m->al); the index lists
-// come from mm_model_prepare, which must have accepted the batch.
+// come from mm_model_prepare, which must have accepted the batch. The embedding (model_embed)
+// and the block (model_block_forward) are also the sampler's (lib/sample.c, in float): one
+// Transformer for training and inference.
 #include <string.h>
 
 #include "model_priv.h"
@@ -16,60 +18,95 @@ static void KFN(zero)(REAL *x, size_t n)
 	memset(x, 0, n * sizeof *x);
 }
 
-// Image positions: z, x, t into contiguous rows, then pe(z) + pos2d[patch] + temb(t) into emb.
-static void KFN(model_embed_images)(mm_model *m, const REAL *P, REAL *A, const mm_batch *b)
+// See mm_model_embed (model_priv.h): training and the sampler embed here.
+void KFN(model_embed)(const mm_model *m, const REAL *P, REAL *x, const int32_t *tok, int N, int ni,
+		      const int32_t *rows, const int32_t *patch, const REAL *zs, const REAL *ts,
+		      REAL *u, REAL *ft, REAL *emb, REAL *tmp)
 {
 	const mm_config *c = &m->c;
-	int ni = m->ni, D = c->dim, PD = m->P, K = c->bottleneck;
-	REAL *zs = ACT(zs, 0), *xs = ACT(xs, 0), *ts = ACT(ts, 0), *emb = ACT(emb, 0);
-	REAL *tmp = ACT(tmp, 0);
-	for (int i = 0; i < ni; i++) {
-		size_t r = (size_t)m->img_rows[i];
-		for (int p = 0; p < PD; p++) {
-			zs[(size_t)i * PD + p] = b->z[r * PD + p];
-			xs[(size_t)i * PD + p] = b->x[r * PD + p];
-		}
-		ts[i] = b->t[r];
-	}
+	int D = c->dim, PD = m->P, K = c->bottleneck;
+	KFN(embedding_forward)(x, PRM(P, tok_emb, 0), tok, N, D);
+	if (!ni)
+		return;
 	if (K) {
-		KFN(matmul_forward)(ACT(u, 0), zs, PRM(P, pe_w1, 0), NULL, ni, PD, K);
-		KFN(matmul_forward)(emb, ACT(u, 0), PRM(P, pe_w2, 0), PRM(P, pe_b, 0), ni, K, D);
+		KFN(matmul_forward)(u, zs, PRM(P, pe_w1, 0), NULL, ni, PD, K);
+		KFN(matmul_forward)(emb, u, PRM(P, pe_w2, 0), PRM(P, pe_b, 0), ni, K, D);
 	} else {
 		KFN(matmul_forward)(emb, zs, PRM(P, pe_w, 0), PRM(P, pe_b, 0), ni, PD, D);
 	}
-	KFN(timestep_forward)(ACT(ft, 0), ts, ni);
-	KFN(matmul_forward)(tmp, ACT(ft, 0), PRM(P, t_w, 0), PRM(P, t_b, 0), ni, 64, D);
+	KFN(timestep_forward)(ft, ts, ni);
+	KFN(matmul_forward)(tmp, ft, PRM(P, t_w, 0), PRM(P, t_b, 0), ni, 64, D);
 	KFN(residual_forward)(emb, emb, tmp, (size_t)ni * D);
-	KFN(embedding_forward)(tmp, PRM(P, pos2d, 0), m->img_patch, ni, D);
+	KFN(embedding_forward)(tmp, PRM(P, pos2d, 0), patch, ni, D);
 	KFN(residual_forward)(emb, emb, tmp, (size_t)ni * D);
+	KFN(embedding_backward)(x, emb, rows, ni, D); // image rows of x are zero: add emb there
 }
 
-static void KFN(model_block_forward)(mm_model *m, const REAL *P, REAL *A, const mm_batch *b, int l)
+// Keys and values of a cache's spans: rows row0.. of src go to positions start.. of their slot.
+static void KFN(model_cache_store)(REAL *cache, const REAL *src, const KFN(block_io) *io, int D)
+{
+	for (int i = 0; i < io->nsp; i++) {
+		const mm_span *sp = &io->sp[i];
+		memcpy(cache + ((size_t)sp->slot * io->T + sp->start) * D, src + (size_t)sp->row0 * D,
+		       (size_t)sp->n * D * sizeof *src);
+	}
+}
+
+// The block of lib/model.h for layer l, over io's buffers (model_priv.h): attention over this
+// batch's rows (training) or over the cache (inference). Its input norm h1 is already computed:
+// the previous block fuses it with its last residual sum (hnext), as the caller does for block 0.
+void KFN(model_block_forward)(const mm_model *m, const REAL *P, int l, const KFN(block_io) *io)
 {
 	const mm_config *c = &m->c;
-	int N = m->B * m->T, D = c->dim, F = c->mlp, H = c->heads, hd = m->hd;
-	REAL *x = ACT(res, l), *h1 = ACT(h1, l), *q = ACT(q, l), *k = ACT(k, l), *tmp = ACT(tmp, 0);
-	KFN(rmsnorm_forward)(h1, ACT(rstd1, l), x, PRM(P, attn_norm, l), N, D);
-	KFN(matmul_forward)(c->qk_norm ? ACT(qr, l) : q, h1, PRM(P, wq, l), NULL, N, D, D);
-	KFN(matmul_forward)(c->qk_norm ? ACT(kr, l) : k, h1, PRM(P, wk, l), NULL, N, D, D);
-	KFN(matmul_forward)(ACT(v, l), h1, PRM(P, wv, l), NULL, N, D, D);
-	if (c->qk_norm) { // per head: N*H rows of hd
-		KFN(rmsnorm_forward)(q, ACT(qrstd, l), ACT(qr, l), PRM(P, q_norm, l), N * H, hd);
-		KFN(rmsnorm_forward)(k, ACT(krstd, l), ACT(kr, l), PRM(P, k_norm, l), N * H, hd);
+	int N = io->N, D = c->dim, F = c->mlp, H = c->heads, hd = m->hd, qk = c->qk_norm;
+	REAL *qr = qk ? io->qr : io->q, *kr = qk ? io->kr : io->k;
+	if (io->wqkv) {
+		KFN(matmul_forward)(io->qkv, io->h1, io->wqkv, NULL, N, D, 3 * D);
+#pragma omp parallel for schedule(static) if (N >= 64)
+		for (int r = 0; r < N; r++) {
+			const REAL *src = io->qkv + (size_t)r * 3 * D;
+			memcpy(qr + (size_t)r * D, src, (size_t)D * sizeof *src);
+			memcpy(kr + (size_t)r * D, src + D, (size_t)D * sizeof *src);
+			memcpy(io->v + (size_t)r * D, src + 2 * D, (size_t)D * sizeof *src);
+		}
+	} else {
+		KFN(matmul_forward)(qr, io->h1, PRM(P, wq, l), NULL, N, D, D);
+		KFN(matmul_forward)(kr, io->h1, PRM(P, wk, l), NULL, N, D, D);
+		KFN(matmul_forward)(io->v, io->h1, PRM(P, wv, l), NULL, N, D, D);
 	}
-	KFN(rope_forward)(q, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
-	KFN(rope_forward)(k, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
-	KFN(attention_forward)(ACT(a, l), ACT(att, l), q, k, ACT(v, l), b->doc, b->img, m->B, m->T, H, hd);
-	KFN(matmul_forward)(tmp, ACT(a, l), PRM(P, wo, l), NULL, N, D, D);
-	KFN(residual_forward)(ACT(mid, l), x, tmp, (size_t)N * D);
+	if (qk) { // per head: N*H rows of hd
+		KFN(rmsnorm_forward)(io->q, io->qrstd, qr, PRM(P, q_norm, l), N * H, hd);
+		KFN(rmsnorm_forward)(io->k, io->krstd, kr, PRM(P, k_norm, l), N * H, hd);
+	}
+	KFN(rope_forward)(io->q, io->cosb, io->sinb, N, H, hd);
+	KFN(rope_forward)(io->k, io->cosb, io->sinb, N, H, hd);
+	if (io->kc) {
+		KFN(model_cache_store)(io->kc, io->k, io, D);
+		KFN(model_cache_store)(io->vc, io->v, io, D);
+		KFN(attention_cached)(io->a, io->scores, io->nbuf, io->q, io->kc, io->vc, io->doc,
+				      io->img, io->sp, io->nsp, io->T, H, hd);
+	} else {
+		KFN(attention_forward)(io->a, io->att, io->q, io->k, io->v, io->doc, io->img, io->B,
+				       io->T, H, hd);
+	}
+	KFN(matmul_forward)(io->tmp, io->a, PRM(P, wo, l), NULL, N, D, D);
+	KFN(residual_rmsnorm_forward)(io->mid, io->x, io->tmp, io->h2, io->rstd2, PRM(P, mlp_norm, l),
+				      N, D);
 
-	REAL *h2 = ACT(h2, l), *s = ACT(s, 0);
-	KFN(rmsnorm_forward)(h2, ACT(rstd2, l), ACT(mid, l), PRM(P, mlp_norm, l), N, D);
-	KFN(matmul_forward)(ACT(g1, l), h2, PRM(P, w1, l), NULL, N, D, F);
-	KFN(matmul_forward)(ACT(g3, l), h2, PRM(P, w3, l), NULL, N, D, F);
-	KFN(swiglu_forward)(s, ACT(g1, l), ACT(g3, l), (size_t)N * F);
-	KFN(matmul_forward)(tmp, s, PRM(P, w2, l), NULL, N, F, D);
-	KFN(residual_forward)(ACT(res, l + 1), ACT(mid, l), tmp, (size_t)N * D);
+	if (io->w13) {
+		KFN(matmul_forward)(io->g13, io->h2, io->w13, NULL, N, D, 2 * F);
+		KFN(swiglu_rows_forward)(io->s, io->g13, N, F);
+	} else {
+		KFN(matmul_forward)(io->g1, io->h2, PRM(P, w1, l), NULL, N, D, F);
+		KFN(matmul_forward)(io->g3, io->h2, PRM(P, w3, l), NULL, N, D, F);
+		KFN(swiglu_forward)(io->s, io->g1, io->g3, (size_t)N * F);
+	}
+	KFN(matmul_forward)(io->tmp, io->s, PRM(P, w2, l), NULL, N, F, D);
+	if (io->hnext)
+		KFN(residual_rmsnorm_forward)(io->xout, io->mid, io->tmp, io->hnext, io->rstdnext,
+					      PRM(P, attn_norm, l + 1), N, D);
+	else
+		KFN(residual_forward)(io->xout, io->mid, io->tmp, (size_t)N * D);
 }
 
 // Forward of a prepared batch; the losses land in m->loss*.
@@ -77,15 +114,34 @@ static void KFN(model_forward_impl)(mm_model *m, const REAL *P, REAL *A, const m
 {
 	const mm_config *c = &m->c;
 	int N = m->B * m->T, D = c->dim, L = c->layers, V = c->vocab, nt = m->nt, ni = m->ni;
-	REAL *x0 = ACT(res, 0), *y = ACT(y, 0);
-	KFN(embedding_forward)(x0, PRM(P, tok_emb, 0), m->tok_ids, N, D);
-	if (ni) { // image rows of x0 are zero: add their embeddings there
-		KFN(model_embed_images)(m, P, A, b);
-		KFN(embedding_backward)(x0, ACT(emb, 0), m->img_rows, ni, D);
+	int PD = m->P;
+	REAL *x0 = ACT(res, 0), *y = ACT(y, 0), *zs = ACT(zs, 0), *xs = ACT(xs, 0), *ts = ACT(ts, 0);
+	for (int i = 0; i < ni; i++) { // image positions' z, x, t into contiguous rows
+		size_t r = (size_t)m->img_rows[i];
+		for (int p = 0; p < PD; p++) {
+			zs[(size_t)i * PD + p] = b->z[r * PD + p];
+			xs[(size_t)i * PD + p] = b->x[r * PD + p];
+		}
+		ts[i] = b->t[r];
 	}
+	KFN(model_embed)(m, P, x0, m->tok_ids, N, ni, m->img_rows, m->img_patch, zs, ts, ACT(u, 0),
+			 ACT(ft, 0), ACT(emb, 0), ACT(tmp, 0));
 	KFN(rope_table)(ACT(rope_cos, 0), ACT(rope_sin, 0), b->pos, N, m->hd);
-	for (int l = 0; l < L; l++)
-		KFN(model_block_forward)(m, P, A, b, l);
+	KFN(rmsnorm_forward)(ACT(h1, 0), ACT(rstd1, 0), x0, PRM(P, attn_norm, 0), N, D);
+	for (int l = 0; l < L; l++) {
+		KFN(block_io) io = {
+			.N = N, .x = ACT(res, l), .xout = ACT(res, l + 1), .h1 = ACT(h1, l),
+			.rstd1 = ACT(rstd1, l), .cosb = ACT(rope_cos, 0), .sinb = ACT(rope_sin, 0),
+			.qr = ACT(qr, l), .kr = ACT(kr, l), .qrstd = ACT(qrstd, l), .krstd = ACT(krstd, l),
+			.q = ACT(q, l), .k = ACT(k, l), .v = ACT(v, l), .a = ACT(a, l), .mid = ACT(mid, l),
+			.rstd2 = ACT(rstd2, l), .h2 = ACT(h2, l), .g1 = ACT(g1, l), .g3 = ACT(g3, l),
+			.s = ACT(s, 0), .tmp = ACT(tmp, 0),
+			.hnext = l + 1 < L ? ACT(h1, l + 1) : NULL,
+			.rstdnext = l + 1 < L ? ACT(rstd1, l + 1) : NULL,
+			.doc = b->doc, .img = b->img, .B = m->B, .T = m->T, .att = ACT(att, l),
+		};
+		KFN(model_block_forward)(m, P, l, &io);
+	}
 	KFN(rmsnorm_forward)(y, ACT(rstdf, 0), ACT(res, L), PRM(P, final_norm, 0), N, D);
 
 	// The LM head only where a target needs it: typically a fifth of the positions.
