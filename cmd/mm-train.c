@@ -20,55 +20,56 @@ static struct train_opts o = {
 
 #define BIG 1e18
 static struct opt table[] = {
-	{"Data", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"data", OPT_LIST, &o.data, "PATTERN", "training shards: a file, a directory or a quoted glob (repeatable)", 0, 0, 1, 0},
-	{"val", OPT_LIST, &o.val, "PATTERN", "validation shards (repeatable)", 0, 0, 1, 0},
-	{"tokenizer", OPT_STR, &o.tokenizer, "FILE", "the tokenizer the shards were made with (default: plain bytes)", 0, 0, 1, 0},
-	{"config", OPT_STR, &o.config, "FILE", "read 'key = value' settings (flags win)", 0, 0, 0, 0},
-	{"Model", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"dim", OPT_INT, &o.dim, "N", "model width (256)", 8, 65536, 1, 0},
-	{"layers", OPT_INT, &o.layers, "N", "Transformer blocks (6)", 1, 1024, 1, 0},
-	{"heads", OPT_INT, &o.heads, "N", "attention heads; must divide --dim into an even head size (4)", 1, 1024, 1, 0},
-	{"mlp", OPT_INT, &o.mlp, "N", "SwiGLU hidden width (0: 8/3 dim rounded up to 64)", 0, 1 << 20, 1, 0},
-	{"patch-bottleneck", OPT_INT, &o.bottleneck, "K", "low-rank patch embedding width (0: plain linear)", 0, 65536, 1, 0},
-	{"qk-norm", OPT_INT, &o.qk_norm, "0|1", "RMSNorm on queries and keys (1)", 0, 1, 1, 0},
-	{"seq-len", OPT_INT, &o.seq_len, "T", "positions per row (128)", 8, 1 << 16, 1, 0},
-	{"image-weight", OPT_FLOAT, &o.image_weight, "W", "lambda: weight of the image loss (5)", 0, 1e6, 1, 0},
-	{"Training", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"steps", OPT_INT, &o.steps, "N", "optimizer steps (or --epochs)", 0, BIG, 1, 0},
-	{"epochs", OPT_FLOAT, &o.epochs, "E", "passes over the training documents (or --steps)", 0, 1e9, 1, 0},
-	{"batch", OPT_INT, &o.batch, "B", "rows per step (32)", 1, 1 << 20, 1, 0},
-	{"lr", OPT_FLOAT, &o.lr, "LR", "peak learning rate (5e-4)", 0, 10, 1, 0},
-	{"min-lr", OPT_FLOAT, &o.min_lr, "LR", "learning rate at the end of the cosine decay (5e-5)", 0, 10, 1, 0},
-	{"warmup", OPT_INT, &o.warmup, "N", "linear warm-up steps (100)", 0, BIG, 1, 0},
-	{"weight-decay", OPT_FLOAT, &o.weight_decay, "W", "AdamW decay on matrices (0.1)", 0, 10, 1, 0},
-	{"beta1", OPT_FLOAT, &o.beta1, "B", "Adam beta1 (0.9)", 0, 0.999999, 1, 0},
-	{"beta2", OPT_FLOAT, &o.beta2, "B", "Adam beta2 (0.95)", 0, 0.999999, 1, 0},
-	{"clip", OPT_FLOAT, &o.clip, "C", "clip the gradient's global norm at C (1; 0: off)", 0, 1e9, 1, 0},
-	{"ema", OPT_FLOAT, &o.ema, "D", "keep an EMA of the weights with decay D (0: off)", 0, 0.999999999, 1, 0},
-	{"cfg-drop", OPT_FLOAT, &o.cfg_drop, "P", "probability of dropping a caption (0.1)", 0, 1, 1, 0},
-	{"image-first", OPT_FLOAT, &o.image_first, "P", "probability of image-then-caption order (0.2)", 0, 1, 1, 0},
-	{"seed", OPT_INT, &o.seed, "S", "seed of initialisation, shuffling and noise (1)", 0, BIG, 1, 0},
-	{"threads", OPT_INT, &o.threads, "N", "OpenMP and OpenBLAS threads (0: all processors)", 0, 4096, 0, 0},
-	{"Output", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"out", OPT_STR, &o.out, "DIR", "checkpoints and log.jsonl go here", 0, 0, 1, 0},
-	{"resume", OPT_STR, &o.resume, "DIR", "continue the run whose checkpoints are in DIR", 0, 0, 0, 0},
-	{"ckpt-every", OPT_INT, &o.ckpt_every, "N", "checkpoint every N steps, and at the end (1000)", 1, BIG, 1, 0},
-	{"keep", OPT_INT, &o.keep, "K", "keep the last K checkpoints (3)", 1, 1 << 20, 1, 0},
-	{"log-every", OPT_INT, &o.log_every, "N", "log every N steps (10)", 1, BIG, 1, 0},
-	{"eval-every", OPT_INT, &o.eval_every, "N", "validate every N steps, and at the end (500)", 1, BIG, 1, 0},
-	{"eval-batches", OPT_INT, &o.eval_batches, "N", "validation batches per evaluation (0: all)", 0, BIG, 1, 0},
-	{"profile", OPT_FLAG, &o.profile, NULL, "print where the time of a step goes, by phase and by kernel", 0, 1, 0, 0},
+	OPT_HEAD("Data"),
+	{"data", OPT_LIST, &o.data, "PATTERN", .help = "training shards: a file, a directory or a quoted glob (repeatable)", .saved = 1},
+	{"val", OPT_LIST, &o.val, "PATTERN", .help = "validation shards (repeatable)", .saved = 1},
+	{"tokenizer", OPT_STR, &o.tokenizer, "FILE", .help = "the tokenizer the shards were made with", .saved = 1, .def = "plain bytes"},
+	{"config", OPT_STR, &o.config, "FILE", .help = "read 'key = value' settings (flags win)"},
+	OPT_HEAD("Model"),
+	{"dim", OPT_INT, &o.dim, "N", .help = "model width", 8, 65536, .saved = 1},
+	{"layers", OPT_INT, &o.layers, "N", .help = "Transformer blocks", 1, 1024, .saved = 1},
+	{"heads", OPT_INT, &o.heads, "N", .help = "attention heads; must divide --dim into an even head size", 1, 1024, .saved = 1},
+	{"mlp", OPT_INT, &o.mlp, "N", .help = "SwiGLU hidden width; 0: 8/3 dim rounded up to 64", 0, 1 << 20, .saved = 1},
+	{"patch-bottleneck", OPT_INT, &o.bottleneck, "K", .help = "low-rank patch embedding width; 0: plain linear", 0, 65536, .saved = 1},
+	{"qk-norm", OPT_INT, &o.qk_norm, "0|1", .help = "RMSNorm on queries and keys", 0, 1, .saved = 1},
+	{"seq-len", OPT_INT, &o.seq_len, "T", .help = "positions per row", 8, 1 << 16, .saved = 1},
+	{"image-weight", OPT_FLOAT, &o.image_weight, "W", .help = "lambda: weight of the image loss", 0, 1e6, .saved = 1},
+	OPT_HEAD("Training"),
+	{"steps", OPT_INT, &o.steps, "N", .help = "optimizer steps (or --epochs)", 0, BIG, .saved = 1, .def = ""},
+	{"epochs", OPT_FLOAT, &o.epochs, "E", .help = "passes over the training documents (or --steps)", 0, 1e9, .saved = 1, .def = ""},
+	{"batch", OPT_INT, &o.batch, "B", .help = "rows per step", 1, 1 << 20, .saved = 1},
+	{"lr", OPT_FLOAT, &o.lr, "LR", .help = "peak learning rate", 0, 10, .saved = 1},
+	{"min-lr", OPT_FLOAT, &o.min_lr, "LR", .help = "learning rate at the end of the cosine decay", 0, 10, .saved = 1},
+	{"warmup", OPT_INT, &o.warmup, "N", .help = "linear warm-up steps", 0, BIG, .saved = 1},
+	{"weight-decay", OPT_FLOAT, &o.weight_decay, "W", .help = "AdamW decay on matrices", 0, 10, .saved = 1},
+	{"beta1", OPT_FLOAT, &o.beta1, "B", .help = "Adam beta1", 0, 0.999999, .saved = 1},
+	{"beta2", OPT_FLOAT, &o.beta2, "B", .help = "Adam beta2", 0, 0.999999, .saved = 1},
+	{"clip", OPT_FLOAT, &o.clip, "C", .help = "clip the gradient's global norm at C; 0: off", 0, 1e9, .saved = 1},
+	{"ema", OPT_FLOAT, &o.ema, "D", .help = "keep an EMA of the weights with decay D; 0: off", 0, 0.999999999, .saved = 1},
+	{"cfg-drop", OPT_FLOAT, &o.cfg_drop, "P", .help = "probability of dropping a caption", 0, 1, .saved = 1},
+	{"image-first", OPT_FLOAT, &o.image_first, "P", .help = "probability of image-then-caption order", 0, 1, .saved = 1},
+	{"seed", OPT_INT, &o.seed, "S", .help = "seed of initialisation, shuffling and noise", 0, BIG, .saved = 1},
+	{"threads", OPT_INT, &o.threads, "N", .help = "OpenMP and OpenBLAS threads; 0: all processors", 0, 4096},
+	OPT_HEAD("Output"),
+	{"out", OPT_STR, &o.out, "DIR", .help = "checkpoints and log.jsonl go here", .saved = 1},
+	{"resume", OPT_STR, &o.resume, "DIR", .help = "continue the run whose checkpoints are in DIR"},
+	{"ckpt-every", OPT_INT, &o.ckpt_every, "N", .help = "checkpoint every N steps, and at the end", 1, BIG, .saved = 1},
+	{"keep", OPT_INT, &o.keep, "K", .help = "keep the last K checkpoints", 1, 1 << 20, .saved = 1},
+	{"log-every", OPT_INT, &o.log_every, "N", .help = "log every N steps", 1, BIG, .saved = 1},
+	{"eval-every", OPT_INT, &o.eval_every, "N", .help = "validate every N steps, and at the end", 1, BIG, .saved = 1},
+	{"eval-batches", OPT_INT, &o.eval_batches, "N", .help = "validation batches per evaluation; 0: all", 0, BIG, .saved = 1},
+	{"profile", OPT_FLAG, &o.profile, NULL, .help = "print where the time of a step goes, by phase and by kernel"},
 #ifdef MM_MPI
-	{"Data parallel (mpirun -np N mm-train-mpi ...)", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"dist-timeout", OPT_FLOAT, &o.dist_timeout, "SEC", "end the job when a rank waits SEC for the others (300; 0: never)", 0, 1e9, 0, 0},
+	OPT_HEAD("Data parallel (mpirun -np N mm-train-mpi ...)"),
+	{"dist-timeout", OPT_FLOAT, &o.dist_timeout, "SEC", .help = "end the job when a rank waits SEC for the others; 0: never", 0, 1e9},
 #endif
-	{"help", OPT_FLAG, &o.help, NULL, "show this help", 0, 1, 0, 0},
-	{NULL, 0, 0, 0, 0, 0, 0, 0, 0},
+	OPT_HEAD("Information"),
+	OPT_STD_END,
 };
 
-static const char usage[] = "usage: mm-train --data PATTERN --out DIR (--steps N | --epochs E) [options]\n"
-			    "       mm-train --resume DIR [--steps N | --epochs E] [options]";
+static const char synopsis[] = "--data PATTERN --out DIR (--steps N | --epochs E) [options]\n"
+			       "--resume DIR [--steps N | --epochs E] [options]";
+static const char about[] = "Train one Transformer on text and image shards; checkpoint and resume.";
 
 // Settings that describe the run itself may not change on --resume; the others may.
 static const char *const resume_may_change[] = {"steps", "epochs", "threads", "ckpt-every", "keep", "log-every",
@@ -90,11 +91,7 @@ static void check_resume_flags(void)
 
 static void parse(int argc, char **argv)
 {
-	opts_parse(table, argc, argv);
-	if (o.help) {
-		opts_help(table, usage);
-		exit(0);
-	}
+	opts_parse(table, synopsis, about, argc, argv);
 	if (o.resume) {
 		check_resume_flags();
 		return;

@@ -2,6 +2,9 @@
 #ifndef MM_H
 #define MM_H
 
+// The version of the library and the tools (mm-tokenize --version).
+#define MM_VERSION "0.1"
+
 #include "err.h"
 #include "bytes.h"
 #include "checksum.h"
