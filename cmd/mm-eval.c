@@ -68,7 +68,7 @@ static struct opt table[] = {
 	{"bpd", OPT_FLAG, &o.bpd, NULL, .help = "the variational bound of each image, in bits per dimension"},
 	{"bpd-samples", OPT_INT, &o.bpd_samples, "S", .help = "(t, eps) draws per image", 1, 1000000},
 	{"bpd-t0", OPT_FLOAT, &o.bpd_t0, "T0", .help = "noisiest level of the bound, 0 <= T0 < 0.5", 0, 0.5},
-	{"bpd-t1", OPT_FUNC, &t1, "T1|auto", .help = "cleanest level, 0.5 < T1 <= 0.99999; auto: the best of the curve up to 0.999",
+	{"bpd-t1", OPT_FUNC, &t1, "T1|auto", .help = "cleanest level, 0.5 < T1 <= 0.99999;\nauto: the best of the curve up to 0.999",
 	 .parse = parse_t1, .show = show_t1},
 	{"bpd-uncond", OPT_FLAG, &o.bpd_uncond, NULL, .help = "images alone, not after their caption"},
 	OPT_HEAD("Classes"),
