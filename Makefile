@@ -48,7 +48,7 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
 MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
-.PHONY: all deps test demo install clean ref bench experiment-fashion
+.PHONY: all deps test demo install clean ref bench experiment-fashion completion
 # Objects made on the way to a tool are kept (make would delete them as intermediate files).
 .SECONDARY:
 all: lib/libmm.a $(TOOLS)
@@ -95,6 +95,14 @@ cmd/libcli.a: $(CLI_OBJ)
 
 cmd/mm-%: cmd/mm-%.o cmd/libcli.a lib/libmm.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< cmd/libcli.a lib/libmm.a $(LDLIBS_ALL)
+
+# Bash completion of every tool, made from its option table (cmd/completion.sh).
+COMPLETION_DIR := share/bash-completion/completions
+COMPLETIONS := $(patsubst cmd/%,$(COMPLETION_DIR)/%,$(TOOLS) $(if $(filter 1,$(MPI)),$(MPI_TOOL)))
+completion: $(COMPLETIONS)
+$(COMPLETION_DIR)/%: cmd/% cmd/completion.sh
+	@mkdir -p $(@D)
+	sh cmd/completion.sh $< >$@.tmp && mv $@.tmp $@
 
 tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
@@ -236,9 +244,10 @@ ref: all
 	@sh .ci/deps ref
 	@sh tests/ref/make.sh
 
-install: all
+install: all completion
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/mm \
-		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7 \
+		$(DESTDIR)$(PREFIX)/$(COMPLETION_DIR)
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 ifeq ($(MPI),1)
 	install -m 755 $(MPI_TOOL) $(DESTDIR)$(PREFIX)/bin/
@@ -248,8 +257,9 @@ endif
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
+	install -m 644 $(COMPLETIONS) $(DESTDIR)$(PREFIX)/$(COMPLETION_DIR)/
 
 clean:
 	rm -f lib/*.o lib/libmm.a cmd/*.o cmd/libcli.a $(TOOLS) $(MPI_TOOL)
-	rm -rf cmd/mpi
+	rm -rf cmd/mpi share
 	rm -rf tests/bin tests/tmp tests/bench/bin tests/bench/tmp .build-flags

@@ -197,10 +197,11 @@ static int takes_value(const struct opt *o)
 	return o->type != OPT_FLAG && o->type != OPT_HELP && o->type != OPT_VERSION;
 }
 
-// The metavariable of an option that takes a value.
-static const char *metavar(const struct opt *o, char *buf, size_t n)
+// The metavariable of an option that takes a value; names: a choice's names even where the
+// table gives a shorter metavariable.
+static const char *metavar(const struct opt *o, int names, char *buf, size_t n)
 {
-	if (o->arg || o->type != OPT_CHOICE)
+	if (o->type != OPT_CHOICE || (o->arg && !names))
 		return o->arg ? o->arg : "X";
 	size_t k = 0;
 	buf[0] = 0;
@@ -228,7 +229,7 @@ void opts_help(const struct opt *t, const char *about)
 		if (t->type != OPT_ARGS)
 			k += snprintf(left + k, sizeof left - (size_t)k, "--%s", t->name);
 		if (t->type != OPT_ARGS && (takes_value(t) || t->arg))
-			snprintf(left + k, sizeof left - (size_t)k, " %s", metavar(t, mv, sizeof mv));
+			snprintf(left + k, sizeof left - (size_t)k, " %s", metavar(t, 0, mv, sizeof mv));
 		printf("  %-24s", left);
 		if (strlen(left) > 24)
 			printf("\n  %24s", "");
@@ -243,15 +244,15 @@ void opts_help(const struct opt *t, const char *about)
 	}
 }
 
-// Hidden --list-options: every flag a line, with the metavariable of those that take a value,
-// then the positional arguments' metavariable.
+// Hidden --list-options: every flag a line, with the metavariable of those that take a value
+// (the names of a choice), and the positional arguments' metavariable.
 static void list_options(const struct opt *t)
 {
 	char mv[96];
 	for (; t->name; t++) {
 		if (t->type == OPT_HEADING)
 			continue;
-		const char *m = takes_value(t) ? metavar(t, mv, sizeof mv) : NULL;
+		const char *m = takes_value(t) ? metavar(t, 1, mv, sizeof mv) : NULL;
 		if (t->type == OPT_ARGS) {
 			printf("%s...\n", t->name);
 			continue;
