@@ -1,9 +1,9 @@
-# make install puts the tools, man pages, libmm.a and its headers under DESTDIR/PREFIX, and a
-# program built against the installed header and library runs.
+# make install puts the tools, man pages, bash completions, libmm.a and its headers under
+# DESTDIR/PREFIX, and a program built against the installed header and library runs.
 set -e
 make -s -C "$T/.." install DESTDIR="$PWD/inst" PREFIX=/usr >/dev/null
 cd inst/usr
-ls bin share/man/man1 share/man/man5 share/man/man7 lib
+ls bin share/man/man1 share/man/man5 share/man/man7 share/bash-completion/completions lib
 cat > prog.c <<'C'
 #include <stdio.h>
 #include <mm/mm.h>
