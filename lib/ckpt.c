@@ -1,10 +1,13 @@
 #include "ckpt.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bytes.h"
 #include "checksum.h"
@@ -13,17 +16,123 @@
 #include "model.h"
 #include "tokenizer.h"
 
-// Layout (all little-endian):
-//   header, 32 bytes: magic "MMCKPT\r\n", u32 version (1), u32 section count,
-//                     u64 total file size, u32 reserved (0), u32 CRC-32C of bytes 0..27
-//   section header, 24 bytes: u32 tag, u32 reserved (0), u64 payload size,
-//                     u32 CRC-32C of the payload, u32 CRC-32C of bytes 0..19 of this header
-//   payload, then zero padding to a multiple of 8 bytes
+// The container, all little-endian (the tables below, and man/mm-checkpoint.5):
+//   header, 32 bytes; then per section a 24-byte section header, the payload, and zero
+//   padding to a multiple of 8 bytes.
 #define CKPT_MAGIC "MMCKPT\r\n"
 #define CKPT_VERSION 1
 #define CKPT_HDR 32
 #define CKPT_SEC_HDR 24
 #define CKPT_MAX_SECTIONS 4096
+
+#define CKPT_HEADER(X)                                                  \
+	X(magic, 0, bytes8)     /* "MMCKPT\r\n" */                        \
+	X(version, 8, u32)      /* 1 */                                  \
+	X(sections, 12, u32)    /* number of sections */                 \
+	X(size, 16, u64)        /* size of the whole file */             \
+	X(reserved, 24, u32)    /* 0 */                                  \
+	X(crc, 28, u32)         /* CRC-32C of bytes 0..27 */
+#define CKPT_SECTION(X)                                                 \
+	X(tag, 0, u32)          /* four ASCII characters */              \
+	X(reserved, 4, u32)     /* 0 */                                  \
+	X(size, 8, u64)         /* payload size */                       \
+	X(data_crc, 16, u32)    /* CRC-32C of the payload */             \
+	X(crc, 20, u32)         /* CRC-32C of bytes 0..19 of this header */
+typedef struct ckpt_header { CKPT_HEADER(MM_CKPT_DECL) } ckpt_header;
+typedef struct ckpt_section { CKPT_SECTION(MM_CKPT_DECL) } ckpt_section;
+typedef struct ckpt_rank_head { MM_CKPT_RANK_HEAD(MM_CKPT_DECL) } ckpt_rank_head;
+
+#define CKPT_SIZE_u32 4
+#define CKPT_SIZE_u64 8
+#define CKPT_SIZE_f64 8
+#define CKPT_SIZE_bytes8 8
+#define CKPT_FIELD(st, name, offset, type) {#name, offset, CKPT_SIZE_##type, #type, offsetof(st, name)},
+#define HEADER_FIELD(n, o, t) CKPT_FIELD(ckpt_header, n, o, t)
+#define SECTION_FIELD(n, o, t) CKPT_FIELD(ckpt_section, n, o, t)
+#define STAT_FIELD(n, o, t) CKPT_FIELD(mm_ckpt_stat, n, o, t)
+#define RANK_HEAD_FIELD(n, o, t) CKPT_FIELD(ckpt_rank_head, n, o, t)
+#define RANK_FIELD(n, o, t) CKPT_FIELD(mm_ckpt_rank, n, o, t)
+#define NF(t) (int)(sizeof t / sizeof t[0])
+static const mm_ckpt_field header_fields[] = {CKPT_HEADER(HEADER_FIELD)};
+static const mm_ckpt_field section_fields[] = {CKPT_SECTION(SECTION_FIELD)};
+static const mm_ckpt_field stat_fields[] = {MM_CKPT_STAT(STAT_FIELD)};
+static const mm_ckpt_field rank_head_fields[] = {MM_CKPT_RANK_HEAD(RANK_HEAD_FIELD)};
+static const mm_ckpt_field rank_fields[] = {MM_CKPT_RANK_ENTRY(RANK_FIELD)};
+
+static const struct {
+	const char *name;
+	const mm_ckpt_field *f;
+	int n;
+	size_t size;
+} layouts[] = {
+#define LAYOUT(name, t, size) {name, t, NF(t), size}
+	LAYOUT("header", header_fields, CKPT_HDR),
+	LAYOUT("section", section_fields, CKPT_SEC_HDR),
+	LAYOUT("STAT", stat_fields, MM_CKPT_STAT_SIZE),
+	LAYOUT("RANK", rank_head_fields, MM_CKPT_RANK_HEAD_SIZE),
+	LAYOUT("RANK entry", rank_fields, MM_CKPT_RANK_ENTRY_SIZE),
+#undef LAYOUT
+};
+
+const mm_ckpt_field *mm_ckpt_layout(const char *name, int *n, size_t *size)
+{
+	for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++)
+		if (strcmp(layouts[i].name, name) == 0) {
+			*n = layouts[i].n;
+			*size = layouts[i].size;
+			return layouts[i].f;
+		}
+	return NULL;
+}
+
+// Writes the struct s as the n fields of a layout into out (its whole size, reserved bytes 0).
+static void put_fields(uint8_t *out, size_t size, const mm_ckpt_field *f, int n, const void *s)
+{
+	memset(out, 0, size);
+	for (int i = 0; i < n; i++) {
+		const uint8_t *v = (const uint8_t *)s + f[i].member;
+		uint64_t u;
+		switch (f[i].type[0]) {
+		case 'u':
+			if (f[i].size == 4)
+				mm_put_u32(out + f[i].offset, *(const uint32_t *)(const void *)v);
+			else
+				mm_put_u64(out + f[i].offset, *(const uint64_t *)(const void *)v);
+			break;
+		case 'f':
+			memcpy(&u, v, 8);
+			mm_put_u64(out + f[i].offset, u);
+			break;
+		default:
+			memcpy(out + f[i].offset, v, f[i].size);
+		}
+	}
+}
+
+// Reads a layout's fields from in into the struct s (reserved bytes are not looked at).
+static void get_fields(const uint8_t *in, const mm_ckpt_field *f, int n, void *s)
+{
+	for (int i = 0; i < n; i++) {
+		uint8_t *v = (uint8_t *)s + f[i].member;
+		uint64_t u;
+		switch (f[i].type[0]) {
+		case 'u':
+			if (f[i].size == 4)
+				*(uint32_t *)(void *)v = mm_get_u32(in + f[i].offset);
+			else
+				*(uint64_t *)(void *)v = mm_get_u64(in + f[i].offset);
+			break;
+		case 'f':
+			u = mm_get_u64(in + f[i].offset);
+			memcpy(v, &u, 8);
+			break;
+		default:
+			memcpy(v, in + f[i].offset, f[i].size);
+		}
+	}
+}
+#define PUT(out, t, s) put_fields(out, sizeof out, t, NF(t), s)
+#define GET(in, t, s) get_fields(in, t, NF(t), s)
 
 struct mm_ckpt {
 	char *path;
@@ -39,14 +148,12 @@ int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n)
 {
 	if (n < 0 || n > CKPT_MAX_SECTIONS)
 		return mm_fail(MM_EINVAL, "%s: %d sections", path, n);
-	uint64_t total = CKPT_HDR;
+	ckpt_header h = {.version = CKPT_VERSION, .sections = (uint32_t)n, .size = CKPT_HDR};
+	memcpy(h.magic, CKPT_MAGIC, 8);
 	for (int i = 0; i < n; i++)
-		total += CKPT_SEC_HDR + pad8(secs[i].size);
-	uint8_t hdr[CKPT_HDR] = {0};
-	memcpy(hdr, CKPT_MAGIC, 8);
-	mm_put_u32(hdr + 8, CKPT_VERSION);
-	mm_put_u32(hdr + 12, (uint32_t)n);
-	mm_put_u64(hdr + 16, total);
+		h.size += CKPT_SEC_HDR + pad8(secs[i].size);
+	uint8_t hdr[CKPT_HDR];
+	PUT(hdr, header_fields, &h);
 	mm_put_u32(hdr + 28, mm_crc32c(0, hdr, 28));
 	mm_afile a;
 	int rc = mm_afile_open(&a, path);
@@ -55,10 +162,9 @@ int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n)
 	rc = mm_afile_write(&a, hdr, sizeof hdr);
 	static const uint8_t zeros[8];
 	for (int i = 0; i < n && !rc; i++) {
-		uint8_t sh[CKPT_SEC_HDR] = {0};
-		mm_put_u32(sh, secs[i].tag);
-		mm_put_u64(sh + 8, secs[i].size);
-		mm_put_u32(sh + 16, mm_crc32c(0, secs[i].data, secs[i].size));
+		ckpt_section s = {.tag = secs[i].tag, .size = secs[i].size, .data_crc = mm_crc32c(0, secs[i].data, secs[i].size)};
+		uint8_t sh[CKPT_SEC_HDR];
+		PUT(sh, section_fields, &s);
 		mm_put_u32(sh + 20, mm_crc32c(0, sh, 20));
 		rc = mm_afile_write(&a, sh, sizeof sh);
 		if (!rc)
@@ -89,16 +195,17 @@ static int ckpt_parse(mm_ckpt *ck)
 	const char *path = ck->path;
 	if (ck->n_bytes < CKPT_HDR)
 		return mm_fail(MM_ETRUNC, "%s: truncated: %zu bytes, shorter than the header", path, ck->n_bytes);
-	if (memcmp(b, CKPT_MAGIC, 8) != 0)
+	ckpt_header h;
+	GET(b, header_fields, &h);
+	if (memcmp(h.magic, CKPT_MAGIC, 8) != 0)
 		return mm_fail(MM_EFORMAT, "%s: not an mm checkpoint (bad magic at offset 0)", path);
-	if (mm_get_u32(b + 28) != mm_crc32c(0, b, 28))
+	if (h.crc != mm_crc32c(0, b, 28))
 		return mm_fail(MM_ECHECKSUM, "%s: header checksum mismatch at offset 0", path);
-	uint32_t version = mm_get_u32(b + 8);
-	if (version != CKPT_VERSION)
-		return mm_fail(MM_EVERSION, "%s: checkpoint version %u, this mm reads version %d", path, version,
+	if (h.version != CKPT_VERSION)
+		return mm_fail(MM_EVERSION, "%s: checkpoint version %u, this mm reads version %d", path, h.version,
 			       CKPT_VERSION);
-	uint32_t n = mm_get_u32(b + 12);
-	uint64_t total = mm_get_u64(b + 16);
+	uint32_t n = h.sections;
+	uint64_t total = h.size;
 	if (n > CKPT_MAX_SECTIONS)
 		return mm_fail(MM_EFORMAT, "%s: %u sections (at most %d) at offset 12", path, n, CKPT_MAX_SECTIONS);
 	if (total != ck->n_bytes)
@@ -115,26 +222,27 @@ static int ckpt_parse(mm_ckpt *ck)
 			return mm_fail(MM_ETRUNC, "%s: truncated at offset %llu (section %u header)", path,
 				       (unsigned long long)off, i);
 		const uint8_t *sh = b + off;
-		if (mm_get_u32(sh + 20) != mm_crc32c(0, sh, 20))
+		ckpt_section s;
+		GET(sh, section_fields, &s);
+		if (s.crc != mm_crc32c(0, sh, 20))
 			return mm_fail(MM_ECHECKSUM, "%s: section header checksum mismatch at offset %llu", path,
 				       (unsigned long long)off);
-		uint64_t size = mm_get_u64(sh + 8);
 		uint64_t room = ck->n_bytes - off - CKPT_SEC_HDR;
-		if (size > room || pad8(size) > room)
+		if (s.size > room || pad8(s.size) > room)
 			return mm_fail(MM_ETRUNC, "%s: section '%s' at offset %llu runs past the end of the file", path,
-				       tagstr(mm_get_u32(sh), ts), (unsigned long long)off);
+				       tagstr(s.tag, ts), (unsigned long long)off);
 		const uint8_t *data = sh + CKPT_SEC_HDR;
-		if (mm_get_u32(sh + 16) != mm_crc32c(0, data, size))
+		if (s.data_crc != mm_crc32c(0, data, s.size))
 			return mm_fail(MM_ECHECKSUM, "%s: section '%s' checksum mismatch at offset %llu", path,
-				       tagstr(mm_get_u32(sh), ts), (unsigned long long)(off + CKPT_SEC_HDR));
-		for (uint64_t k = size; k < pad8(size); k++)
+				       tagstr(s.tag, ts), (unsigned long long)(off + CKPT_SEC_HDR));
+		for (uint64_t k = s.size; k < pad8(s.size); k++)
 			if (data[k])
 				return mm_fail(MM_EFORMAT, "%s: non-zero padding at offset %llu", path,
 					       (unsigned long long)(off + CKPT_SEC_HDR + k));
-		ck->secs[i].tag = mm_get_u32(sh);
-		ck->secs[i].size = size;
+		ck->secs[i].tag = s.tag;
+		ck->secs[i].size = s.size;
 		ck->secs[i].data = data;
-		off += CKPT_SEC_HDR + pad8(size);
+		off += CKPT_SEC_HDR + pad8(s.size);
 	}
 	if (off != ck->n_bytes)
 		return mm_fail(MM_EFORMAT, "%s: %llu unexpected bytes after the last section at offset %llu", path,
@@ -245,6 +353,173 @@ int mm_ckpt_resolve(const char *arg, char **path)
 	return *path ? 0 : mm_fail(MM_ENOMEM, "out of memory");
 }
 
+// ---------------------------------------------------------------- a training run's contents
+
+int mm_ckpt_write_train(const char *path, const mm_ckpt_train *t)
+{
+	char modl[1024];
+	uint8_t *tokb = NULL, *ranks = NULL;
+	size_t tokn, np = t->nparams;
+	int rc = mm_config_format(t->cfg, modl, sizeof modl);
+	if (rc || (rc = mm_tok_serialize(t->tok, &tokb, &tokn)))
+		return rc;
+	uint8_t stat[MM_CKPT_STAT_SIZE];
+	PUT(stat, stat_fields, &t->stat);
+	// RANK is left out with one rank, as before data-parallel training.
+	size_t ranks_size = t->ranks > 1 ? MM_CKPT_RANK_HEAD_SIZE + (size_t)t->ranks * MM_CKPT_RANK_ENTRY_SIZE : 0;
+	if (ranks_size) {
+		if (!(ranks = malloc(ranks_size))) {
+			free(tokb);
+			return mm_fail(MM_ENOMEM, "%s: out of memory", path);
+		}
+		ckpt_rank_head h = {.ranks = t->ranks};
+		put_fields(ranks, MM_CKPT_RANK_HEAD_SIZE, rank_head_fields, NF(rank_head_fields), &h);
+		for (uint32_t r = 0; r < t->ranks; r++)
+			put_fields(ranks + MM_CKPT_RANK_HEAD_SIZE + (size_t)r * MM_CKPT_RANK_ENTRY_SIZE,
+				   MM_CKPT_RANK_ENTRY_SIZE, rank_fields, NF(rank_fields), &t->rank[r]);
+	}
+	mm_ckpt_section secs[8] = {
+		{MM_SEC_CONF, strlen(t->conf), t->conf},
+		{MM_SEC_MODL, strlen(modl), modl},
+		{MM_SEC_TOKN, tokn, tokb},
+		{MM_SEC_PARM, np * sizeof(float), t->params},
+		{MM_SEC_ADAM, 2 * np * sizeof(float), t->adam},
+		{MM_SEC_STAT, MM_CKPT_STAT_SIZE, stat},
+	};
+	int nsec = 6;
+	if (t->ema)
+		secs[nsec++] = (mm_ckpt_section){MM_SEC_EMA, np * sizeof(float), t->ema};
+	if (ranks_size)
+		secs[nsec++] = (mm_ckpt_section){MM_SEC_RANK, ranks_size, ranks};
+	rc = mm_ckpt_write(path, secs, nsec);
+	free(tokb);
+	free(ranks);
+	return rc;
+}
+
+static char *join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+char *mm_ckpt_train_path(const char *dir, uint64_t step)
+{
+	char name[64];
+	snprintf(name, sizeof name, "ckpt-%llu.mmc", (unsigned long long)step);
+	return join(dir, name);
+}
+
+// Removes the checkpoints of dir beyond the newest keep (a directory it cannot list is left).
+static void remove_old(const char *dir, long long keep)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	unsigned long long steps[4096];
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < 4096) {
+		unsigned long long s;
+		char tail[8];
+		if (sscanf(e->d_name, "ckpt-%llu.mm%2s", &s, tail) == 2 && strcmp(tail, "c") == 0)
+			steps[n++] = s;
+	}
+	closedir(d);
+	for (int i = 0; i < n; i++) {
+		int newer = 0;
+		for (int j = 0; j < n; j++)
+			newer += steps[j] > steps[i];
+		if (newer >= keep) {
+			char *old = mm_ckpt_train_path(dir, steps[i]);
+			if (old)
+				unlink(old);
+			free(old);
+		}
+	}
+}
+
+int mm_ckpt_save_train(const char *dir, const mm_ckpt_train *t, long long keep, char **path)
+{
+	*path = mm_ckpt_train_path(dir, t->stat.step);
+	char *latest = join(dir, "latest");
+	int rc = *path && latest ? mm_ckpt_write_train(*path, t) : mm_fail(MM_ENOMEM, "%s: out of memory", dir);
+	if (!rc) {
+		mm_afile a;
+		char line[80];
+		int k = snprintf(line, sizeof line, "%s\n", strrchr(*path, '/') + 1);
+		if (!(rc = mm_afile_open(&a, latest)) && !(rc = mm_afile_write(&a, line, (size_t)k)))
+			rc = mm_afile_commit(&a);
+	}
+	free(latest);
+	if (rc) {
+		free(*path);
+		*path = NULL;
+		return rc;
+	}
+	remove_old(dir, keep);
+	return 0;
+}
+
+int mm_ckpt_get_train(const mm_ckpt *ck, size_t nparams, int ema, mm_ckpt_train *t)
+{
+	memset(t, 0, sizeof *t);
+	t->nparams = nparams;
+	t->ranks = 1;
+	const void *p;
+	int rc = mm_ckpt_need(ck, MM_SEC_PARM, nparams * sizeof(float), &p);
+	if (rc)
+		return rc;
+	t->params = p;
+	if ((rc = mm_ckpt_need(ck, MM_SEC_ADAM, 2 * nparams * sizeof(float), &p)))
+		return rc;
+	t->adam = p;
+	if (ema) {
+		if ((rc = mm_ckpt_need(ck, MM_SEC_EMA, nparams * sizeof(float), &p)))
+			return rc;
+		t->ema = p;
+	}
+	if ((rc = mm_ckpt_need(ck, MM_SEC_STAT, MM_CKPT_STAT_SIZE, &p)))
+		return rc;
+	GET((const uint8_t *)p, stat_fields, &t->stat);
+	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_RANK);
+	if (!s)
+		return 0;
+	ckpt_rank_head h = {0};
+	if (s->size >= MM_CKPT_RANK_HEAD_SIZE)
+		GET((const uint8_t *)s->data, rank_head_fields, &h);
+	if (s->size < MM_CKPT_RANK_HEAD_SIZE || h.ranks < 1 || h.ranks > (1u << 24) ||
+	    s->size != MM_CKPT_RANK_HEAD_SIZE + (uint64_t)MM_CKPT_RANK_ENTRY_SIZE * h.ranks)
+		return mm_fail(MM_EFORMAT, "%s: section RANK of %llu bytes does not hold whole data positions", ck->path,
+			       (unsigned long long)s->size);
+	if (!(t->rank = malloc(h.ranks * sizeof *t->rank)))
+		return mm_fail(MM_ENOMEM, "%s: out of memory", ck->path);
+	t->ranks = h.ranks;
+	for (uint32_t r = 0; r < h.ranks; r++)
+		GET((const uint8_t *)s->data + MM_CKPT_RANK_HEAD_SIZE + (size_t)r * MM_CKPT_RANK_ENTRY_SIZE, rank_fields,
+		    &t->rank[r]);
+	return 0;
+}
+
+int mm_ckpt_config(const mm_ckpt *ck, mm_config *c)
+{
+	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_MODL);
+	if (!s)
+		return mm_fail(MM_EFORMAT, "%s: no model section", ck->path);
+	return mm_config_parse(s->data, s->size, ck->path, c);
+}
+
+int mm_ckpt_tokenizer(const mm_ckpt *ck, mm_tokenizer **tok)
+{
+	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_TOKN);
+	if (!s)
+		return mm_fail(MM_EFORMAT, "%s: no tokenizer section", ck->path);
+	return mm_tok_load_mem(tok, s->data, s->size, ck->path);
+}
+
 int mm_ckpt_load_model(const char *arg, int ema, int max_batch, mm_model **m, mm_tokenizer **tok, int *has_ema)
 {
 	*m = NULL;
@@ -255,21 +530,8 @@ int mm_ckpt_load_model(const char *arg, int ema, int max_batch, mm_model **m, mm
 		return rc;
 	mm_ckpt *ck = NULL;
 	mm_config c;
-	const mm_ckpt_section *s;
 	const void *w;
-	if ((rc = mm_ckpt_read(&ck, path)))
-		goto out;
-	if (!(s = mm_ckpt_find(ck, MM_SEC_MODL))) {
-		rc = mm_fail(MM_EFORMAT, "%s: no model section", path);
-		goto out;
-	}
-	if ((rc = mm_config_parse(s->data, s->size, path, &c)))
-		goto out;
-	if (!(s = mm_ckpt_find(ck, MM_SEC_TOKN))) {
-		rc = mm_fail(MM_EFORMAT, "%s: no tokenizer section", path);
-		goto out;
-	}
-	if ((rc = mm_tok_load_mem(tok, s->data, s->size, path)))
+	if ((rc = mm_ckpt_read(&ck, path)) || (rc = mm_ckpt_config(ck, &c)) || (rc = mm_ckpt_tokenizer(ck, tok)))
 		goto out;
 	if (mm_tok_vocab_size(*tok) != (uint32_t)c.vocab) {
 		rc = mm_fail(MM_EFORMAT, "%s: tokenizer vocab %u, model vocab %d", path, mm_tok_vocab_size(*tok), c.vocab);

@@ -1,12 +1,14 @@
-// Checkpoint container (format: man/mm-checkpoint.5): a header and a list of tagged sections,
-// each with its own CRC-32C. What goes into the sections (config, tokenizer, weights, EMA,
-// optimizer moments, RNG and data position, step) is mm-train's business; this module only
-// stores and verifies bytes.
+// Checkpoint files (format: man/mm-checkpoint.5), the one home of the format: the container (a
+// header and a list of tagged sections, each with its own CRC-32C), and what a training run
+// stores in it (settings, model shape, tokenizer, weights, EMA, optimizer moments, the position
+// in the schedule and the data), written and read here.
 #ifndef MM_CKPT_H
 #define MM_CKPT_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "model.h"
 
 #define MM_CKPT_TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 
@@ -25,6 +27,51 @@ typedef struct mm_ckpt_section {
 #define MM_SEC_ADAM MM_CKPT_TAG('A', 'D', 'A', 'M') // float32 first then second moments
 #define MM_SEC_STAT MM_CKPT_TAG('S', 'T', 'A', 'T') // step, schedule, data position (binary)
 #define MM_SEC_RANK MM_CKPT_TAG('R', 'A', 'N', 'K') // data position of every rank (data parallel)
+
+// The fixed layouts, one list each: X(name, offset, type), type u32, u64, f64 (sizes 4, 8, 8) or
+// bytes8 (8 bytes), covering every byte of the layout. Each list generates a struct below, and
+// lib/ckpt.c's writer and reader both walk it; man/mm-checkpoint.5 shows the same tables.
+// Reserved fields are written 0 and not looked at by the reader.
+#define MM_CKPT_STAT(X)                                                                    \
+	X(step, 0, u64)         /* optimizer steps done */                                 \
+	X(total_steps, 8, u64)  /* steps of the learning-rate schedule */                  \
+	X(seconds, 16, f64)     /* seconds of training so far */                           \
+	X(epoch, 24, u64)       /* data loader: epoch */                                   \
+	X(cursor, 32, u64)      /* data loader: permutation position of the next document */ \
+	X(offset, 40, u64)      /* data loader: position inside a document cut across batches */ \
+	X(adam_step, 48, u64)   /* Adam's step count (bias correction) */             \
+	X(reserved, 56, u64)    /* 0 */
+#define MM_CKPT_STAT_SIZE 64
+// RANK: this head, then one entry per rank, rank r's at MM_CKPT_RANK_HEAD_SIZE + r * entry size.
+#define MM_CKPT_RANK_HEAD(X) \
+	X(ranks, 0, u32)        /* N, the number of ranks */ \
+	X(reserved, 4, u32)     /* 0 */
+#define MM_CKPT_RANK_HEAD_SIZE 8
+#define MM_CKPT_RANK_ENTRY(X) \
+	X(epoch, 0, u64)        /* rank r's data loader: epoch */ \
+	X(cursor, 8, u64)       /* ... permutation position of its next document */ \
+	X(offset, 16, u64)      /* ... position inside a document cut across batches */
+#define MM_CKPT_RANK_ENTRY_SIZE 24
+
+#define MM_CKPT_DECL_u32(name) uint32_t name;
+#define MM_CKPT_DECL_u64(name) uint64_t name;
+#define MM_CKPT_DECL_f64(name) double name;
+#define MM_CKPT_DECL_bytes8(name) uint8_t name[8];
+#define MM_CKPT_DECL(name, offset, type) MM_CKPT_DECL_##type(name)
+typedef struct mm_ckpt_stat { MM_CKPT_STAT(MM_CKPT_DECL) } mm_ckpt_stat;
+typedef struct mm_ckpt_rank { MM_CKPT_RANK_ENTRY(MM_CKPT_DECL) } mm_ckpt_rank;
+
+// One field of a fixed layout, as the lists above give it (for the writer, the reader and tests).
+typedef struct mm_ckpt_field {
+	const char *name;
+	uint32_t offset, size;
+	const char *type;   // "u32", "u64", "f64" or "bytes8"
+	size_t member;      // offsetof in the struct of the layout
+} mm_ckpt_field;
+// The layouts by name: "header", "section" (a section header), "STAT", "RANK" (its head) and
+// "RANK entry". Returns the fields (*n of them) and sets *size to the layout's size; NULL for
+// another name.
+const mm_ckpt_field *mm_ckpt_layout(const char *name, int *n, size_t *size);
 
 // Writes the sections to path atomically (temp file, fsync, rename).
 int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n);
@@ -47,8 +94,38 @@ void mm_ckpt_free(mm_ckpt *ck);
 // *path is malloc'd.
 int mm_ckpt_resolve(const char *file_or_dir, char **path);
 
-struct mm_model;
 struct mm_tokenizer;
+
+// What mm-train stores in a checkpoint. The writer reads every member; mm_ckpt_get_train fills
+// those from nparams on.
+typedef struct mm_ckpt_train {
+	const char *conf;                 // CONF: the trainer's settings, "key = value" text
+	const mm_config *cfg;             // MODL
+	const struct mm_tokenizer *tok;   // TOKN
+	size_t nparams;
+	const float *params;              // PARM: nparams values
+	const float *adam;                // ADAM: 2 nparams values, first moments then second
+	const float *ema;                 // EMA: nparams values, or NULL (no section)
+	mm_ckpt_stat stat;                // STAT
+	uint32_t ranks;                   // RANK: the number of ranks (no section below 2)
+	mm_ckpt_rank *rank;               // their data positions (ranks entries)
+} mm_ckpt_train;
+
+// Writes a training checkpoint to path atomically.
+int mm_ckpt_write_train(const char *path, const mm_ckpt_train *t);
+// The same as DIR/ckpt-<stat.step>.mmc, then DIR/latest naming it (also atomically); removes
+// all but the newest keep checkpoints of DIR. *path (malloc'd) names the new checkpoint.
+int mm_ckpt_save_train(const char *dir, const mm_ckpt_train *t, long long keep, char **path);
+// The path DIR/ckpt-<step>.mmc would have (malloc'd; NULL when out of memory).
+char *mm_ckpt_train_path(const char *dir, uint64_t step);
+// Reads the state of a training checkpoint whose model has nparams parameters: PARM, ADAM, EMA
+// (required when ema is 1; else t->ema is NULL), STAT and RANK, each checked for its size.
+// The float pointers point into ck; t->rank is malloc'd (free it), NULL without RANK, where
+// t->ranks is 1. conf, cfg and tok are left NULL: see mm_ckpt_config and mm_ckpt_tokenizer.
+int mm_ckpt_get_train(const mm_ckpt *ck, size_t nparams, int ema, mm_ckpt_train *t);
+// MODL, parsed and checked; TOKN, loaded. Failures name the file.
+int mm_ckpt_config(const mm_ckpt *ck, mm_config *c);
+int mm_ckpt_tokenizer(const mm_ckpt *ck, struct mm_tokenizer **tok);
 // Loads a model for inference from a checkpoint file or run directory: its configuration, the
 // tokenizer and the weights (the EMA weights when ema is 1; MM_EFORMAT if the checkpoint has
 // none). max_batch sizes the model's buffers (mm_model_new). *has_ema says whether the file
