@@ -413,8 +413,8 @@ static int train(void)
 		if (rc < 0)
 			die_mm(rc);
 		prof[0] += mm_now() - ta;
-		mm_train_info s = {.stop = stop_signal != 0};
-		if ((rc = mm_train_step(&tr, &tr.batch, &s)) == -MM_ENUMERIC)
+		mm_train_info s;
+		if ((rc = mm_train_step(&tr, &tr.batch, &stop_signal, &s)) == -MM_ENUMERIC)
 			die("%s; the last good checkpoint is %s", mm_errmsg(), last_ckpt ? last_ckpt : "(none yet)");
 		if (rc)
 			die_mm(rc);

@@ -46,7 +46,11 @@ typedef struct ckpt_rank_head { MM_CKPT_RANK_HEAD(MM_CKPT_DECL) } ckpt_rank_head
 #define CKPT_SIZE_u64 8
 #define CKPT_SIZE_f64 8
 #define CKPT_SIZE_bytes8 8
-#define CKPT_FIELD(st, name, offset, type) {#name, offset, CKPT_SIZE_##type, #type, offsetof(st, name)},
+#define CKPT_TYPE_u32 "u32"
+#define CKPT_TYPE_u64 "u64"
+#define CKPT_TYPE_f64 "f64"
+#define CKPT_TYPE_bytes8 "bytes"
+#define CKPT_FIELD(st, name, offset, type) {#name, offset, CKPT_SIZE_##type, CKPT_TYPE_##type, offsetof(st, name)},
 #define HEADER_FIELD(n, o, t) CKPT_FIELD(ckpt_header, n, o, t)
 #define SECTION_FIELD(n, o, t) CKPT_FIELD(ckpt_section, n, o, t)
 #define STAT_FIELD(n, o, t) CKPT_FIELD(mm_ckpt_stat, n, o, t)

@@ -65,7 +65,7 @@ typedef struct mm_ckpt_rank { MM_CKPT_RANK_ENTRY(MM_CKPT_DECL) } mm_ckpt_rank;
 typedef struct mm_ckpt_field {
 	const char *name;
 	uint32_t offset, size;
-	const char *type;   // "u32", "u64", "f64" or "bytes8"
+	const char *type;   // "u32", "u64", "f64" or "bytes" (as in the man page)
 	size_t member;      // offsetof in the struct of the layout
 } mm_ckpt_field;
 // The layouts by name: "header", "section" (a section header), "STAT", "RANK" (its head) and

@@ -205,7 +205,7 @@ static void sum_over_ranks(mm_trainer *tr, const mm_batch *b, mm_train_info *in)
 	mm_model_set_loss_counts(tr->model, s[SUM_NT], s[SUM_NI]);
 }
 
-int mm_train_step(mm_trainer *tr, const mm_batch *b, mm_train_info *in)
+int mm_train_step(mm_trainer *tr, const mm_batch *b, const volatile sig_atomic_t *stop, mm_train_info *in)
 {
 	const mm_train_settings *s = &tr->s;
 	size_t np = mm_model_nparams(tr->model);
@@ -224,7 +224,7 @@ int mm_train_step(mm_trainer *tr, const mm_batch *b, mm_train_info *in)
 	for (int p = 0; p < b->B * b->T; p++)
 		in->padded += b->doc[p] < 0;
 	in->done = s->epochs && mm_loader_epochs_done(tr->train) >= s->epochs;
-	in->stop = in->stop != 0;
+	in->stop = stop && *stop != 0;
 	if (many(tr))
 		sum_over_ranks(tr, b, in);
 	double t1 = mm_now();

@@ -5,6 +5,7 @@
 #ifndef MM_TRAIN_H
 #define MM_TRAIN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,7 +76,7 @@ void mm_train_free(mm_trainer *tr);
 
 // One step's figures, of all ranks' rows.
 typedef struct mm_train_info {
-	int stop;          // in: this rank wants to stop; out: any rank does (data parallel)
+	int stop;          // a stop was asked for (on any rank: data parallel)
 	int done;          // out: the epochs of the settings are done (on any rank)
 	float loss, loss_text, loss_image, lr;
 	double grad_norm;  // before clipping
@@ -83,9 +84,11 @@ typedef struct mm_train_info {
 	double sec_forward, sec_backward, sec_sum, sec_optim; // the step's phases, in seconds
 } mm_train_info;
 
-// One optimizer step on batch b (mm_loader_next into tr->batch). On a non-finite loss or
-// gradient returns MM_ENUMERIC ("non-finite loss at step N") and leaves the weights as they were.
-int mm_train_step(mm_trainer *tr, const mm_batch *b, mm_train_info *info);
+// One optimizer step on batch b (mm_loader_next into tr->batch). *stop (a signal handler's flag,
+// or NULL) is read after the forward, the last moment at which the ranks can still agree on it
+// in this step. On a non-finite loss or gradient returns MM_ENUMERIC ("non-finite loss at step
+// N") and leaves the weights as they were.
+int mm_train_step(mm_trainer *tr, const mm_batch *b, const volatile sig_atomic_t *stop, mm_train_info *info);
 
 // Validation losses of the current weights over the validation shards (max_batches per rank,
 // 0: all): text weighted by targets, image by image positions, all ranks together.

@@ -1,5 +1,10 @@
-// The checkpoint container: round trip, and every corruption or truncation refused.
+// The checkpoint container: round trip, and every corruption or truncation refused. A training
+// checkpoint's contents: round trip, STAT and RANK at the offsets of man/mm-checkpoint.5, the
+// last K kept; and the man page's field tables equal to the code's.
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -19,8 +24,185 @@ static int write_bytes(const char *path, const uint8_t *b, size_t n)
 	return w == n ? 0 : -1;
 }
 
+// The rows (offset, size, type) of the man page's table that follows the line `after`; RANK's
+// entry rows ("8 + 24 r") go to entry[] with the offset inside the entry. Returns the rows.
+typedef struct row {
+	unsigned off, size;
+	char type[16];
+} row;
+
+static int man_table(const char *man, const char *after, row *rows, row *entry, int *n_entry, unsigned *stride)
+{
+	const char *p = strstr(man, after);
+	if (!p || !(p = strstr(p, "\n.TS\n")))
+		return -1;
+	p = strchr(p + 5, '\n') + 1; // the format line
+	p = strchr(p, '\n') + 1;     // the column titles
+	int n = 0, in_block = 0;
+	*n_entry = 0;
+	while (*p && strncmp(p, ".TE", 3) != 0) {
+		const char *eol = strchr(p, '\n');
+		char line[256];
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+		snprintf(line, sizeof line, "%.*s", (int)len, p);
+		p += len + (eol != NULL);
+		if (in_block) {
+			in_block = strncmp(line, "T}", 2) != 0;
+			continue;
+		}
+		unsigned off, base, size;
+		char type[16];
+		in_block = strstr(line, "\tT{") != NULL;
+		if (sscanf(line, "%u + %u r\t%u\t%15s", &base, stride, &size, type) == 4) {
+			entry[*n_entry] = (row){base - MM_CKPT_RANK_HEAD_SIZE, size, ""};
+			snprintf(entry[(*n_entry)++].type, 16, "%s", type);
+		} else if (sscanf(line, "%u\t%u\t%15s", &off, &size, type) == 3) {
+			rows[n] = (row){off, size, ""};
+			snprintf(rows[n++].type, 16, "%s", type);
+		}
+	}
+	return n;
+}
+
+// The code's layout equals the rows, and its fields cover every byte once.
+static void same_layout(const char *name, const row *rows, int n)
+{
+	int nf;
+	size_t size;
+	const mm_ckpt_field *f = mm_ckpt_layout(name, &nf, &size);
+	CHECK_MSG(f != NULL, "no layout %s", name);
+	if (!f)
+		return;
+	CHECK_MSG(nf == n, "%s: %d fields in the code, %d rows in the man page", name, nf, n);
+	unsigned end = 0;
+	for (int i = 0; i < nf && i < n; i++) {
+		CHECK_MSG(f[i].offset == end, "%s.%s: offset %u, the field before ends at %u", name, f[i].name,
+			  f[i].offset, end);
+		end = f[i].offset + f[i].size;
+		CHECK_MSG(rows[i].off == f[i].offset && rows[i].size == f[i].size && strcmp(rows[i].type, f[i].type) == 0,
+			  "%s.%s: code %u %u %s, man page %u %u %s", name, f[i].name, f[i].offset, f[i].size, f[i].type,
+			  rows[i].off, rows[i].size, rows[i].type);
+	}
+	CHECK_MSG(end == size, "%s: fields end at %u, the layout is %zu bytes", name, end, size);
+}
+
+static void man_tables(void)
+{
+	const char *t = getenv("T");
+	char path[1024];
+	snprintf(path, sizeof path, "%s/../man/mm-checkpoint.5", t ? t : "tests");
+	uint8_t *man;
+	size_t n;
+	CHECK_OK(mm_read_file(path, 1 << 20, &man, &n));
+	row rows[32], entry[8];
+	int ne = 0;
+	unsigned stride = 0;
+	const char *after[] = {".SS Header", ".SS Sections\n", "\nSTAT:\n", "\nRANK, written by"};
+	const char *names[] = {"header", "section", "STAT", "RANK"};
+	for (int i = 0; i < 4; i++) {
+		int nr = man_table((const char *)man, after[i], rows, entry, &ne, &stride);
+		CHECK_MSG(nr > 0, "man page: no table after '%s'", after[i]);
+		same_layout(names[i], rows, nr);
+	}
+	CHECK_EQ_INT(ne, 3);
+	CHECK_EQ_INT((int)stride, MM_CKPT_RANK_ENTRY_SIZE);
+	same_layout("RANK entry", entry, ne);
+	free(man);
+}
+
+// A training checkpoint written, read back, and its fixed sections byte for byte.
+static void train_contents(void)
+{
+	mm_tokenizer *tok;
+	CHECK_OK(mm_tok_new_bytes(&tok));
+	mm_config cfg = {.dim = 8, .layers = 1, .heads = 2, .mlp = 16, .vocab = (int)mm_tok_vocab_size(tok), .seq_len = 8,
+			 .image_weight = 5};
+	float p[10], adam[20], ema[10];
+	for (int i = 0; i < 20; i++)
+		adam[i] = (float)i / 7, p[i % 10] = (float)i, ema[i % 10] = -(float)i;
+	mm_ckpt_rank rank[3] = {{1, 2, 3}, {4, 5, 6}, {7, 8, 9}};
+	mm_ckpt_train t = {.conf = "dim = 8\n", .cfg = &cfg, .tok = tok, .nparams = 10, .params = p, .adam = adam,
+			   .ema = ema, .ranks = 3, .rank = rank};
+	t.stat = (mm_ckpt_stat){.step = 1, .total_steps = 12, .seconds = 2.5, .epoch = 3, .cursor = 4, .offset = 5,
+				.adam_step = 6};
+	char *path, want[32];
+	CHECK(mkdir("run", 0777) == 0 || errno == EEXIST);
+	for (uint64_t s = 1; s <= 3; s++) {
+		t.stat.step = s;
+		CHECK_OK(mm_ckpt_save_train("run", &t, 2, &path));
+		snprintf(want, sizeof want, "run/ckpt-%llu.mmc", (unsigned long long)s);
+		CHECK(path && strcmp(path, want) == 0);
+		free(path);
+	}
+	CHECK(access("run/ckpt-1.mmc", F_OK) != 0 && access("run/ckpt-2.mmc", F_OK) == 0);
+	uint8_t *latest;
+	size_t n;
+	CHECK_OK(mm_read_file("run/latest", 100, &latest, &n));
+	CHECK(n == 11 && memcmp(latest, "ckpt-3.mmc\n", 11) == 0);
+	free(latest);
+
+	mm_ckpt *ck;
+	CHECK_OK(mm_ckpt_read(&ck, "run/ckpt-3.mmc"));
+	// STAT and RANK at the offsets of the man page, written by hand.
+	uint8_t stat[64] = {0}, ranks[8 + 3 * 24] = {0};
+	uint64_t sv[7] = {3, 12, 0, 3, 4, 5, 6};
+	double sec = 2.5;
+	memcpy(&sv[2], &sec, 8);
+	for (int i = 0; i < 7; i++)
+		mm_put_u64(stat + 8 * i, sv[i]);
+	mm_put_u32(ranks, 3);
+	for (int i = 0; i < 9; i++)
+		mm_put_u64(ranks + 8 + 8 * i, (uint64_t)i + 1);
+	const void *d;
+	CHECK_OK(mm_ckpt_need(ck, MM_SEC_STAT, sizeof stat, &d));
+	CHECK(memcmp(d, stat, sizeof stat) == 0);
+	CHECK_OK(mm_ckpt_need(ck, MM_SEC_RANK, sizeof ranks, &d));
+	CHECK(memcmp(d, ranks, sizeof ranks) == 0);
+
+	mm_ckpt_train r;
+	CHECK_OK(mm_ckpt_get_train(ck, 10, 1, &r));
+	CHECK(memcmp(r.params, p, sizeof p) == 0 && memcmp(r.adam, adam, sizeof adam) == 0);
+	CHECK(memcmp(r.ema, ema, sizeof ema) == 0);
+	CHECK(r.stat.step == 3 && r.stat.total_steps == 12 && r.stat.seconds == 2.5 && r.stat.epoch == 3 &&
+	      r.stat.cursor == 4 && r.stat.offset == 5 && r.stat.adam_step == 6);
+	CHECK(r.ranks == 3 && memcmp(r.rank, rank, sizeof rank) == 0);
+	free(r.rank);
+	CHECK(mm_ckpt_get_train(ck, 11, 1, &r) == -MM_EFORMAT); // another model's size
+	free(r.rank);
+	mm_config c2;
+	CHECK_OK(mm_ckpt_config(ck, &c2));
+	CHECK(c2.dim == 8 && c2.mlp == 16 && c2.vocab == cfg.vocab);
+	mm_tokenizer *tok2;
+	CHECK_OK(mm_ckpt_tokenizer(ck, &tok2));
+	CHECK(mm_tok_hash(tok2) == mm_tok_hash(tok));
+	mm_tok_free(tok2);
+	mm_ckpt_free(ck);
+
+	// One rank: no RANK section; asked for EMA weights that are not there: refused.
+	t.ranks = 1, t.ema = NULL;
+	CHECK_OK(mm_ckpt_write_train("one.mmc", &t));
+	CHECK_OK(mm_ckpt_read(&ck, "one.mmc"));
+	CHECK(mm_ckpt_find(ck, MM_SEC_RANK) == NULL);
+	CHECK_OK(mm_ckpt_get_train(ck, 10, 0, &r));
+	CHECK(r.ranks == 1 && r.rank == NULL && r.ema == NULL);
+	CHECK(mm_ckpt_get_train(ck, 10, 1, &r) == -MM_EFORMAT);
+	mm_ckpt_free(ck);
+	// A RANK section that does not hold whole positions is refused.
+	mm_ckpt_section bad[] = {{MM_SEC_PARM, sizeof p, p}, {MM_SEC_ADAM, sizeof adam, adam},
+				 {MM_SEC_STAT, sizeof stat, stat}, {MM_SEC_RANK, sizeof ranks - 8, ranks}};
+	CHECK_OK(mm_ckpt_write("bad-rank.mmc", bad, 4));
+	CHECK_OK(mm_ckpt_read(&ck, "bad-rank.mmc"));
+	CHECK(mm_ckpt_get_train(ck, 10, 0, &r) == -MM_EFORMAT);
+	CHECK(strstr(mm_errmsg(), "section RANK of 72 bytes does not hold whole data positions") != NULL);
+	free(r.rank);
+	mm_ckpt_free(ck);
+	mm_tok_free(tok);
+}
+
 int main(void)
 {
+	man_tables();
+	train_contents();
 	float w[37];
 	for (int i = 0; i < 37; i++)
 		w[i] = (float)i * 0.5f - 3;
