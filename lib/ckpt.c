@@ -158,7 +158,8 @@ int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n)
 		h.size += CKPT_SEC_HDR + pad8(secs[i].size);
 	uint8_t hdr[CKPT_HDR];
 	PUT(hdr, header_fields, &h);
-	mm_put_u32(hdr + 28, mm_crc32c(0, hdr, 28));
+	h.crc = mm_crc32c(0, hdr, 28); // the bytes before the CRC
+	PUT(hdr, header_fields, &h);
 	mm_afile a;
 	int rc = mm_afile_open(&a, path);
 	if (rc)
@@ -169,7 +170,8 @@ int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n)
 		ckpt_section s = {.tag = secs[i].tag, .size = secs[i].size, .data_crc = mm_crc32c(0, secs[i].data, secs[i].size)};
 		uint8_t sh[CKPT_SEC_HDR];
 		PUT(sh, section_fields, &s);
-		mm_put_u32(sh + 20, mm_crc32c(0, sh, 20));
+		s.crc = mm_crc32c(0, sh, 20);
+		PUT(sh, section_fields, &s);
 		rc = mm_afile_write(&a, sh, sizeof sh);
 		if (!rc)
 			rc = mm_afile_write(&a, secs[i].data, secs[i].size);
