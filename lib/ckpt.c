@@ -13,6 +13,7 @@
 #include "checksum.h"
 #include "err.h"
 #include "fileio.h"
+#include "layout.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -25,118 +26,32 @@
 #define CKPT_SEC_HDR 24
 #define CKPT_MAX_SECTIONS 4096
 
-#define CKPT_HEADER(X)                                                  \
-	X(magic, 0, bytes8)     /* "MMCKPT\r\n" */                        \
-	X(version, 8, u32)      /* 1 */                                  \
-	X(sections, 12, u32)    /* number of sections */                 \
-	X(size, 16, u64)        /* size of the whole file */             \
-	X(reserved, 24, u32)    /* 0 */                                  \
-	X(crc, 28, u32)         /* CRC-32C of bytes 0..27 */
-#define CKPT_SECTION(X)                                                 \
-	X(tag, 0, u32)          /* four ASCII characters */              \
-	X(reserved, 4, u32)     /* 0 */                                  \
-	X(size, 8, u64)         /* payload size */                       \
-	X(data_crc, 16, u32)    /* CRC-32C of the payload */             \
-	X(crc, 20, u32)         /* CRC-32C of bytes 0..19 of this header */
-typedef struct ckpt_header { CKPT_HEADER(MM_CKPT_DECL) } ckpt_header;
-typedef struct ckpt_section { CKPT_SECTION(MM_CKPT_DECL) } ckpt_section;
-typedef struct ckpt_rank_head { MM_CKPT_RANK_HEAD(MM_CKPT_DECL) } ckpt_rank_head;
-
-#define CKPT_SIZE_u32 4
-#define CKPT_SIZE_u64 8
-#define CKPT_SIZE_f64 8
-#define CKPT_SIZE_bytes8 8
-#define CKPT_TYPE_u32 "u32"
-#define CKPT_TYPE_u64 "u64"
-#define CKPT_TYPE_f64 "f64"
-#define CKPT_TYPE_bytes8 "bytes"
-#define CKPT_FIELD(st, name, offset, type) {#name, offset, CKPT_SIZE_##type, CKPT_TYPE_##type, offsetof(st, name)},
-#define HEADER_FIELD(n, o, t) CKPT_FIELD(ckpt_header, n, o, t)
-#define SECTION_FIELD(n, o, t) CKPT_FIELD(ckpt_section, n, o, t)
-#define STAT_FIELD(n, o, t) CKPT_FIELD(mm_ckpt_stat, n, o, t)
-#define RANK_HEAD_FIELD(n, o, t) CKPT_FIELD(ckpt_rank_head, n, o, t)
-#define RANK_FIELD(n, o, t) CKPT_FIELD(mm_ckpt_rank, n, o, t)
-#define NF(t) (int)(sizeof t / sizeof t[0])
-static const mm_ckpt_field header_fields[] = {CKPT_HEADER(HEADER_FIELD)};
-static const mm_ckpt_field section_fields[] = {CKPT_SECTION(SECTION_FIELD)};
-static const mm_ckpt_field stat_fields[] = {MM_CKPT_STAT(STAT_FIELD)};
-static const mm_ckpt_field rank_head_fields[] = {MM_CKPT_RANK_HEAD(RANK_HEAD_FIELD)};
-static const mm_ckpt_field rank_fields[] = {MM_CKPT_RANK_ENTRY(RANK_FIELD)};
-
-static const struct {
-	const char *name;
-	const mm_ckpt_field *f;
-	int n;
-	size_t size;
-} layouts[] = {
-#define LAYOUT(name, t, size) {name, t, NF(t), size}
-	LAYOUT("header", header_fields, CKPT_HDR),
-	LAYOUT("section", section_fields, CKPT_SEC_HDR),
-	LAYOUT("STAT", stat_fields, MM_CKPT_STAT_SIZE),
-	LAYOUT("RANK", rank_head_fields, MM_CKPT_RANK_HEAD_SIZE),
-	LAYOUT("RANK entry", rank_fields, MM_CKPT_RANK_ENTRY_SIZE),
-#undef LAYOUT
-};
-
-const mm_ckpt_field *mm_ckpt_layout(const char *name, int *n, size_t *size)
-{
-	for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++)
-		if (strcmp(layouts[i].name, name) == 0) {
-			*n = layouts[i].n;
-			*size = layouts[i].size;
-			return layouts[i].f;
-		}
-	return NULL;
-}
-
-// Writes the struct s as the n fields of a layout into out (its whole size, reserved bytes 0).
-static void put_fields(uint8_t *out, size_t size, const mm_ckpt_field *f, int n, const void *s)
-{
-	memset(out, 0, size);
-	for (int i = 0; i < n; i++) {
-		const uint8_t *v = (const uint8_t *)s + f[i].member;
-		uint64_t u;
-		switch (f[i].type[0]) {
-		case 'u':
-			if (f[i].size == 4)
-				mm_put_u32(out + f[i].offset, *(const uint32_t *)(const void *)v);
-			else
-				mm_put_u64(out + f[i].offset, *(const uint64_t *)(const void *)v);
-			break;
-		case 'f':
-			memcpy(&u, v, 8);
-			mm_put_u64(out + f[i].offset, u);
-			break;
-		default:
-			memcpy(out + f[i].offset, v, f[i].size);
-		}
-	}
-}
-
-// Reads a layout's fields from in into the struct s (reserved bytes are not looked at).
-static void get_fields(const uint8_t *in, const mm_ckpt_field *f, int n, void *s)
-{
-	for (int i = 0; i < n; i++) {
-		uint8_t *v = (uint8_t *)s + f[i].member;
-		uint64_t u;
-		switch (f[i].type[0]) {
-		case 'u':
-			if (f[i].size == 4)
-				*(uint32_t *)(void *)v = mm_get_u32(in + f[i].offset);
-			else
-				*(uint64_t *)(void *)v = mm_get_u64(in + f[i].offset);
-			break;
-		case 'f':
-			u = mm_get_u64(in + f[i].offset);
-			memcpy(v, &u, 8);
-			break;
-		default:
-			memcpy(v, in + f[i].offset, f[i].size);
-		}
-	}
-}
-#define PUT(out, t, s) put_fields(out, sizeof out, t, NF(t), s)
-#define GET(in, t, s) get_fields(in, t, NF(t), s)
+// The header and the section header, records of lib/layout.h (the man page's first tables).
+#define CKPT_HEADER_FIELDS(X, R)                                        \
+	X(R, magic, 0, 8, BYTES, MAGIC, CKPT_MAGIC)                     \
+	X(R, version, 8, 4, U32, VERSION, CKPT_VERSION)                 \
+	X(R, sections, 12, 4, U32, MAX, CKPT_MAX_SECTIONS)              \
+	X(R, size, 16, 8, U64, NONE, 0)    /* of the whole file */      \
+	X(R, reserved, 24, 4, U32, ZERO, 0)                             \
+	X(R, crc, 28, 4, U32, CRC, 0)
+#define CKPT_SECTION_FIELDS(X, R)                                       \
+	X(R, tag, 0, 4, U32, NONE, 0)                                   \
+	X(R, reserved, 4, 4, U32, ZERO, 0)                              \
+	X(R, size, 8, 8, U64, NONE, 0)     /* of the payload */         \
+	X(R, data_crc, 16, 4, U32, NONE, 0)                             \
+	X(R, crc, 20, 4, U32, CRC, 0)
+MM_LAYOUT(ckh, CKPT_HEADER_FIELDS, "checkpoint-header");
+MM_LAYOUT(cks, CKPT_SECTION_FIELDS, "checkpoint-section");
+MM_LAYOUT(ckstat, MM_CKPT_STAT_FIELDS, "checkpoint-stat");
+MM_LAYOUT(ckrh, MM_CKPT_RANK_HEAD_FIELDS, "checkpoint-rank");
+MM_LAYOUT(ckr, MM_CKPT_RANK_FIELDS, "checkpoint-rank-entry");
+const mm_layout *const mm_ckpt_layouts[] = {&ckh_layout, &cks_layout, &ckstat_layout, &ckrh_layout, &ckr_layout, NULL};
+_Static_assert(sizeof(ckh_bytes) == CKPT_HDR && sizeof(cks_bytes) == CKPT_SEC_HDR, "container layouts");
+_Static_assert(sizeof(ckstat_bytes) == MM_CKPT_STAT_SIZE && sizeof(ckstat_values) == sizeof(mm_ckpt_stat),
+	       "STAT layout");
+_Static_assert(sizeof(ckrh_bytes) == MM_CKPT_RANK_HEAD_SIZE && sizeof(ckr_bytes) == MM_CKPT_RANK_ENTRY_SIZE &&
+		       sizeof(ckr_values) == sizeof(mm_ckpt_rank),
+	       "RANK layout");
 
 struct mm_ckpt {
 	char *path;
@@ -152,14 +67,11 @@ int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n)
 {
 	if (n < 0 || n > CKPT_MAX_SECTIONS)
 		return mm_fail(MM_EINVAL, "%s: %d sections", path, n);
-	ckpt_header h = {.version = CKPT_VERSION, .sections = (uint32_t)n, .size = CKPT_HDR};
-	memcpy(h.magic, CKPT_MAGIC, 8);
+	ckh_values h = {.sections = (uint64_t)n, .size = CKPT_HDR};
 	for (int i = 0; i < n; i++)
 		h.size += CKPT_SEC_HDR + pad8(secs[i].size);
 	uint8_t hdr[CKPT_HDR];
-	PUT(hdr, header_fields, &h);
-	h.crc = mm_crc32c(0, hdr, 28); // the bytes before the CRC
-	PUT(hdr, header_fields, &h);
+	mm_layout_put(&ckh_layout, &h, hdr);
 	mm_afile a;
 	int rc = mm_afile_open(&a, path);
 	if (rc)
@@ -167,11 +79,9 @@ int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n)
 	rc = mm_afile_write(&a, hdr, sizeof hdr);
 	static const uint8_t zeros[8];
 	for (int i = 0; i < n && !rc; i++) {
-		ckpt_section s = {.tag = secs[i].tag, .size = secs[i].size, .data_crc = mm_crc32c(0, secs[i].data, secs[i].size)};
+		cks_values s = {.tag = secs[i].tag, .size = secs[i].size, .data_crc = mm_crc32c(0, secs[i].data, secs[i].size)};
 		uint8_t sh[CKPT_SEC_HDR];
-		PUT(sh, section_fields, &s);
-		s.crc = mm_crc32c(0, sh, 20);
-		PUT(sh, section_fields, &s);
+		mm_layout_put(&cks_layout, &s, sh);
 		rc = mm_afile_write(&a, sh, sizeof sh);
 		if (!rc)
 			rc = mm_afile_write(&a, secs[i].data, secs[i].size);
@@ -201,16 +111,17 @@ static int ckpt_parse(mm_ckpt *ck)
 	const char *path = ck->path;
 	if (ck->n_bytes < CKPT_HDR)
 		return mm_fail(MM_ETRUNC, "%s: truncated: %zu bytes, shorter than the header", path, ck->n_bytes);
-	ckpt_header h;
-	GET(b, header_fields, &h);
-	if (memcmp(h.magic, CKPT_MAGIC, 8) != 0)
+	// The header's own messages first (what mm has always said), then the table's checks.
+	ckh_values h;
+	mm_layout_get(&ckh_layout, b, &h);
+	if (!mm_layout_magic_ok(&ckh_layout, b, CKPT_HDR))
 		return mm_fail(MM_EFORMAT, "%s: not an mm checkpoint (bad magic at offset 0)", path);
-	if (h.crc != mm_crc32c(0, b, 28))
+	if (h.crc != mm_crc32c(0, b, MM_AT(ckh, crc)))
 		return mm_fail(MM_ECHECKSUM, "%s: header checksum mismatch at offset 0", path);
 	if (h.version != CKPT_VERSION)
-		return mm_fail(MM_EVERSION, "%s: checkpoint version %u, this mm reads version %d", path, h.version,
-			       CKPT_VERSION);
-	uint32_t n = h.sections;
+		return mm_fail(MM_EVERSION, "%s: checkpoint version %u, this mm reads version %d", path,
+			       (uint32_t)h.version, CKPT_VERSION);
+	uint32_t n = (uint32_t)h.sections;
 	uint64_t total = h.size;
 	if (n > CKPT_MAX_SECTIONS)
 		return mm_fail(MM_EFORMAT, "%s: %u sections (at most %d) at offset 12", path, n, CKPT_MAX_SECTIONS);
@@ -218,6 +129,9 @@ static int ckpt_parse(mm_ckpt *ck)
 		return mm_fail(total > ck->n_bytes ? MM_ETRUNC : MM_EFORMAT,
 			       "%s: file is %zu bytes, header says %llu%s", path, ck->n_bytes,
 			       (unsigned long long)total, total > ck->n_bytes ? " (truncated)" : "");
+	int rc = mm_layout_check(&ckh_layout, b, MM_STAGE_FIELDS, path, 0);
+	if (rc)
+		return rc;
 	ck->secs = calloc(n ? n : 1, sizeof *ck->secs);
 	if (!ck->secs)
 		return mm_fail(MM_ENOMEM, "%s: out of memory", path);
@@ -228,24 +142,26 @@ static int ckpt_parse(mm_ckpt *ck)
 			return mm_fail(MM_ETRUNC, "%s: truncated at offset %llu (section %u header)", path,
 				       (unsigned long long)off, i);
 		const uint8_t *sh = b + off;
-		ckpt_section s;
-		GET(sh, section_fields, &s);
-		if (s.crc != mm_crc32c(0, sh, 20))
+		cks_values s;
+		mm_layout_get(&cks_layout, sh, &s);
+		if (s.crc != mm_crc32c(0, sh, MM_AT(cks, crc)))
 			return mm_fail(MM_ECHECKSUM, "%s: section header checksum mismatch at offset %llu", path,
 				       (unsigned long long)off);
+		if ((rc = mm_layout_check(&cks_layout, sh, MM_STAGE_FIELDS, path, off)))
+			return rc;
 		uint64_t room = ck->n_bytes - off - CKPT_SEC_HDR;
 		if (s.size > room || pad8(s.size) > room)
 			return mm_fail(MM_ETRUNC, "%s: section '%s' at offset %llu runs past the end of the file", path,
-				       tagstr(s.tag, ts), (unsigned long long)off);
+				       tagstr((uint32_t)s.tag, ts), (unsigned long long)off);
 		const uint8_t *data = sh + CKPT_SEC_HDR;
 		if (s.data_crc != mm_crc32c(0, data, s.size))
 			return mm_fail(MM_ECHECKSUM, "%s: section '%s' checksum mismatch at offset %llu", path,
-				       tagstr(s.tag, ts), (unsigned long long)(off + CKPT_SEC_HDR));
+				       tagstr((uint32_t)s.tag, ts), (unsigned long long)(off + CKPT_SEC_HDR));
 		for (uint64_t k = s.size; k < pad8(s.size); k++)
 			if (data[k])
 				return mm_fail(MM_EFORMAT, "%s: non-zero padding at offset %llu", path,
 					       (unsigned long long)(off + CKPT_SEC_HDR + k));
-		ck->secs[i].tag = s.tag;
+		ck->secs[i].tag = (uint32_t)s.tag;
 		ck->secs[i].size = s.size;
 		ck->secs[i].data = data;
 		off += CKPT_SEC_HDR + pad8(s.size);
@@ -370,7 +286,7 @@ int mm_ckpt_write_train(const char *path, const mm_ckpt_train *t)
 	if (rc || (rc = mm_tok_serialize(t->tok, &tokb, &tokn)))
 		return rc;
 	uint8_t stat[MM_CKPT_STAT_SIZE];
-	PUT(stat, stat_fields, &t->stat);
+	mm_layout_put(&ckstat_layout, &t->stat, stat);
 	// RANK is left out with one rank, as before data-parallel training.
 	size_t ranks_size = t->ranks > 1 ? MM_CKPT_RANK_HEAD_SIZE + (size_t)t->ranks * MM_CKPT_RANK_ENTRY_SIZE : 0;
 	if (ranks_size) {
@@ -378,11 +294,10 @@ int mm_ckpt_write_train(const char *path, const mm_ckpt_train *t)
 			free(tokb);
 			return mm_fail(MM_ENOMEM, "%s: out of memory", path);
 		}
-		ckpt_rank_head h = {.ranks = t->ranks};
-		put_fields(ranks, MM_CKPT_RANK_HEAD_SIZE, rank_head_fields, NF(rank_head_fields), &h);
+		ckrh_values h = {.ranks = t->ranks};
+		mm_layout_put(&ckrh_layout, &h, ranks);
 		for (uint32_t r = 0; r < t->ranks; r++)
-			put_fields(ranks + MM_CKPT_RANK_HEAD_SIZE + (size_t)r * MM_CKPT_RANK_ENTRY_SIZE,
-				   MM_CKPT_RANK_ENTRY_SIZE, rank_fields, NF(rank_fields), &t->rank[r]);
+			mm_layout_put(&ckr_layout, &t->rank[r], ranks + MM_CKPT_RANK_HEAD_SIZE + (size_t)r * MM_CKPT_RANK_ENTRY_SIZE);
 	}
 	mm_ckpt_section secs[8] = {
 		{MM_SEC_CONF, strlen(t->conf), t->conf},
@@ -490,23 +405,25 @@ int mm_ckpt_get_train(const mm_ckpt *ck, size_t nparams, int ema, mm_ckpt_train 
 	}
 	if ((rc = mm_ckpt_need(ck, MM_SEC_STAT, MM_CKPT_STAT_SIZE, &p)))
 		return rc;
-	GET((const uint8_t *)p, stat_fields, &t->stat);
+	mm_layout_get(&ckstat_layout, p, &t->stat);
+	if ((rc = mm_layout_check(&ckstat_layout, p, MM_STAGE_FIELDS, ck->path, (uint64_t)((const uint8_t *)p - ck->bytes))))
+		return rc;
 	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_RANK);
 	if (!s)
 		return 0;
-	ckpt_rank_head h = {0};
+	ckrh_values h = {0};
 	if (s->size >= MM_CKPT_RANK_HEAD_SIZE)
-		GET((const uint8_t *)s->data, rank_head_fields, &h);
+		mm_layout_get(&ckrh_layout, s->data, &h);
 	if (s->size < MM_CKPT_RANK_HEAD_SIZE || h.ranks < 1 || h.ranks > (1u << 24) ||
 	    s->size != MM_CKPT_RANK_HEAD_SIZE + (uint64_t)MM_CKPT_RANK_ENTRY_SIZE * h.ranks)
 		return mm_fail(MM_EFORMAT, "%s: section RANK of %llu bytes does not hold whole data positions", ck->path,
 			       (unsigned long long)s->size);
 	if (!(t->rank = malloc(h.ranks * sizeof *t->rank)))
 		return mm_fail(MM_ENOMEM, "%s: out of memory", ck->path);
-	t->ranks = h.ranks;
+	t->ranks = (uint32_t)h.ranks;
 	for (uint32_t r = 0; r < h.ranks; r++)
-		GET((const uint8_t *)s->data + MM_CKPT_RANK_HEAD_SIZE + (size_t)r * MM_CKPT_RANK_ENTRY_SIZE, rank_fields,
-		    &t->rank[r]);
+		mm_layout_get(&ckr_layout, (const uint8_t *)s->data + MM_CKPT_RANK_HEAD_SIZE + (size_t)r * MM_CKPT_RANK_ENTRY_SIZE,
+			      &t->rank[r]);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layout.h"
 #include "model.h"
 
 #define MM_CKPT_TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
@@ -28,50 +29,33 @@ typedef struct mm_ckpt_section {
 #define MM_SEC_STAT MM_CKPT_TAG('S', 'T', 'A', 'T') // step, schedule, data position (binary)
 #define MM_SEC_RANK MM_CKPT_TAG('R', 'A', 'N', 'K') // data position of every rank (data parallel)
 
-// The fixed layouts, one list each: X(name, offset, type), type u32, u64, f64 (sizes 4, 8, 8) or
-// bytes8 (8 bytes), covering every byte of the layout. Each list generates a struct below, and
-// lib/ckpt.c's writer and reader both walk it; man/mm-checkpoint.5 shows the same tables.
-// Reserved fields are written 0 and not looked at by the reader.
-#define MM_CKPT_STAT(X)                                                                    \
-	X(step, 0, u64)         /* optimizer steps done */                                 \
-	X(total_steps, 8, u64)  /* steps of the learning-rate schedule */                  \
-	X(seconds, 16, f64)     /* seconds of training so far */                           \
-	X(epoch, 24, u64)       /* data loader: epoch */                                   \
-	X(cursor, 32, u64)      /* data loader: permutation position of the next document */ \
-	X(offset, 40, u64)      /* data loader: position inside a document cut across batches */ \
-	X(adam_step, 48, u64)   /* Adam's step count (bias correction) */             \
-	X(reserved, 56, u64)    /* 0 */
+// STAT and RANK, fixed-layout records (lib/layout.h): X(R, name, offset, size, type, check,
+// arg) per field. lib/ckpt.c's writer and reader walk their tables; man/mm-checkpoint.5 shows
+// the same (tests/test_layout.c holds them together). Reserved fields are written 0.
+#define MM_CKPT_STAT_FIELDS(X, R)                                                   \
+	X(R, step, 0, 8, U64, NONE, 0)        /* optimizer steps done */            \
+	X(R, total_steps, 8, 8, U64, NONE, 0) /* steps of the learning-rate schedule */ \
+	X(R, seconds, 16, 8, F64, NONE, 0)    /* seconds of training so far */      \
+	X(R, epoch, 24, 8, U64, NONE, 0)      /* the data loader's position (loader.h) */ \
+	X(R, cursor, 32, 8, U64, NONE, 0)                                           \
+	X(R, offset, 40, 8, U64, NONE, 0)                                           \
+	X(R, adam_step, 48, 8, U64, NONE, 0)  /* Adam's step count (bias correction) */ \
+	X(R, reserved, 56, 8, U64, ZERO, 0)
 #define MM_CKPT_STAT_SIZE 64
 // RANK: this head, then one entry per rank, rank r's at MM_CKPT_RANK_HEAD_SIZE + r * entry size.
-#define MM_CKPT_RANK_HEAD(X) \
-	X(ranks, 0, u32)        /* N, the number of ranks */ \
-	X(reserved, 4, u32)     /* 0 */
+#define MM_CKPT_RANK_HEAD_FIELDS(X, R)                                              \
+	X(R, ranks, 0, 4, U32, NONE, 0)       /* N, the number of ranks */          \
+	X(R, reserved, 4, 4, U32, ZERO, 0)
 #define MM_CKPT_RANK_HEAD_SIZE 8
-#define MM_CKPT_RANK_ENTRY(X) \
-	X(epoch, 0, u64)        /* rank r's data loader: epoch */ \
-	X(cursor, 8, u64)       /* ... permutation position of its next document */ \
-	X(offset, 16, u64)      /* ... position inside a document cut across batches */
+#define MM_CKPT_RANK_FIELDS(X, R)                                                   \
+	X(R, epoch, 0, 8, U64, NONE, 0)       /* rank r's data loader position */   \
+	X(R, cursor, 8, 8, U64, NONE, 0)                                            \
+	X(R, offset, 16, 8, U64, NONE, 0)
 #define MM_CKPT_RANK_ENTRY_SIZE 24
 
-#define MM_CKPT_DECL_u32(name) uint32_t name;
-#define MM_CKPT_DECL_u64(name) uint64_t name;
-#define MM_CKPT_DECL_f64(name) double name;
-#define MM_CKPT_DECL_bytes8(name) uint8_t name[8];
-#define MM_CKPT_DECL(name, offset, type) MM_CKPT_DECL_##type(name)
-typedef struct mm_ckpt_stat { MM_CKPT_STAT(MM_CKPT_DECL) } mm_ckpt_stat;
-typedef struct mm_ckpt_rank { MM_CKPT_RANK_ENTRY(MM_CKPT_DECL) } mm_ckpt_rank;
-
-// One field of a fixed layout, as the lists above give it (for the writer, the reader and tests).
-typedef struct mm_ckpt_field {
-	const char *name;
-	uint32_t offset, size;
-	const char *type;   // "u32", "u64", "f64" or "bytes" (as in the man page)
-	size_t member;      // offsetof in the struct of the layout
-} mm_ckpt_field;
-// The layouts by name: "header", "section" (a section header), "STAT", "RANK" (its head) and
-// "RANK entry". Returns the fields (*n of them) and sets *size to the layout's size; NULL for
-// another name.
-const mm_ckpt_field *mm_ckpt_layout(const char *name, int *n, size_t *size);
+// Their values (the records' p_values structs of lib/ckpt.c, member for member).
+typedef struct mm_ckpt_stat { MM_CKPT_STAT_FIELDS(MM_LAYOUT_VALUE_, stat) } mm_ckpt_stat;
+typedef struct mm_ckpt_rank { MM_CKPT_RANK_FIELDS(MM_LAYOUT_VALUE_, rank) } mm_ckpt_rank;
 
 // Writes the sections to path atomically (temp file, fsync, rename).
 int mm_ckpt_write(const char *path, const mm_ckpt_section *secs, int n);

@@ -1,6 +1,6 @@
 // The checkpoint container: round trip, and every corruption or truncation refused. A training
 // checkpoint's contents: round trip, STAT and RANK at the offsets of man/mm-checkpoint.5, the
-// last K kept; and the man page's field tables equal to the code's.
+// last K kept. (The field tables against the man page: tests/test_layout.c.)
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,92 +22,6 @@ static int write_bytes(const char *path, const uint8_t *b, size_t n)
 	size_t w = fwrite(b, 1, n, f);
 	fclose(f);
 	return w == n ? 0 : -1;
-}
-
-// The rows (offset, size, type) of the man page's table that follows the line `after`; RANK's
-// entry rows ("8 + 24 r") go to entry[] with the offset inside the entry. Returns the rows.
-typedef struct row {
-	unsigned off, size;
-	char type[16];
-} row;
-
-static int man_table(const char *man, const char *after, row *rows, row *entry, int *n_entry, unsigned *stride)
-{
-	const char *p = strstr(man, after);
-	if (!p || !(p = strstr(p, "\n.TS\n")))
-		return -1;
-	p = strchr(p + 5, '\n') + 1; // the format line
-	p = strchr(p, '\n') + 1;     // the column titles
-	int n = 0, in_block = 0;
-	*n_entry = 0;
-	while (*p && strncmp(p, ".TE", 3) != 0) {
-		const char *eol = strchr(p, '\n');
-		char line[256];
-		size_t len = eol ? (size_t)(eol - p) : strlen(p);
-		snprintf(line, sizeof line, "%.*s", (int)len, p);
-		p += len + (eol != NULL);
-		if (in_block) {
-			in_block = strncmp(line, "T}", 2) != 0;
-			continue;
-		}
-		unsigned off, base, size;
-		char type[16];
-		in_block = strstr(line, "\tT{") != NULL;
-		if (sscanf(line, "%u + %u r\t%u\t%15s", &base, stride, &size, type) == 4) {
-			entry[*n_entry] = (row){base - MM_CKPT_RANK_HEAD_SIZE, size, ""};
-			snprintf(entry[(*n_entry)++].type, 16, "%s", type);
-		} else if (sscanf(line, "%u\t%u\t%15s", &off, &size, type) == 3) {
-			rows[n] = (row){off, size, ""};
-			snprintf(rows[n++].type, 16, "%s", type);
-		}
-	}
-	return n;
-}
-
-// The code's layout equals the rows, and its fields cover every byte once.
-static void same_layout(const char *name, const row *rows, int n)
-{
-	int nf;
-	size_t size;
-	const mm_ckpt_field *f = mm_ckpt_layout(name, &nf, &size);
-	CHECK_MSG(f != NULL, "no layout %s", name);
-	if (!f)
-		return;
-	CHECK_MSG(nf == n, "%s: %d fields in the code, %d rows in the man page", name, nf, n);
-	unsigned end = 0;
-	for (int i = 0; i < nf && i < n; i++) {
-		CHECK_MSG(f[i].offset == end, "%s.%s: offset %u, the field before ends at %u", name, f[i].name,
-			  f[i].offset, end);
-		end = f[i].offset + f[i].size;
-		CHECK_MSG(rows[i].off == f[i].offset && rows[i].size == f[i].size && strcmp(rows[i].type, f[i].type) == 0,
-			  "%s.%s: code %u %u %s, man page %u %u %s", name, f[i].name, f[i].offset, f[i].size, f[i].type,
-			  rows[i].off, rows[i].size, rows[i].type);
-	}
-	CHECK_MSG(end == size, "%s: fields end at %u, the layout is %zu bytes", name, end, size);
-}
-
-static void man_tables(void)
-{
-	const char *t = getenv("T");
-	char path[1024];
-	snprintf(path, sizeof path, "%s/../man/mm-checkpoint.5", t ? t : "tests");
-	uint8_t *man;
-	size_t n;
-	CHECK_OK(mm_read_file(path, 1 << 20, &man, &n));
-	row rows[32], entry[8];
-	int ne = 0;
-	unsigned stride = 0;
-	const char *after[] = {".SS Header", ".SS Sections\n", "\nSTAT:\n", "\nRANK, written by"};
-	const char *names[] = {"header", "section", "STAT", "RANK"};
-	for (int i = 0; i < 4; i++) {
-		int nr = man_table((const char *)man, after[i], rows, entry, &ne, &stride);
-		CHECK_MSG(nr > 0, "man page: no table after '%s'", after[i]);
-		same_layout(names[i], rows, nr);
-	}
-	CHECK_EQ_INT(ne, 3);
-	CHECK_EQ_INT((int)stride, MM_CKPT_RANK_ENTRY_SIZE);
-	same_layout("RANK entry", entry, ne);
-	free(man);
 }
 
 // A training checkpoint written, read back, and its fixed sections byte for byte.
@@ -201,7 +115,6 @@ static void train_contents(void)
 
 int main(void)
 {
-	man_tables();
 	train_contents();
 	float w[37];
 	for (int i = 0; i < 37; i++)
