@@ -7,16 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "eval.h"
 #include "eval_out.h"
+#include "kernels.h"
 #include "mm.h"
 #include "opts.h"
+#include "prof.h"
 #include "sample.h"
-#include "train.h"
 
 static struct {
 	struct opt_list data;
@@ -110,13 +110,6 @@ static void parse(int argc, char **argv)
 	o.sampler = sampler == MM_ODE_EULER ? "euler" : "heun";
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void progress(void *ctx, const char *stage, uint64_t done, uint64_t total)
 {
 	(void)ctx;
@@ -127,7 +120,7 @@ static void timed(const char *what, double t0)
 {
 	if (isatty(2))
 		fputs("\r\033[K", stderr);
-	fprintf(stderr, "%s: %s: %.1f s\n", cli_prog, what, now() - t0);
+	fprintf(stderr, "%s: %s: %.1f s\n", cli_prog, what, mm_now() - t0);
 }
 
 static void check(int rc)
@@ -187,19 +180,19 @@ static void evaluate(struct eval_report *r)
 	for (int k = 0; k < 2 && !o.no_losses; k++) {
 		if (!run.m[k])
 			continue;
-		double t0 = now();
+		double t0 = mm_now();
 		r->loss_name[r->nloss] = k ? "ema" : "weights";
 		check(mm_eval_losses_run(run.e, run.m[k], &r->loss[r->nloss++]));
 		timed(k ? "losses, EMA weights" : "losses", t0);
 	}
 	if (o.bpd) {
-		double t0 = now();
+		double t0 = mm_now();
 		check(mm_eval_bpd_run(run.e, run.main, &r->bpd));
 		r->has_bpd = 1;
 		timed("bits per dimension", t0);
 	}
 	if (o.classes) {
-		double t0 = now();
+		double t0 = mm_now();
 		check(mm_eval_gen_new(&run.gen, run.e, run.main, run.tok, &run.classes, (int)o.batch));
 		check(mm_eval_classify(run.e, run.main, &run.classes, mm_eval_caption, run.gen, &r->cls));
 		r->has_cls = 1;
@@ -214,7 +207,7 @@ static void evaluate(struct eval_report *r)
 		size_t bytes = (size_t)run.classes.n * to.per_class * MM_NPATCH(run.cfg) * MM_PDIM(run.cfg);
 		if (o.samples && !(run.images = malloc(bytes)))
 			die("out of memory for %zu MiB of images", bytes >> 20);
-		double t0 = now();
+		double t0 = mm_now();
 		check(mm_eval_t2i_run(run.e, run.main, run.gen, &to, &r->t2i, run.images));
 		r->has_t2i = 1;
 		timed("text to image", t0);
@@ -227,7 +220,7 @@ int main(int argc, char **argv)
 {
 	cli_init(argv[0]);
 	parse(argc, argv);
-	train_set_threads(o.threads);
+	mm_threads_set(o.threads);
 	// Opened first, so a long evaluation does not end in an unwritable path; written atomically,
 	// so a failed run leaves no half-written file.
 	mm_afile jf = {0};

@@ -1,21 +1,20 @@
 // mm-sample: text, images, interleaved documents and captions from a checkpoint.
 // The work is in lib/sample.c and lib/generate.c; this is options, files and the transcript
 // (man/mm-sample.1).
-#include <cblas.h>
 #include <errno.h>
-#include <omp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <time.h>
 
 #include "cli.h"
 #include "ingest.h"
+#include "kernels.h"
 #include "mm.h"
 #include "opts.h"
+#include "prof.h"
 #include "sample.h"
 
 static struct {
@@ -183,13 +182,6 @@ static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, const 
 		putchar('\n');
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 // Creates dir and any missing parents.
 static void mkdir_out(const char *dir)
 {
@@ -256,7 +248,7 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 		die_mm(rc);
 	mm_image *grid = NULL;
 	int nimg = 0;
-	double t0 = now();
+	double t0 = mm_now();
 	for (long long first = 0; first < o.samples; first += batch) {
 		int k = (int)(o.samples - first < batch ? o.samples - first : batch);
 		for (int i = 0; i < k; i++)
@@ -270,7 +262,7 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 		}
 		fflush(stdout);
 	}
-	double secs = now() - t0;
+	double secs = mm_now() - t0;
 	if (nimg)
 		fprintf(stderr, "%s: %d image%s in %.2f s (%.3f images/s)\n", cli_prog, nimg, nimg == 1 ? "" : "s",
 			secs, nimg / secs);
@@ -350,23 +342,14 @@ static void run_captions(mm_model *m, const mm_tokenizer *tok)
 	mm_sampler_free(s);
 }
 
-// Everything runs on n OpenMP threads, the matrix products split by the kernels and attention
-// by (document, head), each calling a single-threaded OpenBLAS, as in training (kernels.h): one
-// thread pool, never two spinning on the same cores (man page, NOTES).
-static void set_threads(long long n)
-{
-	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	omp_set_num_threads(n < 1 ? 1 : (int)n);
-	openblas_set_num_threads(1);
-}
-
 int main(int argc, char **argv)
 {
 	cli_init(argv[0]);
 	parse(argc, argv);
 	cli_cleanup_on_signal();
-	set_threads(o.threads);
+	// Everything runs on the OpenMP threads, the matrix products split by the kernels and
+	// attention by (document, head), as in training (kernels.h; man page, NOTES).
+	mm_threads_set(o.threads);
 	mm_model *m;
 	mm_tokenizer *tok;
 	int rc = mm_ckpt_load_model(o.model, o.ema, 1, &m, &tok, NULL);

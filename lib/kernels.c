@@ -1,4 +1,4 @@
-// The float instantiation of the kernels (see kernels_impl.h).
+// The float instantiation of the kernels (see kernels_impl.h), and their threads.
 //
 // Map: the kernels (lib/kernels_impl.h, over float or double; shapes in lib/kernels.h) are the
 // only arithmetic of the model; lib/model_impl.h strings them into the embedding and the one
@@ -8,6 +8,9 @@
 // over a KV cache (attention_cached), the masked softmax, SwiGLU on split or fused inputs (one
 // silu_mul, whose exp is lib/fastexp.h's), the losses, gathers and scatters.
 #include "kernels.h"
+
+#include <unistd.h>
+
 #include "prof.h"
 
 #define REAL float
@@ -15,3 +18,11 @@
 #define MM_GEMM cblas_sgemm
 #define MM_KPROF(name) MM_PROF_SCOPE(name)
 #include "kernels_impl.h"
+
+void mm_threads_set(long long n)
+{
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	omp_set_num_threads(n < 1 ? 1 : (int)n);
+	openblas_set_num_threads(1);
+}

@@ -4,15 +4,20 @@
 // number of OpenMP threads. The code lives in kernels_impl.h, written over a scalar type so
 // that tests can run the same kernels in double.
 //
-// Threads: everything runs on the OpenMP threads (omp_set_num_threads). Matmuls split their
+// Threads: everything runs on the OpenMP threads (mm_threads_set). Matmuls split their
 // rows across them and call the BLAS from each, so OpenBLAS itself must run single-threaded
-// (openblas_set_num_threads(1); mm_model_new does it): OpenBLAS's own threads would compete
-// with idle OpenMP threads for the cores.
+// (openblas_set_num_threads(1); mm_model_new and mm_threads_set do it): OpenBLAS's own threads
+// would compete with idle OpenMP threads for the cores.
 #ifndef MM_KERNELS_H
 #define MM_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+// The threads of training, sampling and evaluation: n OpenMP threads (n <= 0: one per
+// processor), each calling a single-threaded OpenBLAS. One thread pool, never two spinning on
+// the same cores.
+void mm_threads_set(long long n);
 
 // out (N, OC) = inp (N, C) @ w^T + bias; w (OC, C), bias (OC) or NULL. Through cblas_sgemm.
 void mm_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,

@@ -17,7 +17,15 @@ typedef unsigned long long ull;
 #define CRC_BAD(stored, computed) ((stored) != (computed))
 #endif
 
-static uint64_t *slot(void *values, const mm_field *f) { return (uint64_t *)((char *)values + f->slot); }
+// A number field's value in the values struct, as its 8 bytes (a uint64_t, or an f64's double).
+static uint64_t load(const void *values, const mm_field *f)
+{
+	uint64_t v;
+	memcpy(&v, (const char *)values + f->slot, 8);
+	return v;
+}
+
+static void store(void *values, const mm_field *f, uint64_t v) { memcpy((char *)values + f->slot, &v, 8); }
 
 static uint64_t get(const mm_field *f, const uint8_t *in)
 {
@@ -55,7 +63,7 @@ void mm_layout_put(const mm_layout *L, const void *values, uint8_t *out)
 			put(f, out, mm_crc32c(0, out, f->offset));
 			break;
 		default:
-			put(f, out, *slot((void *)values, f));
+			put(f, out, load(values, f));
 		}
 	}
 }
@@ -65,7 +73,7 @@ void mm_layout_get(const mm_layout *L, const uint8_t *in, void *values)
 	for (int i = 0; i < L->n_fields; i++) {
 		const mm_field *f = &L->fields[i];
 		if (f->type != MM_FIELD_BYTES)
-			*slot(values, f) = get(f, in);
+			store(values, f, get(f, in));
 	}
 }
 

@@ -9,8 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// How a field is stored: a run of bytes, or a little-endian u32 or u64.
-typedef enum { MM_FIELD_BYTES, MM_FIELD_U32, MM_FIELD_U64 } mm_field_type;
+// How a field is stored: a run of bytes, a little-endian u32 or u64, or an IEEE 754 binary64
+// (f64, little-endian; its value is a double in the values struct, and takes no check).
+typedef enum { MM_FIELD_BYTES, MM_FIELD_U32, MM_FIELD_U64, MM_FIELD_F64 } mm_field_type;
 
 // What a reader requires of a field; arg is the row's last column. BYTES fields take a string
 // literal, compared NUL-padded to the field's size; numbers take an integer.
@@ -64,7 +65,8 @@ typedef struct mm_layout {
 //   p_bytes    a struct of one byte array per field: sizeof is the record's size,
 //              MM_AT(p, field) a field's offset and MM_SIZE(p, field) its size, all constant
 //              expressions;
-//   p_values   a struct of one uint64_t per number field, named after the field;
+//   p_values   a struct of one uint64_t per number field (a double per f64), named after
+//              the field;
 //   p_layout   the table.
 // Each row's offset is checked at compile time against the sum of the sizes before it, so the
 // fields are contiguous and in order; each u32 or u64 field has size 4 or 8.
@@ -96,16 +98,20 @@ typedef struct mm_layout {
 #define MM_LAYOUT_VALUE_BYTES(nm)
 #define MM_LAYOUT_VALUE_U32(nm) uint64_t nm;
 #define MM_LAYOUT_VALUE_U64(nm) uint64_t nm;
+#define MM_LAYOUT_VALUE_F64(nm) double nm;
 // "" arg: a BYTES argument must be a string literal.
 #define MM_LAYOUT_ARG_BYTES(arg) .bytes = (const uint8_t *)("" arg), .n_bytes = sizeof("" arg) - 1
 #define MM_LAYOUT_ARG_U32(arg) .want = (arg)
 #define MM_LAYOUT_ARG_U64(arg) .want = (arg)
+#define MM_LAYOUT_ARG_F64(arg) .want = (arg)
 #define MM_LAYOUT_ARG_OK_BYTES(sz, arg) (sizeof("" arg) - 1 <= (sz))
 #define MM_LAYOUT_ARG_OK_U32(sz, arg) ((sz) == 4 && (uint64_t)(arg) <= UINT32_MAX)
 #define MM_LAYOUT_ARG_OK_U64(sz, arg) ((sz) == 8)
+#define MM_LAYOUT_ARG_OK_F64(sz, arg) ((sz) == 8 && (arg) == 0)
 #define MM_LAYOUT_SLOT_BYTES(p, nm) 0
 #define MM_LAYOUT_SLOT_U32(p, nm) offsetof(p##_values, nm)
 #define MM_LAYOUT_SLOT_U64(p, nm) offsetof(p##_values, nm)
+#define MM_LAYOUT_SLOT_F64(p, nm) offsetof(p##_values, nm)
 
 // Writes the record (L->size bytes at out) from values, a p_values struct.
 void mm_layout_put(const mm_layout *L, const void *values, uint8_t *out);
@@ -121,5 +127,6 @@ int mm_layout_magic_ok(const mm_layout *L, const uint8_t *in, size_t n);
 // The records of each file format, NULL-terminated, for tests/test_layout.c.
 extern const mm_layout *const mm_shard_layouts[];
 extern const mm_layout *const mm_tok_layouts[];
+extern const mm_layout *const mm_ckpt_layouts[];
 
 #endif

@@ -19,6 +19,7 @@
 #include "ckpt.h"
 #include "loader.h"
 #include "optim.h"
+#include "train.h"
 #include "ingest.h"
 #include "kv.h"
 #include "sample.h"

@@ -1,4 +1,4 @@
-// The per-kernel timers of lib/prof.h.
+// The per-kernel timers of lib/prof.h, and the clock they and the tools read.
 #include "prof.h"
 
 #include <string.h>
@@ -24,7 +24,7 @@ const char *mm_prof_name(int k)
 	return k >= 0 && k < MM_PROF_N ? names[k] : "?";
 }
 
-double mm_prof_now(void)
+double mm_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

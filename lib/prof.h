@@ -32,7 +32,8 @@ extern mm_prof mm_prof_state;
 void mm_prof_start(void); // zeroes the table and turns profiling on
 void mm_prof_stop(void);
 const char *mm_prof_name(int k);
-double mm_prof_now(void);
+// Seconds on the monotonic clock: every timing of mm (these timers, progress lines, rates).
+double mm_now(void);
 
 typedef struct mm_prof_scope {
 	int id;
@@ -43,7 +44,7 @@ static inline mm_prof_scope mm_prof_enter(int id)
 {
 	mm_prof_scope s = {-1, 0};
 	if (mm_prof_state.on && mm_prof_state.depth++ == 0)
-		s.id = id, s.t0 = mm_prof_now();
+		s.id = id, s.t0 = mm_now();
 	else if (mm_prof_state.on)
 		s.id = -2; // nested: only the depth to undo
 	return s;
@@ -55,7 +56,7 @@ static inline void mm_prof_leave(mm_prof_scope *s)
 		return;
 	mm_prof_state.depth--;
 	if (s->id >= 0) {
-		mm_prof_state.sec[s->id] += mm_prof_now() - s->t0;
+		mm_prof_state.sec[s->id] += mm_now() - s->t0;
 		mm_prof_state.calls[s->id]++;
 	}
 }

@@ -61,26 +61,26 @@ int main(int argc, char **argv)
 	double *pps = malloc(rounds * sizeof *pps), tf = 0, tb = 0, to = 0;
 	for (int round = -1; round < rounds; round++) { // round -1: two warm-up steps
 		int n = round < 0 ? 2 : steps;
-		double t_round = bench_now();
+		double t_round = mm_now();
 		for (int s = 0; s < n; s++) {
-			double t0 = bench_now();
+			double t0 = mm_now();
 			mm_model_zero_grad(m);
 			if (mm_model_forward(m, &b, &loss)) {
 				fprintf(stderr, "%s\n", mm_errmsg());
 				return 1;
 			}
-			double t1 = bench_now();
+			double t1 = mm_now();
 			mm_model_backward(m);
-			double t2 = bench_now();
+			double t2 = mm_now();
 			double norm = mm_optim_grad_norm(mm_model_grads(m), mm_model_nparams(m));
 			mm_optim_step(o, mm_model_params(m), mm_model_grads(m), mm_model_tensors(m),
 				      mm_model_ntensors(m), &hp, mm_optim_clip_scale(norm, 1));
-			double t3 = bench_now();
+			double t3 = mm_now();
 			if (round >= 0)
 				tf += t1 - t0, tb += t2 - t1, to += t3 - t2;
 		}
 		if (round >= 0) {
-			pps[round] = (double)N * n / (bench_now() - t_round);
+			pps[round] = (double)N * n / (mm_now() - t_round);
 			printf("round %d: %.1f positions/s\n", round, pps[round]);
 		}
 	}
