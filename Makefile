@@ -253,7 +253,7 @@ ifeq ($(MPI),1)
 	install -m 755 $(MPI_TOOL) $(DESTDIR)$(PREFIX)/bin/
 endif
 	install -m 644 lib/libmm.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 $(filter-out %_internal.h %_priv.h %_impl.h,$(wildcard lib/*.h)) $(DESTDIR)$(PREFIX)/include/mm/
+	install -m 644 $(filter-out %_priv.h,$(wildcard lib/*.h)) $(DESTDIR)$(PREFIX)/include/mm/
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "eval_internal.h"
+#include "eval_state_priv.h"
 #include "fileio.h"
 #include "rng.h"
 

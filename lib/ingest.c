@@ -16,7 +16,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "prof.h"
-#include "source_internal.h"
+#include "source_readers_priv.h"
 
 // Documents per batch: enough to keep the threads busy, few enough to bound memory. Fixed, so
 // that nothing about the output depends on the thread count.

@@ -1,7 +1,7 @@
 // The model's kernels in float: plain functions over row-major arrays, each with its shapes.
 // Every *_backward accumulates (+=) into the gradients it is given (the caller zeroes them);
 // a NULL gradient pointer, where allowed, skips that gradient. Results do not depend on the
-// number of OpenMP threads. The code lives in kernels_impl.h, written over a scalar type so
+// number of OpenMP threads. The code lives in kernels_typed_priv.h, written over a scalar type so
 // that tests can run the same kernels in double.
 //
 // Threads: everything runs on the OpenMP threads (mm_threads_set). Matmuls split their
@@ -22,9 +22,6 @@ void mm_threads_set(long long n);
 // out (N, OC) = inp (N, C) @ w^T + bias; w (OC, C), bias (OC) or NULL. Through cblas_sgemm.
 void mm_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
 		       int OC);
-// The same by three loops: the reference the fast one is tested against.
-void mm_matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
-			     int C, int OC);
 // dinp (N, C) += dout @ w; dw (OC, C) += dout^T @ inp; dbias (OC) += column sums of dout.
 // dout (N, OC). Each of dinp, dw, dbias may be NULL.
 void mm_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
@@ -77,13 +74,6 @@ void mm_attention_cached(float *out, float *scores, int nbuf, const float *q, co
 void mm_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
 			   const float *att, const float *q, const float *k, const float *v, int B,
 			   int T, int H, int hd);
-// The same by loops, skipping masked pairs: the reference the GEMM versions are tested against.
-void mm_attention_forward_naive(float *out, float *att, const float *q, const float *k,
-				const float *v, const int32_t *doc, const int32_t *img, int B, int T,
-				int H, int hd);
-void mm_attention_backward_naive(float *dq, float *dk, float *dv, const float *dout,
-				 const float *att, const float *q, const float *k, const float *v,
-				 int B, int T, int H, int hd);
 
 // out = silu(g1) * g3 elementwise over n values (out may be g1 or g3).
 void mm_swiglu_forward(float *out, const float *g1, const float *g3, size_t n);

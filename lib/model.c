@@ -3,11 +3,11 @@
 //
 // Where each part of the Transformer lives (training and inference run the same code):
 //   lib/model.h        the specification; parameters (MM_PARAMS), batch, API
-//   lib/model_priv.h   activations (MM_ACTS), struct mm_model, mm_block_io (one block's buffers)
-//   lib/model_impl.h   over float or double: the embedding (model_embed), the block
+//   lib/model_state_priv.h   activations (MM_ACTS), struct mm_model, mm_block_io (one block's buffers)
+//   lib/model_typed_priv.h   over float or double: the embedding (model_embed), the block
 //                      (model_block_forward: keys and values of the batch's rows or of a cache,
 //                      projections separate or fused), forward and backward of a whole batch
-//   lib/kernels_impl.h the kernels: matmul, rmsnorm, rope, attention (rows or cache) with the one
+//   lib/kernels_typed_priv.h the kernels: matmul, rmsnorm, rope, attention (rows or cache) with the one
 //                      mask rule (mm_att_allowed), softmax, SwiGLU with the one exp (fastexp.h)
 //   lib/sample.c       the KV cache and spans of new positions, calling model_embed and
 //                      model_block_forward per layer with fused copies made by mm_model_fuse
@@ -24,7 +24,7 @@
 
 #define REAL float
 #define KFN(name) mm_##name
-#include "model_impl.h"
+#include "model_typed_priv.h"
 
 static int in_range(int v, int lo, int hi) { return v >= lo && v <= hi; }
 
@@ -270,7 +270,7 @@ int mm_model_forward(mm_model *m, const mm_batch *b, float *loss)
 	int rc = mm_model_prepare(m, b);
 	if (rc)
 		return rc;
-	mm_model_forward_impl(m, m->params, m->acts, b);
+	mm_model_forward_pass(m, m->params, m->acts, b);
 	m->forward_done = 1;
 	if (loss)
 		*loss = (float)m->loss;
@@ -289,7 +289,7 @@ int mm_model_backward(mm_model *m)
 {
 	if (!m->forward_done)
 		return mm_fail(MM_EINVAL, "model: backward without a forward");
-	mm_model_backward_impl(m, m->params, m->grads, m->acts);
+	mm_model_backward_pass(m, m->params, m->grads, m->acts);
 	return 0;
 }
 

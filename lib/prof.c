@@ -6,14 +6,6 @@
 
 mm_prof mm_prof_state;
 
-void mm_prof_start(void)
-{
-	memset(&mm_prof_state, 0, sizeof mm_prof_state);
-	mm_prof_state.on = 1;
-}
-
-void mm_prof_stop(void) { mm_prof_state.on = 0; }
-
 const char *mm_prof_name(int k)
 {
 	static const char *names[] = {

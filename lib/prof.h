@@ -29,8 +29,6 @@ typedef struct mm_prof {
 } mm_prof;
 extern mm_prof mm_prof_state;
 
-void mm_prof_start(void); // zeroes the table and turns profiling on
-void mm_prof_stop(void);
 const char *mm_prof_name(int k);
 // Seconds on the monotonic clock: every timing of mm (these timers, progress lines, rates).
 double mm_now(void);
@@ -61,8 +59,10 @@ static inline void mm_prof_leave(mm_prof_scope *s)
 	}
 }
 
-// At the top of a kernel's body: times the rest of the scope.
-#define MM_PROF_SCOPE(name) \
-	mm_prof_scope mm_prof_scope_ __attribute__((cleanup(mm_prof_leave))) = mm_prof_enter(MM_PROF_##name)
+// At the top of a kernel's body: times the rest of the scope. MM_PROF_SCOPE_ID takes the id
+// itself, for callers whose kernel names are macros (lib/typed_names_priv.h).
+#define MM_PROF_SCOPE(name) MM_PROF_SCOPE_ID(MM_PROF_##name)
+#define MM_PROF_SCOPE_ID(id) \
+	mm_prof_scope mm_prof_scope_ __attribute__((cleanup(mm_prof_leave))) = mm_prof_enter(id)
 
 #endif

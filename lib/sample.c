@@ -2,9 +2,9 @@
 // ODE samplers (see sample.h).
 //
 // Where each part lives: the embedding and the block are the model's own (mm_model_embed and
-// mm_model_block_forward in lib/model_impl.h, which training runs too), here given the cache as
+// mm_model_block_forward in lib/model_typed_priv.h, which training runs too), here given the cache as
 // the place of keys and values and the fused projection copies of mm_model_fuse; attention over
-// the cache is mm_attention_cached (lib/kernels_impl.h), with the training mask. This file
+// the cache is mm_attention_cached (lib/kernels_typed_priv.h), with the training mask. This file
 // holds the cache and slot histories, the spans, the heads on the rows that need them and the
 // ODE samplers (token choice and whole documents are lib/generate.c).
 #include "sample.h"
@@ -16,7 +16,7 @@
 
 #include "err.h"
 #include "kernels.h"
-#include "model_priv.h"
+#include "model_state_priv.h"
 #include "tokenizer.h"
 
 struct mm_sampler {
@@ -340,11 +340,6 @@ int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, 
 void mm_image_opts_default(mm_image_opts *o)
 {
 	*o = (mm_image_opts){MM_ODE_HEUN, 50, 1, 0, 1, 0};
-}
-
-int mm_image_calls(const mm_image_opts *o)
-{
-	return o->method == MM_ODE_HEUN ? 2 * o->steps - 1 : o->steps;
 }
 
 // The ODE state of one mm_sampler_image call.

@@ -1,4 +1,4 @@
-#include "source_internal.h"
+#include "source_readers_priv.h"
 
 #include <ctype.h>
 #include <dirent.h>

@@ -10,7 +10,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "layout.h"
-#include "tok_internal.h"
+#include "tok_rules_priv.h"
 
 // The file's header, as the field table of man/mm-tokenizer.5 gives it (tests/test_layout.c
 // compares the two): X(R, name, offset, size, type, check, arg), see lib/layout.h. The merges

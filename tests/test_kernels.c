@@ -9,7 +9,18 @@
 #define REAL double
 #define KFN(name) mmd_##name
 #define MM_GEMM cblas_dgemm
-#include "kernels_impl.h"
+#include "kernels_typed_priv.h"
+#include "kernels_naive.h"
+// The naive kernels in float too (mm_matmul_forward_naive), for the float kernels' checks.
+#undef REAL
+#undef KFN
+#define REAL float
+#define KFN(name) mm_##name
+#include "kernels_naive.h"
+#undef REAL
+#undef KFN
+#define REAL double
+#define KFN(name) mmd_##name
 
 #include "check.h"
 #include "kernels.h"

@@ -10,8 +10,8 @@
 #define REAL double
 #define KFN(name) mmd_##name
 #define MM_GEMM cblas_dgemm
-#include "kernels_impl.h"
-#include "model_impl.h"
+#include "kernels_typed_priv.h"
+#include "model_typed_priv.h"
 
 #include "check.h"
 #include "mm.h"
@@ -353,9 +353,9 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 		P[i] = mm_model_params(m)[i];
 	CHECK_OK(mm_model_prepare(m, &tb));
 	CHECK(m->nt > 0 && (m->ni > 0 || !MM_PDIM(c)));
-	mmd_model_forward_impl(m, P, A, &tb);
+	mmd_model_forward_pass(m, P, A, &tb);
 	double loss = m->loss, lt = m->loss_text, li = m->loss_image;
-	mmd_model_backward_impl(m, P, G, A);
+	mmd_model_backward_pass(m, P, G, A);
 	// Up to 48 values of every tensor (all of the small ones); one thread, as the tiny
 	// shapes only pay for waking the others.
 	const double h = 1e-5;
@@ -373,10 +373,10 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 			size_t j = t->offset + (ns == t->size ? k : mm_rng_below(&r, t->size));
 			double save = P[j];
 			P[j] = save + h;
-			mmd_model_forward_impl(m, P, A, &tb);
+			mmd_model_forward_pass(m, P, A, &tb);
 			double fp = m->loss;
 			P[j] = save - h;
-			mmd_model_forward_impl(m, P, A, &tb);
+			mmd_model_forward_pass(m, P, A, &tb);
 			double fm = m->loss;
 			P[j] = save;
 			e = fmax(e, fabs((fp - fm) / (2 * h) - G[j]));
@@ -396,7 +396,7 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 	CHECK_OK(mm_model_forward(m, &tb, &loss_f));
 	mm_model_losses(m, &lt_f, &li_f);
 	double *A2 = calloc(m->nacts, sizeof *A2);
-	mmd_model_forward_impl(m, P, A2, &tb); // outputs of the double model, for comparison
+	mmd_model_forward_pass(m, P, A2, &tb); // outputs of the double model, for comparison
 	CHECK_OK(mm_model_backward(m));
 	printf("  float vs double: loss %.7g / %.7g, text %.7g / %.7g, image %.7g / %.7g\n", loss_f,
 	       loss, lt_f, lt, li_f, li);

@@ -14,7 +14,7 @@
 
 #include "bench.h"
 #include "mm.h"
-#include "model_priv.h"
+#include "model_state_priv.h"
 #include "optim.h"
 
 int main(int argc, char **argv)
@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 	double flop_pos = flop_row / T;
 	double gflops = flop_pos * pps[rounds / 2] / 1e9;
 	// Memory a step needs, in floats: parameters, gradients, two Adam moments, the activations
-	// the backward reads (lib/model_priv.h MM_ACTS at this batch), and the batch itself.
+	// the backward reads (lib/model_state_priv.h MM_ACTS at this batch), and the batch itself.
 	size_t np = mm_model_nparams(m);
 	double mib = ((4.0 * np + m->nacts) * 4 + 6.0 * N * 4 + N * (1 + 2 * P) * 4) / (1 << 20);
 	struct rusage ru;

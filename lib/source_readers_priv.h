@@ -1,7 +1,7 @@
 // Input readers of the ingest (internal to libmm): each input format yields raw documents
 // (text bytes and image references) in a fixed order; ingest.c tokenizes and prepares them.
-#ifndef MM_SOURCE_INTERNAL_H
-#define MM_SOURCE_INTERNAL_H
+#ifndef MM_SOURCE_READERS_PRIV_H
+#define MM_SOURCE_READERS_PRIV_H
 
 #include <stddef.h>
 #include <stdint.h>

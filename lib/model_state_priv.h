@@ -1,7 +1,7 @@
 // The model's internals, shared by lib/model.c and the tests (which run the same forward and
-// backward in double through model_impl.h). Not part of the installed API.
-#ifndef MM_MODEL_PRIV_H
-#define MM_MODEL_PRIV_H
+// backward in double through model_typed_priv.h). Not part of the installed API.
+#ifndef MM_MODEL_STATE_PRIV_H
+#define MM_MODEL_STATE_PRIV_H
 
 #include "kernels.h"
 #include "model.h"
@@ -107,7 +107,7 @@ struct mm_model {
 int mm_model_prepare(mm_model *m, const mm_batch *b);
 
 // One block's buffers, and where its attention finds keys and values: the input of
-// model_block_forward (model_impl.h), the one block of training and inference. Training gives
+// model_block_forward (model_typed_priv.h), the one block of training and inference. Training gives
 // each layer its own activations (kept for the backward) and this batch's rows as keys and
 // values (kc NULL); the sampler gives scratch reused by every layer (x, mid, xout one array;
 // h1, h2, hnext another) and its KV cache. Declared for float (mm_) and double (mmd_).
@@ -137,7 +137,7 @@ int mm_model_prepare(mm_model *m, const mm_batch *b);
 typedef MM_BLOCK_IO(float) mm_block_io;
 typedef MM_BLOCK_IO(double) mmd_block_io;
 
-// The block of lib/model.h for layer l over params P (model_impl.h, in float).
+// The block of lib/model.h for layer l over params P (model_typed_priv.h, in float).
 void mm_model_block_forward(const mm_model *m, const float *P, int l, const mm_block_io *io);
 // The embedding of lib/model.h into x (N, D): tok_emb[tok[n]] (a zero row where tok[n] < 0),
 // plus, at the ni image rows rows[i], pe(zs[i]) + pos2d[patch[i]] + temb(ts[i]); zs (ni, P).
