@@ -48,7 +48,9 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
 MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
-.PHONY: all deps test demo install clean ref bench experiment-fashion completion
+.PHONY: all deps test demo install uninstall clean ref bench experiment-fashion completion
+# The version: lib/mm.h's MM_VERSION, the one place it is written.
+MM_VERSION := $(shell sed -n 's/^\#define MM_VERSION "\(.*\)"/\1/p' lib/mm.h)
 # Objects made on the way to a tool are kept (make would delete them as intermediate files).
 .SECONDARY:
 all: lib/libmm.a $(TOOLS)
@@ -258,6 +260,20 @@ endif
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
 	install -m 644 $(COMPLETIONS) $(DESTDIR)$(PREFIX)/$(COMPLETION_DIR)/
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(MM_VERSION)|' -e 's|@PKGS@|$(PKGS)|' mm.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/mm.pc
+
+# Removes what install put there (the folders it made only when they are left empty).
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(TOOLS) $(MPI_TOOL)))
+	rm -f $(DESTDIR)$(PREFIX)/lib/libmm.a $(DESTDIR)$(PREFIX)/lib/pkgconfig/mm.pc
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/include/mm/,$(notdir $(wildcard lib/*.h)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man1/,$(notdir $(wildcard man/*.1)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man5/,$(notdir $(wildcard man/*.5)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man7/,$(notdir $(wildcard man/*.7)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/$(COMPLETION_DIR)/,$(notdir $(COMPLETIONS)))
+	-rmdir $(DESTDIR)$(PREFIX)/include/mm 2>/dev/null
 
 clean:
 	rm -f lib/*.o lib/libmm.a cmd/*.o cmd/libcli.a $(TOOLS) $(MPI_TOOL)
