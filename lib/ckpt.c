@@ -334,7 +334,20 @@ char *mm_ckpt_train_path(const char *dir, uint64_t step)
 	return join(dir, name);
 }
 
-// Removes the checkpoints of dir beyond the newest keep (a directory it cannot list is left).
+// A temporary file of the run directory's own writes (mm_afile: NAME.tmp.XXXXXX). Only one
+// run writes a directory, and it has committed its own when it calls remove_old: one still
+// there was left by a process killed while writing it.
+static int stale_temporary(const char *name)
+{
+	const char *t = strstr(name, ".tmp.");
+	if (!t || strlen(t) != 11)
+		return 0;
+	return strncmp(name, "ckpt-", 5) == 0 || strncmp(name, "latest.", 7) == 0 ||
+	       strncmp(name, "log.jsonl.", 10) == 0;
+}
+
+// Removes the checkpoints of dir beyond the newest keep, and the temporary files of writes
+// that were killed (a directory it cannot list is left).
 static void remove_old(const char *dir, long long keep)
 {
 	DIR *d = opendir(dir);
@@ -346,8 +359,14 @@ static void remove_old(const char *dir, long long keep)
 	while ((e = readdir(d)) && n < 4096) {
 		unsigned long long s;
 		char tail[8];
-		if (sscanf(e->d_name, "ckpt-%llu.mm%2s", &s, tail) == 2 && strcmp(tail, "c") == 0)
+		if (stale_temporary(e->d_name)) {
+			char *tmp = join(dir, e->d_name);
+			if (tmp)
+				unlink(tmp);
+			free(tmp);
+		} else if (sscanf(e->d_name, "ckpt-%llu.mm%2s", &s, tail) == 2 && strcmp(tail, "c") == 0) {
 			steps[n++] = s;
+		}
 	}
 	closedir(d);
 	for (int i = 0; i < n; i++) {
