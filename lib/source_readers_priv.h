@@ -6,6 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Longest line of a JSONL manifest or a text input, and longest text document, in bytes
+// (man/mm-tokenize.1, LIMITS): a longer one is refused before more is allocated.
+#define MM_SOURCE_LINE_MAX (64u << 20)
+#define MM_SOURCE_DOC_MAX (256u << 20)
+
 // One segment before tokenizing: text bytes, an image file, or an in-memory gray image (IDX).
 typedef struct mm_rawseg {
 	uint32_t type; // MM_SEG_TEXT or MM_SEG_IMAGE
