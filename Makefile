@@ -22,11 +22,7 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-om
 endif
 CFLAGS_ALL = $(OPT) -g -std=gnu11 -Wall -Wextra -fno-math-errno -fopenmp -Ilib $(PKG_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 LDLIBS_ALL = -Wl,--as-needed -fopenmp $(PKG_LIBS) -lpthread -lm $(SAN_FLAGS) $(LDLIBS)
-FLAGS_NOW := $(CC) $(OPT) $(SAN_FLAGS) $(CFLAGS) $(LDLIBS)
-FLAGS_WAS := $(shell cat .build-flags 2>/dev/null)
-ifneq ($(FLAGS_NOW),$(FLAGS_WAS))
-$(shell printf '%s\n' '$(FLAGS_NOW)' > .build-flags)
-endif
+FLAGS_NOW = $(CC) $(OPT) $(SAN_FLAGS) $(CFLAGS) $(LDLIBS)
 
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:.c=.o)
@@ -52,7 +48,9 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
 MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
-.PHONY: all deps test demo install clean ref bench experiment-fashion fuzz
+.PHONY: all deps test demo install uninstall clean ref bench experiment-fashion completion fuzz
+# The version: lib/mm.h's MM_VERSION, the one place it is written.
+MM_VERSION := $(shell sed -n 's/^\#define MM_VERSION "\(.*\)"/\1/p' lib/mm.h)
 # Objects made on the way to a tool are kept (make would delete them as intermediate files).
 .SECONDARY:
 all: lib/libmm.a $(TOOLS)
@@ -66,6 +64,11 @@ $(DEPS_OK): .ci/deps
 	@sh .ci/deps build
 	@touch $@
 deps: $(DEPS_OK)
+
+# Rewritten (and so newer than every object) only when the flags differ from the last build's.
+.build-flags: FORCE
+	@printf '%s\n' '$(FLAGS_NOW)' | cmp -s - $@ || printf '%s\n' '$(FLAGS_NOW)' > $@
+.PHONY: FORCE
 
 lib/%.o: lib/%.c $(HEADERS) | $(DEPS_OK)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
@@ -95,22 +98,34 @@ cmd/libcli.a: $(CLI_OBJ)
 cmd/mm-%: cmd/mm-%.o cmd/libcli.a lib/libmm.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< cmd/libcli.a lib/libmm.a $(LDLIBS_ALL)
 
+# Bash completion of every tool, made from its option table (cmd/completion.sh).
+COMPLETION_DIR := share/bash-completion/completions
+COMPLETIONS := $(patsubst cmd/%,$(COMPLETION_DIR)/%,$(TOOLS) $(if $(filter 1,$(MPI)),$(MPI_TOOL)))
+completion: $(COMPLETIONS)
+$(COMPLETION_DIR)/%: cmd/% cmd/completion.sh
+	@mkdir -p $(@D)
+	sh cmd/completion.sh $< >$@.tmp && mv $@.tmp $@
+
 tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
 	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
 # The fuzz corpora's replay includes every fuzz target, and cmd/cli.c for the CLI's.
 tests/bin/test_fuzz: $(wildcard tests/fuzz/*.c tests/fuzz/*.h) cmd/cli.c
 
+# tests/cli/faults.sh preloads it: it fails the Nth write, fsync or rename of a process.
+tests/bin/fault_shim.so: tests/fault_shim.c
+	@mkdir -p tests/bin
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ $< -ldl
 ifeq ($(SANITIZE),1)
 tests/bin/sanitize_keep.so: tests/sanitize_keep.c
 	@mkdir -p tests/bin
 	$(CC) -shared -fPIC -o $@ $<
-test: all $(TEST_BINS) $(MPI_TOOL) tests/bin/sanitize_keep.so
+test: all $(TEST_BINS) $(MPI_TOOL) tests/bin/fault_shim.so tests/bin/sanitize_keep.so
 	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize.supp \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MM_SAN_FLAGS='$(SAN_FLAGS)' \
 		MM_SAN_PRELOAD=$(CURDIR)/tests/bin/sanitize_keep.so sh tests/run.sh
 else
-test: all $(TEST_BINS) $(MPI_TOOL)
+test: all $(TEST_BINS) $(MPI_TOOL) tests/bin/fault_shim.so
 	@sh tests/run.sh
 endif
 
@@ -272,20 +287,36 @@ ref: all
 	@sh .ci/deps ref
 	@sh tests/ref/make.sh
 
-install: all
+install: all completion
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/mm \
-		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7 \
+		$(DESTDIR)$(PREFIX)/$(COMPLETION_DIR)
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 ifeq ($(MPI),1)
 	install -m 755 $(MPI_TOOL) $(DESTDIR)$(PREFIX)/bin/
 endif
 	install -m 644 lib/libmm.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 $(filter-out %_internal.h %_priv.h %_impl.h,$(wildcard lib/*.h)) $(DESTDIR)$(PREFIX)/include/mm/
+	install -m 644 $(filter-out %_priv.h,$(wildcard lib/*.h)) $(DESTDIR)$(PREFIX)/include/mm/
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
+	install -m 644 $(COMPLETIONS) $(DESTDIR)$(PREFIX)/$(COMPLETION_DIR)/
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(MM_VERSION)|' -e 's|@PKGS@|$(PKGS)|' mm.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/mm.pc
+
+# Removes what install put there (the folders it made only when they are left empty).
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(TOOLS) $(MPI_TOOL)))
+	rm -f $(DESTDIR)$(PREFIX)/lib/libmm.a $(DESTDIR)$(PREFIX)/lib/pkgconfig/mm.pc
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/include/mm/,$(notdir $(wildcard lib/*.h)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man1/,$(notdir $(wildcard man/*.1)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man5/,$(notdir $(wildcard man/*.5)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man7/,$(notdir $(wildcard man/*.7)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/$(COMPLETION_DIR)/,$(notdir $(COMPLETIONS)))
+	-rmdir $(DESTDIR)$(PREFIX)/include/mm 2>/dev/null
 
 clean:
 	rm -f lib/*.o lib/libmm.a cmd/*.o cmd/libcli.a $(TOOLS) $(MPI_TOOL)
-	rm -rf cmd/mpi
+	rm -rf cmd/mpi share
 	rm -rf tests/bin tests/tmp tests/bench/bin tests/bench/tmp tests/fuzz/build .build-flags

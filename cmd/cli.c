@@ -12,6 +12,7 @@
 #include "mm.h"
 
 const char *cli_prog = "mm";
+const char *cli_synopsis;
 
 void cli_init(const char *prog)
 {
@@ -42,12 +43,23 @@ void die_mm(int rc)
 	die("%s", m && *m ? m : mm_strerror(rc));
 }
 
+void cli_usage(FILE *f)
+{
+	const char *s = cli_synopsis ? cli_synopsis : "[options]";
+	for (int first = 1; *s; first = 0) {
+		size_t n = strcspn(s, "\n");
+		fprintf(f, "%s %s %.*s\n", first ? "Usage:" : "      ", cli_prog, (int)n, s);
+		s += n + (s[n] == '\n');
+	}
+}
+
 void die_usage(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vmsg(fmt, ap);
 	va_end(ap);
+	cli_usage(stderr);
 	fprintf(stderr, "Try '%s --help'.\n", cli_prog);
 	exit(2);
 }

@@ -6,14 +6,20 @@
 #include <stdint.h>
 #include <stdnoreturn.h>
 
+#include <stdio.h>
+
 extern const char *cli_prog; // set by cli_init, used as the message prefix
+// The forms of the command, one a line, each without the program's name (set by opts_parse).
+extern const char *cli_synopsis;
 
 void cli_init(const char *prog);
 // "prog: message" on stderr, exit 1. Also removes temporary files of unfinished atomic writes.
 noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Dies with the library's message for the last failure (rc is a negative MM_E* code).
 noreturn void die_mm(int rc);
-// "prog: message" and "Try 'prog --help'." on stderr, exit 2.
+// "Usage: prog ..." (every line of cli_synopsis), the heading of --help and of usage errors.
+void cli_usage(FILE *f);
+// "prog: message", the usage and "Try 'prog --help'." on stderr, exit 2.
 noreturn void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

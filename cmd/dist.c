@@ -236,3 +236,8 @@ int dist_ckpt_read(mm_ckpt **ck, char **path)
 }
 
 #endif
+
+mm_train_dist dist_train(void)
+{
+	return (mm_train_dist){dist_rank(), dist_world(), dist_sum_floats, dist_sum_doubles, dist_bcast};
+}

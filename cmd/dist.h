@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "ckpt.h"
+#include "train.h"
 
 // Gradients are summed in buckets of this many bytes: MPI's scratch memory stays bounded
 // whatever the model's size.
@@ -47,5 +48,7 @@ void dist_check_same(uint64_t v, const char *what);
 // (whose *path may be NULL; it is malloc'd there); every rank verifies them. So the run
 // directory need only be readable by rank 0.
 int dist_ckpt_read(mm_ckpt **ck, char **path);
+// The trainer's collectives (lib/train.h): these sums and this broadcast.
+mm_train_dist dist_train(void);
 
 #endif

@@ -7,16 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "eval.h"
 #include "eval_out.h"
+#include "kernels.h"
 #include "mm.h"
 #include "opts.h"
+#include "prof.h"
 #include "sample.h"
-#include "train.h"
 
 static struct {
 	struct opt_list data;
@@ -28,75 +28,86 @@ static struct {
        .seed = 1, .read_t = 0.9};
 
 #define BIG 1e18
+static double t1 = 0;                // --bpd-t1, 0 for auto
+static int sampler = MM_ODE_HEUN;    // --sampler
+
+// --bpd-t1: T1 or auto (0).
+static const char *parse_t1(void *p, const char *v, char *why, size_t n)
+{
+	char *end;
+	double x = strcmp(v, "auto") ? strtod(v, &end) : 0;
+	if (strcmp(v, "auto") && (end == v || *end || !isfinite(x)))
+		return snprintf(why, n, "'%s' is not a number or auto", v), why;
+	if (strcmp(v, "auto") && !(0.5 <= x && x <= 0.99999))
+		return snprintf(why, n, "%g is out of range [0.5, 0.99999]", x), why;
+	if (x == 0.5)
+		return "T1 must be above 0.5";
+	*(double *)p = x;
+	return NULL;
+}
+
+static void show_t1(const void *p, char *buf, size_t n)
+{
+	if (*(const double *)p)
+		snprintf(buf, n, "%g", *(const double *)p);
+	else
+		snprintf(buf, n, "auto");
+}
+
 static struct opt table[] = {
-	{"Input", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"model", OPT_STR, &o.model, "CKPT|DIR", "checkpoint file, or run directory (its latest checkpoint)", 0, 0, 0, 0},
-	{"data", OPT_LIST, &o.data, "PATTERN", "held-out shards: a file, a directory or a quoted glob (repeatable)", 0, 0, 0, 0},
-	{"ema", OPT_FLAG, &o.ema, NULL, "the EMA weights for --bpd, --classes and --per-class (the losses show both)", 0, 1, 0, 0},
-	{"max-docs", OPT_INT, &o.max_docs, "N", "read only the first N documents (0: all)", 0, BIG, 0, 0},
-	{"batch", OPT_INT, &o.batch, "B", "rows of the model's context per model call (32)", 1, 65536, 0, 0},
-	{"Losses", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"buckets", OPT_INT, &o.buckets, "K", "noise levels t = (k + 0.5) / K of the image loss (10)", 1, MM_EVAL_MAX_BUCKETS, 0, 0},
-	{"no-losses", OPT_FLAG, &o.no_losses, NULL, "skip the text and image losses", 0, 1, 0, 0},
-	{"Bits per dimension", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"bpd", OPT_FLAG, &o.bpd, NULL, "the variational bound of each image, in bits per dimension", 0, 1, 0, 0},
-	{"bpd-samples", OPT_INT, &o.bpd_samples, "S", "(t, eps) draws per image (10)", 1, 1000000, 0, 0},
-	{"bpd-t0", OPT_FLOAT, &o.bpd_t0, "T0", "noisiest level of the bound, 0 <= T0 < 0.5 (0.001)", 0, 0.5, 0, 0},
-	{"bpd-t1", OPT_STR, &o.bpd_t1, "T1|auto", "cleanest level, 0.5 < T1 <= 0.99999; auto: the best of the curve up to 0.999 (auto)", 0, 0, 0, 0},
-	{"bpd-uncond", OPT_FLAG, &o.bpd_uncond, NULL, "images alone, not after their caption", 0, 1, 0, 0},
-	{"Classes", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"classes", OPT_STR, &o.classes, "FILE", "class captions, one a line: classify the labelled images", 0, 0, 0, 0},
-	{"read-t", OPT_FLOAT, &o.read_t, "T", "noise level of the images to caption, 0 < T <= 1, 1 = clean (0.9)", 1e-6, 1, 0, 0},
-	{"per-class", OPT_INT, &o.per_class, "N", "also generate N images per caption and classify them (0)", 0, 1000000, 0, 0},
-	{"sampler", OPT_STR, &o.sampler, "euler|heun", "ODE sampler of the generated images (heun)", 0, 0, 0, 0},
-	{"steps", OPT_INT, &o.steps, "N", "sampler steps (50)", 1, 100000, 0, 0},
-	{"cfg", OPT_FLOAT, &o.cfg, "G", "classifier-free guidance scale, 1 = none (2)", 0, 100, 0, 0},
-	{"samples", OPT_STR, &o.samples, "DIR", "write a grid of the generated images of each class into DIR", 0, 0, 0, 0},
-	{"Output", OPT_HEADING, 0, 0, 0, 0, 0, 0, 0},
-	{"json", OPT_FLAG, &o.json, NULL, "print one JSON object instead of the table", 0, 1, 0, 0},
-	{"json-file", OPT_STR, &o.json_file, "FILE", "also write the JSON object into FILE", 0, 0, 0, 0},
-	{"seed", OPT_INT, &o.seed, "S", "seed of the bound's draws and of the generated images (1)", 0, BIG, 0, 0},
-	{"threads", OPT_INT, &o.threads, "N", "OpenMP and OpenBLAS threads (0: all processors)", 0, 4096, 0, 0},
-	{"help", OPT_FLAG, &o.help, NULL, "show this help", 0, 1, 0, 0},
-	{NULL, 0, 0, 0, 0, 0, 0, 0, 0},
+	OPT_HEAD("Input"),
+	{"model", OPT_STR, &o.model, "CKPT|DIR", .help = "checkpoint file, or run directory (its latest checkpoint)"},
+	{"data", OPT_LIST, &o.data, "PATTERN", .help = "held-out shards: a file, a directory or a quoted glob (repeatable)"},
+	{"ema", OPT_FLAG, &o.ema, NULL, .help = "the EMA weights for --bpd, --classes and --per-class (the losses show both)"},
+	{"max-docs", OPT_INT, &o.max_docs, "N", .help = "read only the first N documents; 0: all", 0, BIG},
+	{"batch", OPT_INT, &o.batch, "B", .help = "rows of the model's context per model call", 1, 65536},
+	OPT_HEAD("Losses"),
+	{"buckets", OPT_INT, &o.buckets, "K", .help = "noise levels t = (k + 0.5) / K of the image loss", 1, MM_EVAL_MAX_BUCKETS},
+	{"no-losses", OPT_FLAG, &o.no_losses, NULL, .help = "skip the text and image losses"},
+	OPT_HEAD("Bits per dimension"),
+	{"bpd", OPT_FLAG, &o.bpd, NULL, .help = "the variational bound of each image, in bits per dimension"},
+	{"bpd-samples", OPT_INT, &o.bpd_samples, "S", .help = "(t, eps) draws per image", 1, 1000000},
+	{"bpd-t0", OPT_FLOAT, &o.bpd_t0, "T0", .help = "noisiest level of the bound, 0 <= T0 < 0.5", 0, 0.5},
+	{"bpd-t1", OPT_FUNC, &t1, "T1|auto", .help = "cleanest level, 0.5 < T1 <= 0.99999;\nauto: the best of the curve up to 0.999",
+	 .parse = parse_t1, .show = show_t1},
+	{"bpd-uncond", OPT_FLAG, &o.bpd_uncond, NULL, .help = "images alone, not after their caption"},
+	OPT_HEAD("Classes"),
+	{"classes", OPT_STR, &o.classes, "FILE", .help = "class captions, one a line: classify the labelled images"},
+	{"read-t", OPT_FLOAT, &o.read_t, "T", .help = "noise level of the images to caption, 0 < T <= 1, 1 = clean", 1e-6, 1},
+	{"per-class", OPT_INT, &o.per_class, "N", .help = "also generate N images per caption and classify them", 0, 1000000},
+	{"sampler", OPT_CHOICE, &sampler, NULL, .help = "ODE sampler of the generated images",
+	 .choices = (const char *const[]){"euler", "heun", NULL}, .values = (const int[]){MM_ODE_EULER, MM_ODE_HEUN}},
+	{"steps", OPT_INT, &o.steps, "N", .help = "sampler steps", 1, 100000},
+	{"cfg", OPT_FLOAT, &o.cfg, "G", .help = "classifier-free guidance scale, 1 = none", 0, 100},
+	{"samples", OPT_STR, &o.samples, "DIR", .help = "write a grid of the generated images of each class into DIR"},
+	OPT_HEAD("Output"),
+	{"json", OPT_FLAG, &o.json, NULL, .help = "print one JSON object instead of the table"},
+	{"json-file", OPT_STR, &o.json_file, "FILE", .help = "also write the JSON object into FILE"},
+	{"seed", OPT_INT, &o.seed, "S", .help = "seed of the bound's draws and of the generated images", 0, BIG},
+	{"threads", OPT_INT, &o.threads, "N", .help = "OpenMP and OpenBLAS threads; 0: all processors", 0, 4096},
+	OPT_HEAD("Information"),
+	OPT_STD_END,
 };
 
-static const char usage[] = "usage: mm-eval --model CKPT|DIR --data PATTERN [--bpd] [--classes FILE [--per-class N]] [options]";
-
-static double t1 = 0; // --bpd-t1, 0 for auto
+static const char synopsis[] = "--model CKPT|DIR --data PATTERN [--bpd] [--classes FILE [--per-class N]] [options]";
+static const char about[] = "Measure a checkpoint on held-out shards: losses, bits per dimension, classification.";
 
 static void parse(int argc, char **argv)
 {
-	opts_parse(table, argc, argv);
-	if (o.help) {
-		opts_help(table, usage);
-		exit(0);
-	}
+	opts_parse(table, synopsis, about, argc, argv);
 	if (!o.model)
 		die_usage("--model is required");
 	if (!o.data.n)
 		die_usage("--data is required");
 	if (!(o.bpd_t0 < 0.5))
 		die_usage("--bpd-t0 must be below 0.5");
-	if (o.bpd_t1 && strcmp(o.bpd_t1, "auto"))
-		t1 = cli_double("--bpd-t1", o.bpd_t1, 0.5, 0.99999);
-	if (t1 != 0 && t1 <= 0.5)
-		die_usage("--bpd-t1 must be above 0.5");
 	if (o.per_class && !o.classes)
 		die_usage("--per-class needs --classes");
 	if (o.samples && !o.per_class)
 		die_usage("--samples needs --per-class");
-	if (o.sampler && strcmp(o.sampler, "euler") && strcmp(o.sampler, "heun"))
-		die_usage("--sampler: '%s' is not euler or heun", o.sampler);
 	if (o.no_losses && !o.bpd && !o.classes)
 		die_usage("nothing to evaluate: --no-losses without --bpd or --classes");
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+	o.sampler = sampler == MM_ODE_EULER ? "euler" : "heun";
 }
 
 static void progress(void *ctx, const char *stage, uint64_t done, uint64_t total)
@@ -109,7 +120,7 @@ static void timed(const char *what, double t0)
 {
 	if (isatty(2))
 		fputs("\r\033[K", stderr);
-	fprintf(stderr, "%s: %s: %.1f s\n", cli_prog, what, now() - t0);
+	fprintf(stderr, "%s: %s: %.1f s\n", cli_prog, what, mm_now() - t0);
 }
 
 static void check(int rc)
@@ -169,19 +180,19 @@ static void evaluate(struct eval_report *r)
 	for (int k = 0; k < 2 && !o.no_losses; k++) {
 		if (!run.m[k])
 			continue;
-		double t0 = now();
+		double t0 = mm_now();
 		r->loss_name[r->nloss] = k ? "ema" : "weights";
 		check(mm_eval_losses_run(run.e, run.m[k], &r->loss[r->nloss++]));
 		timed(k ? "losses, EMA weights" : "losses", t0);
 	}
 	if (o.bpd) {
-		double t0 = now();
+		double t0 = mm_now();
 		check(mm_eval_bpd_run(run.e, run.main, &r->bpd));
 		r->has_bpd = 1;
 		timed("bits per dimension", t0);
 	}
 	if (o.classes) {
-		double t0 = now();
+		double t0 = mm_now();
 		check(mm_eval_gen_new(&run.gen, run.e, run.main, run.tok, &run.classes, (int)o.batch));
 		check(mm_eval_classify(run.e, run.main, &run.classes, mm_eval_caption, run.gen, &r->cls));
 		r->has_cls = 1;
@@ -196,7 +207,7 @@ static void evaluate(struct eval_report *r)
 		size_t bytes = (size_t)run.classes.n * to.per_class * MM_NPATCH(run.cfg) * MM_PDIM(run.cfg);
 		if (o.samples && !(run.images = malloc(bytes)))
 			die("out of memory for %zu MiB of images", bytes >> 20);
-		double t0 = now();
+		double t0 = mm_now();
 		check(mm_eval_t2i_run(run.e, run.main, run.gen, &to, &r->t2i, run.images));
 		r->has_t2i = 1;
 		timed("text to image", t0);
@@ -209,7 +220,7 @@ int main(int argc, char **argv)
 {
 	cli_init(argv[0]);
 	parse(argc, argv);
-	train_set_threads(o.threads);
+	mm_threads_set(o.threads);
 	// Opened first, so a long evaluation does not end in an unwritable path; written atomically,
 	// so a failed run leaves no half-written file.
 	mm_afile jf = {0};

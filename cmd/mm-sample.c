@@ -1,148 +1,105 @@
 // mm-sample: text, images, interleaved documents and captions from a checkpoint.
 // The work is in lib/sample.c and lib/generate.c; this is options, files and the transcript
 // (man/mm-sample.1).
-#include <cblas.h>
 #include <errno.h>
-#include <getopt.h>
-#include <omp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <time.h>
 
 #include "cli.h"
 #include "ingest.h"
+#include "kernels.h"
 #include "mm.h"
+#include "opts.h"
+#include "prof.h"
 #include "sample.h"
 
-static const char usage_text[] =
-	"Usage: mm-sample --model CKPT|DIR [--prompt TEXT] [--image -o DIR] [options]\n"
-	"       mm-sample --model CKPT|DIR --caption IMAGE...\n"
-	"Continue a prompt with text and images, or caption images, with a trained model.\n"
-	"\n"
-	"  --model CKPT|DIR        checkpoint file, or run directory (its latest checkpoint)\n"
-	"  --ema                   use the checkpoint's EMA weights\n"
-	"Text:\n"
-	"  --prompt TEXT           the beginning of the document (default: empty)\n"
-	"  --max-tokens N          tokens sampled per document, at most (default 256)\n"
-	"  --temperature T         0 is greedy (default 0)\n"
-	"  --top-k K               sample among the K likeliest tokens (default 0: all)\n"
-	"  --top-p P               ... and among the fewest whose probability reaches P (default 1)\n"
-	"Images:\n"
-	"  --image                 generate an image right after the prompt\n"
-	"  --sampler euler|heun    ODE sampler (default heun)\n"
-	"  --steps N               sampler steps (default 50)\n"
-	"  --cfg G                 classifier-free guidance scale, 1 = none (default 2)\n"
-	"  --cfg-interval A,B      guide only at noise levels t in [A, B] (default 0,1)\n"
-	"  --recompute             rerun the prefix at every step instead of reusing its keys\n"
-	"                          and values (same result up to rounding; for measurements)\n"
-	"Output:\n"
-	"  -o, --out DIR           write images as DIR/000.png ... (created, with its parents)\n"
-	"  -n, --samples N         documents to generate (default 1)\n"
-	"  --batch B               documents generated together (default 8)\n"
-	"  --grid FILE.png         also tile every generated image into one PNG\n"
-	"  --caption IMAGE...      caption each image: one line 'name<TAB>caption' per image\n"
-	"  --read-t T              read the images to caption at noise level T, z = T x + (1 - T) eps,\n"
-	"                          as training shows images before text; 1 = clean (default 0.9)\n"
-	"  --seed S                random seed (default 1)\n"
-	"  --threads N             threads of the matrix products (default 0: all processors)\n"
-	"  -h, --help              this help\n";
-
 static struct {
-	const char *model, *prompt, *out, *grid;
+	char *model, *prompt, *out, *grid;
 	int ema, image, caption, recompute;
 	long long max_tokens, top_k, steps, samples, batch, seed, threads;
-	double temperature, top_p, cfg, cfg_lo, cfg_hi, read_t;
+	double temperature, top_p, cfg, cfg_interval[2], read_t;
 	int method;
-	char **files; // --caption's images
-	int nfiles;
-} o = {.max_tokens = 256, .top_p = 1, .steps = 50, .cfg = 2, .cfg_hi = 1, .samples = 1, .batch = 8,
+	struct opt_args files; // --caption's images
+} o = {.max_tokens = 256, .top_p = 1, .steps = 50, .cfg = 2, .cfg_interval = {0, 1}, .samples = 1, .batch = 8,
        .seed = 1, .method = MM_ODE_HEUN, .read_t = 0.9};
 
-enum { O_MODEL = 256, O_EMA, O_PROMPT, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_IMAGE, O_SAMPLER, O_STEPS,
-       O_CFG, O_CFGI, O_RECOMPUTE, O_BATCH, O_GRID, O_CAPTION, O_READT, O_SEED, O_THREADS };
+// --cfg-interval A,B: two doubles.
+static const char *parse_interval(void *p, const char *s, char *why, size_t n)
+{
+	double *ab = p;
+	char *end;
+	ab[0] = strtod(s, &end);
+	if (end == s || *end != ',')
+		return snprintf(why, n, "'%s' is not A,B", s), why;
+	const char *b = end + 1;
+	ab[1] = strtod(b, &end);
+	if (end == b || *end || !(0 <= ab[0] && ab[0] <= ab[1] && ab[1] <= 1))
+		return snprintf(why, n, "'%s' is not A,B with 0 <= A <= B <= 1", s), why;
+	return NULL;
+}
 
-static const struct option options[] = {
-	{"model", required_argument, 0, O_MODEL}, {"ema", no_argument, 0, O_EMA},
-	{"prompt", required_argument, 0, O_PROMPT}, {"max-tokens", required_argument, 0, O_MAXTOK},
-	{"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
-	{"top-p", required_argument, 0, O_TOPP}, {"image", no_argument, 0, O_IMAGE},
-	{"sampler", required_argument, 0, O_SAMPLER}, {"steps", required_argument, 0, O_STEPS},
-	{"cfg", required_argument, 0, O_CFG}, {"cfg-interval", required_argument, 0, O_CFGI},
-	{"recompute", no_argument, 0, O_RECOMPUTE}, {"out", required_argument, 0, 'o'},
-	{"samples", required_argument, 0, 'n'}, {"batch", required_argument, 0, O_BATCH},
-	{"grid", required_argument, 0, O_GRID}, {"caption", no_argument, 0, O_CAPTION},
-	{"read-t", required_argument, 0, O_READT},
-	{"seed", required_argument, 0, O_SEED}, {"threads", required_argument, 0, O_THREADS},
-	{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+static void show_interval(const void *p, char *buf, size_t n)
+{
+	snprintf(buf, n, "%g,%g", ((const double *)p)[0], ((const double *)p)[1]);
+}
+
+static struct opt table[] = {
+	OPT_HEAD("Model"),
+	{"model", OPT_STR, &o.model, "CKPT|DIR", .help = "checkpoint file, or run directory (its latest checkpoint)"},
+	{"ema", OPT_FLAG, &o.ema, NULL, .help = "use the checkpoint's EMA weights"},
+	OPT_HEAD("Text"),
+	{"prompt", OPT_STR, &o.prompt, "TEXT", .help = "the beginning of the document", .def = "empty"},
+	{"max-tokens", OPT_INT, &o.max_tokens, "N", .help = "tokens sampled per document, at most", 0, 1 << 30},
+	{"temperature", OPT_FLOAT, &o.temperature, "T", .help = "0 is greedy", 0, 1000},
+	{"top-k", OPT_INT, &o.top_k, "K", .help = "sample among the K likeliest tokens; 0: all", 0, 1 << 30},
+	{"top-p", OPT_FLOAT, &o.top_p, "P", .help = "... and among the fewest whose probability reaches P", 1e-9, 1},
+	OPT_HEAD("Images"),
+	{"image", OPT_FLAG, &o.image, NULL, .help = "generate an image right after the prompt"},
+	{"sampler", OPT_CHOICE, &o.method, NULL, .help = "ODE sampler",
+	 .choices = (const char *const[]){"euler", "heun", NULL}, .values = (const int[]){MM_ODE_EULER, MM_ODE_HEUN}},
+	{"steps", OPT_INT, &o.steps, "N", .help = "sampler steps", 1, 100000},
+	{"cfg", OPT_FLOAT, &o.cfg, "G", .help = "classifier-free guidance scale, 1 = none", 0, 100},
+	{"cfg-interval", OPT_FUNC, o.cfg_interval, "A,B", .help = "guide only at noise levels t in [A, B]",
+	 .parse = parse_interval, .show = show_interval},
+	{"recompute", OPT_FLAG, &o.recompute, NULL,
+	 .help = "rerun the prefix at every step instead of reusing its keys\n"
+		 "and values (same result up to rounding; for measurements)"},
+	OPT_HEAD("Output"),
+	{"out", OPT_STR, &o.out, "DIR", .help = "write images as DIR/000.png ... (created, with its parents)", .letter = 'o'},
+	{"samples", OPT_INT, &o.samples, "N", .help = "documents to generate", 1, 1000000, .letter = 'n'},
+	{"batch", OPT_INT, &o.batch, "B", .help = "documents generated together", 1, 4096},
+	{"grid", OPT_STR, &o.grid, "FILE.png", .help = "also tile every generated image into one PNG"},
+	{"caption", OPT_FLAG, &o.caption, "IMAGE...", .help = "caption each image: one line 'name<TAB>caption' per image"},
+	{"IMAGE", OPT_ARGS, &o.files, NULL, .help = "the images of --caption"},
+	{"read-t", OPT_FLOAT, &o.read_t, "T",
+	 .help = "read the images to caption at noise level T, z = T x + (1 - T) eps,\n"
+		 "as training shows images before text; 1 = clean", 1e-6, 1},
+	{"seed", OPT_INT, &o.seed, "S", .help = "random seed", 0, INT64_MAX},
+	{"threads", OPT_INT, &o.threads, "N", .help = "threads of the matrix products; 0: all processors", 0, 4096},
+	OPT_HEAD("Information"),
+	OPT_STD_END,
 };
 
-static void parse_interval(const char *s)
-{
-	char *end;
-	o.cfg_lo = strtod(s, &end);
-	if (end == s || *end != ',')
-		die_usage("--cfg-interval: '%s' is not A,B", s);
-	const char *b = end + 1;
-	o.cfg_hi = strtod(b, &end);
-	if (end == b || *end || !(0 <= o.cfg_lo && o.cfg_lo <= o.cfg_hi && o.cfg_hi <= 1))
-		die_usage("--cfg-interval: '%s' is not A,B with 0 <= A <= B <= 1", s);
-}
+static const char synopsis[] = "--model CKPT|DIR [--prompt TEXT] [--image -o DIR] [options]\n"
+			       "--model CKPT|DIR --caption IMAGE...";
+static const char about[] = "Continue a prompt with text and images, or caption images, with a trained model.";
 
 static void parse(int argc, char **argv)
 {
-	int c, idx;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":o:n:h", options, &idx)) != -1) {
-		const char *a = optarg;
-		switch (c) {
-		case O_MODEL: o.model = a; break;
-		case O_EMA: o.ema = 1; break;
-		case O_PROMPT: o.prompt = a; break;
-		case O_MAXTOK: o.max_tokens = cli_int("--max-tokens", a, 0, 1 << 30); break;
-		case O_TEMP: o.temperature = cli_double("--temperature", a, 0, 1000); break;
-		case O_TOPK: o.top_k = cli_int("--top-k", a, 0, 1 << 30); break;
-		case O_TOPP: o.top_p = cli_double("--top-p", a, 1e-9, 1); break;
-		case O_IMAGE: o.image = 1; break;
-		case O_SAMPLER:
-			if (strcmp(a, "euler") && strcmp(a, "heun"))
-				die_usage("--sampler: '%s' is not euler or heun", a);
-			o.method = strcmp(a, "euler") ? MM_ODE_HEUN : MM_ODE_EULER;
-			break;
-		case O_STEPS: o.steps = cli_int("--steps", a, 1, 100000); break;
-		case O_CFG: o.cfg = cli_double("--cfg", a, 0, 100); break;
-		case O_CFGI: parse_interval(a); break;
-		case O_RECOMPUTE: o.recompute = 1; break;
-		case 'o': o.out = a; break;
-		case 'n': o.samples = cli_int("--samples", a, 1, 1000000); break;
-		case O_BATCH: o.batch = cli_int("--batch", a, 1, 4096); break;
-		case O_GRID: o.grid = a; break;
-		case O_CAPTION: o.caption = 1; break;
-		case O_READT: o.read_t = cli_double("--read-t", a, 1e-6, 1); break;
-		case O_SEED: o.seed = cli_int("--seed", a, 0, INT64_MAX); break;
-		case O_THREADS: o.threads = cli_int("--threads", a, 0, 4096); break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		case ':': die_usage("option '%s' needs a value", argv[optind - 1]);
-		default: die_usage("unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (o.out) { // "dir/" names its images dir/000.png
-		char *d = strdup(o.out);
-		for (size_t n = d ? strlen(d) : 0; n > 1 && d[n - 1] == '/'; n--)
-			d[n - 1] = 0;
-		o.out = d;
-	}
-	o.files = argv + optind;
-	o.nfiles = argc - optind;
+	opts_parse(table, synopsis, about, argc, argv);
+	if (o.out) // "dir/" names its images dir/000.png
+		for (size_t n = strlen(o.out); n > 1 && o.out[n - 1] == '/'; n--)
+			o.out[n - 1] = 0;
 	if (!o.model)
 		die_usage("--model is required");
-	if (o.caption && !o.nfiles)
+	if (o.caption && !o.files.n)
 		die_usage("--caption needs at least one image");
-	if (!o.caption && o.nfiles)
-		die_usage("unexpected argument '%s'", o.files[0]);
+	if (!o.caption && o.files.n)
+		die_usage("unexpected argument '%s'", o.files.v[0]);
 	if (o.caption && (o.prompt || o.image || o.out || o.grid || o.samples != 1))
 		die_usage("--caption excludes --prompt, --image, --out, --grid and --samples");
 	if ((o.top_k || o.top_p < 1) && o.temperature == 0)
@@ -225,13 +182,6 @@ static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, const 
 		putchar('\n');
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 // Creates dir and any missing parents.
 static void mkdir_out(const char *dir)
 {
@@ -258,7 +208,7 @@ static void gen_opts(mm_gen_opts *g)
 {
 	mm_gen_opts_default(g);
 	g->text = (mm_text_opts){(float)o.temperature, (int)o.top_k, (float)o.top_p};
-	g->image = (mm_image_opts){o.method, (int)o.steps, (float)o.cfg, (float)o.cfg_lo, (float)o.cfg_hi,
+	g->image = (mm_image_opts){o.method, (int)o.steps, (float)o.cfg, (float)o.cfg_interval[0], (float)o.cfg_interval[1],
 				   o.recompute};
 	g->max_tokens = (int)o.max_tokens;
 	g->image_first = o.image;
@@ -298,7 +248,7 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 		die_mm(rc);
 	mm_image *grid = NULL;
 	int nimg = 0;
-	double t0 = now();
+	double t0 = mm_now();
 	for (long long first = 0; first < o.samples; first += batch) {
 		int k = (int)(o.samples - first < batch ? o.samples - first : batch);
 		for (int i = 0; i < k; i++)
@@ -312,7 +262,7 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 		}
 		fflush(stdout);
 	}
-	double secs = now() - t0;
+	double secs = mm_now() - t0;
 	if (nimg)
 		fprintf(stderr, "%s: %d image%s in %.2f s (%.3f images/s)\n", cli_prog, nimg, nimg == 1 ? "" : "s",
 			secs, nimg / secs);
@@ -362,45 +312,34 @@ static void run_captions(mm_model *m, const mm_tokenizer *tok)
 		die_mm(rc);
 	// Every image is read before any caption is written: a bad file stops the run cleanly.
 	size_t bytes = mm_prep_bytes(&p);
-	mm_doc *pre = calloc((size_t)o.nfiles, sizeof *pre), *out = calloc((size_t)o.nfiles, sizeof *out);
+	mm_doc *pre = calloc((size_t)o.files.n, sizeof *pre), *out = calloc((size_t)o.files.n, sizeof *out);
 	uint8_t *px = malloc(bytes);
 	if (!pre || !out || !px)
 		die_mm(-MM_ENOMEM);
-	for (int i = 0; i < o.nfiles; i++) {
-		if ((rc = mm_prep_image_file(o.files[i], &p, px, NULL)) ||
+	for (int i = 0; i < o.files.n; i++) {
+		if ((rc = mm_prep_image_file(o.files.v[i], &p, px, NULL)) ||
 		    (rc = mm_doc_add_image(&pre[i], p.h, p.w, p.channels, p.patch, px)))
 			die_mm(rc);
 	}
 	mm_gen_opts g;
 	gen_opts(&g);
 	g.images = 0, g.image.cfg = 1;
-	int batch = (int)(o.batch < o.nfiles ? o.batch : o.nfiles);
+	int batch = (int)(o.batch < o.files.n ? o.batch : o.files.n);
 	mm_sampler *s;
 	if ((rc = mm_sampler_new(&s, m, batch)))
 		die_mm(rc);
-	for (int first = 0; first < o.nfiles; first += batch) {
-		int k = o.nfiles - first < batch ? o.nfiles - first : batch;
+	for (int first = 0; first < o.files.n; first += batch) {
+		int k = o.files.n - first < batch ? o.files.n - first : batch;
 		if ((rc = mm_generate(s, pre + first, k, (uint64_t)first, &g, out + first)))
 			die_mm(rc);
 		for (int i = first; i < first + k; i++)
-			print_caption(tok, o.files[i], &out[i]);
+			print_caption(tok, o.files.v[i], &out[i]);
 		fflush(stdout);
 	}
-	for (int i = 0; i < o.nfiles; i++)
+	for (int i = 0; i < o.files.n; i++)
 		mm_doc_free(&pre[i]), mm_doc_free(&out[i]);
 	free(pre), free(out), free(px);
 	mm_sampler_free(s);
-}
-
-// Everything runs on n OpenMP threads, the matrix products split by the kernels and attention
-// by (document, head), each calling a single-threaded OpenBLAS, as in training (kernels.h): one
-// thread pool, never two spinning on the same cores (man page, NOTES).
-static void set_threads(long long n)
-{
-	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	omp_set_num_threads(n < 1 ? 1 : (int)n);
-	openblas_set_num_threads(1);
 }
 
 int main(int argc, char **argv)
@@ -408,7 +347,9 @@ int main(int argc, char **argv)
 	cli_init(argv[0]);
 	parse(argc, argv);
 	cli_cleanup_on_signal();
-	set_threads(o.threads);
+	// Everything runs on the OpenMP threads, the matrix products split by the kernels and
+	// attention by (document, head), as in training (kernels.h; man page, NOTES).
+	mm_threads_set(o.threads);
 	mm_model *m;
 	mm_tokenizer *tok;
 	int rc = mm_ckpt_load_model(o.model, o.ema, 1, &m, &tok, NULL);

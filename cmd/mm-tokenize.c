@@ -1,6 +1,6 @@
 // mm-tokenize: documents (JSONL, image folders, IDX, plain text) into shards, and back.
 // The work is in lib/ingest.c; this is options, checks and messages (man/mm-tokenize.1).
-#include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,100 +9,45 @@
 #include "cli.h"
 #include "ingest.h"
 #include "mm.h"
+#include "opts.h"
 
-static const char usage_text[] =
-	"Usage: mm-tokenize [options] -o PREFIX INPUT...\n"
-	"       mm-tokenize --train-tokenizer FILE --vocab-size N [options] [-o PREFIX] INPUT...\n"
-	"       mm-tokenize --list SHARD...\n"
-	"       mm-tokenize [--tokenizer FILE] --extract DIR SHARD...\n"
-	"Turn documents into shards: JSONL manifests, folders of images with .txt captions, IDX\n"
-	"files (MNIST family), plain text; '-' reads standard input.\n"
-	"\n"
-	"Input:\n"
-	"  --format F              jsonl, dir, idx, text or image (default: from each file)\n"
-	"  --labels FILE           IDX: class names, one per line\n"
-	"  --caption-template STR  IDX: caption of an image, {label} is its class (default {label})\n"
-	"  --doc-separator STR     text: a line equal to STR ends a document (default: blank lines)\n"
-	"  --skip-bad              skip bad documents (counted) instead of stopping\n"
-	"Images:\n"
-	"  --image-size N|WxH      size of every image (default 28)\n"
-	"  --channels 1|3          gray or RGB (default 1)\n"
-	"  --patch P               patch side, divides the size (default 4)\n"
-	"  --fit crop|pad|stretch  how to reach the size (default crop)\n"
-	"  --background COLOR      white, black or #RRGGBB, under alpha and around pad (default white)\n"
-	"  --max-pixels N          refuse larger source images (default 64M)\n"
-	"Text:\n"
-	"  --tokenizer FILE        use this tokenizer (default: plain bytes)\n"
-	"  --train-tokenizer FILE  learn a BPE tokenizer from the input text, write it to FILE\n"
-	"  --vocab-size N          its vocabulary size (261 and up)\n"
-	"Output:\n"
-	"  -o, --output PREFIX     write PREFIX-00000.mms, PREFIX-00001.mms ...\n"
-	"  --shard-size SIZE       start a new shard past SIZE bytes (default 256M)\n"
-	"  --val-fraction F        send this share of documents to PREFIX-val-00000.mms ...\n"
-	"  --seed S                which documents are validation documents (default 0)\n"
-	"  --threads N             decode images on N threads; same output for every N (default 1)\n"
-	"Shards:\n"
-	"  --list SHARD...         one line per document, then the totals\n"
-	"  --extract DIR SHARD...  write the documents to DIR as files and DIR/manifest.jsonl\n"
-	"  -h, --help              this help\n"
-	"  -V, --version           the version\n";
-
-enum {
-	O_FORMAT = 256, O_LABELS, O_TEMPLATE, O_SEPARATOR, O_SKIP_BAD, O_SIZE, O_CHANNELS, O_PATCH, O_FIT,
-	O_BACKGROUND, O_MAX_PIXELS, O_TOKENIZER, O_TRAIN, O_VOCAB, O_SHARD_SIZE, O_VAL, O_SEED, O_THREADS,
-	O_LIST, O_EXTRACT,
-};
-
-static const struct option options[] = {
-	{"output", required_argument, 0, 'o'},
-	{"format", required_argument, 0, O_FORMAT},
-	{"labels", required_argument, 0, O_LABELS},
-	{"caption-template", required_argument, 0, O_TEMPLATE},
-	{"doc-separator", required_argument, 0, O_SEPARATOR},
-	{"skip-bad", no_argument, 0, O_SKIP_BAD},
-	{"image-size", required_argument, 0, O_SIZE},
-	{"channels", required_argument, 0, O_CHANNELS},
-	{"patch", required_argument, 0, O_PATCH},
-	{"fit", required_argument, 0, O_FIT},
-	{"background", required_argument, 0, O_BACKGROUND},
-	{"max-pixels", required_argument, 0, O_MAX_PIXELS},
-	{"tokenizer", required_argument, 0, O_TOKENIZER},
-	{"train-tokenizer", required_argument, 0, O_TRAIN},
-	{"vocab-size", required_argument, 0, O_VOCAB},
-	{"shard-size", required_argument, 0, O_SHARD_SIZE},
-	{"val-fraction", required_argument, 0, O_VAL},
-	{"seed", required_argument, 0, O_SEED},
-	{"threads", required_argument, 0, O_THREADS},
-	{"list", no_argument, 0, O_LIST},
-	{"extract", required_argument, 0, O_EXTRACT},
-	{"help", no_argument, 0, 'h'},
-	{"version", no_argument, 0, 'V'},
-	{0, 0, 0, 0},
-};
-
-typedef struct args {
+static struct args {
 	mm_ingest_opts o;
-	const char *tokenizer, *train, *extract;
+	char *tokenizer, *train, *extract;
 	uint32_t vocab;
 	int list;
-	char tok_only[40]; // first option given that only makes sense when tokenizing
-} args;
+	struct opt_args inputs;
+} a;
 
-static void parse_image_size(const char *s, mm_prep *p)
+// --image-size N or WxH.
+static const char *parse_image_size(void *p, const char *s, char *why, size_t n)
 {
+	mm_prep *prep = p;
 	unsigned w, h;
-	int n = 0;
-	if (sscanf(s, "%5u%n", &w, &n) == 1 && !s[n] && strspn(s, "0123456789") == (size_t)n)
+	int k = 0;
+	if (sscanf(s, "%5u%n", &w, &k) == 1 && !s[k] && strspn(s, "0123456789") == (size_t)k)
 		h = w;
-	else if (!(sscanf(s, "%5ux%5u%n", &w, &h, &n) == 2 && !s[n] && strspn(s, "0123456789x") == (size_t)n))
-		die_usage("--image-size: '%s' is not N or WxH", s);
+	else if (!(sscanf(s, "%5ux%5u%n", &w, &h, &k) == 2 && !s[k] && strspn(s, "0123456789x") == (size_t)k))
+		return snprintf(why, n, "'%s' is not N or WxH", s), why;
 	if (!w || !h || w > 16384 || h > 16384)
-		die_usage("--image-size: %ux%u is out of range [1, 16384]", w, h);
-	p->w = w, p->h = h;
+		return snprintf(why, n, "%ux%u is out of range [1, 16384]", w, h), why;
+	prep->w = w, prep->h = h;
+	return NULL;
 }
 
-static void parse_background(const char *s, uint8_t rgb[3])
+static void show_image_size(const void *p, char *buf, size_t n)
 {
+	const mm_prep *prep = p;
+	if (prep->w == prep->h)
+		snprintf(buf, n, "%u", prep->w);
+	else
+		snprintf(buf, n, "%ux%u", prep->w, prep->h);
+}
+
+// --background white, black or #RRGGBB.
+static const char *parse_background(void *p, const char *s, char *why, size_t len)
+{
+	uint8_t *rgb = p;
 	unsigned v = 0;
 	int n = 0;
 	if (strcmp(s, "white") == 0)
@@ -110,108 +55,139 @@ static void parse_background(const char *s, uint8_t rgb[3])
 	else if (strcmp(s, "black") == 0)
 		v = 0;
 	else if (!(s[0] == '#' && strlen(s) == 7 && sscanf(s + 1, "%6x%n", &v, &n) == 1 && n == 6))
-		die_usage("--background: '%s' is not white, black or #RRGGBB", s);
+		return snprintf(why, len, "'%s' is not white, black or #RRGGBB", s), why;
 	rgb[0] = (uint8_t)(v >> 16), rgb[1] = (uint8_t)(v >> 8), rgb[2] = (uint8_t)v;
+	return NULL;
 }
 
-static void parse_option(args *a, int c, const char *arg, const char *name)
+static void show_background(const void *p, char *buf, size_t n)
 {
-	mm_ingest_opts *o = &a->o;
-	if (c != O_LIST && c != O_EXTRACT && c != O_TOKENIZER && !a->tok_only[0])
-		snprintf(a->tok_only, sizeof a->tok_only, "%s", name);
-	switch (c) {
-	case 'o': o->prefix = arg; break;
-	case O_FORMAT:
-		if ((o->format = mm_format_parse(arg)) < 0)
-			die_usage("--format: '%s' is not jsonl, dir, idx, text or image", arg);
-		break;
-	case O_LABELS: o->labels = arg; break;
-	case O_TEMPLATE: o->caption_template = arg; break;
-	case O_SEPARATOR:
-		if (!*arg)
-			die_usage("--doc-separator: the separator is empty");
-		o->doc_separator = arg;
-		break;
-	case O_SKIP_BAD: o->skip_bad = 1; break;
-	case O_SIZE: parse_image_size(arg, &o->prep); break;
-	case O_CHANNELS:
-		o->prep.channels = (uint32_t)cli_int("--channels", arg, 1, 3);
-		if (o->prep.channels == 2)
-			die_usage("--channels: 2 is not 1 (gray) or 3 (RGB)");
-		break;
-	case O_PATCH: o->prep.patch = (uint32_t)cli_int("--patch", arg, 1, 16384); break;
-	case O_FIT:
-		if (strcmp(arg, "crop") == 0)
-			o->prep.fit = MM_FIT_CROP;
-		else if (strcmp(arg, "pad") == 0)
-			o->prep.fit = MM_FIT_PAD;
-		else if (strcmp(arg, "stretch") == 0)
-			o->prep.fit = MM_FIT_STRETCH;
-		else
-			die_usage("--fit: '%s' is not crop, pad or stretch", arg);
-		break;
-	case O_BACKGROUND: parse_background(arg, o->prep.background); break;
-	case O_MAX_PIXELS: o->prep.max_pixels = cli_size("--max-pixels", arg); break;
-	case O_TOKENIZER: a->tokenizer = arg; break;
-	case O_TRAIN: a->train = arg; break;
-	case O_VOCAB: a->vocab = (uint32_t)cli_int("--vocab-size", arg, MM_TOK_FIRST_MERGE, 1 << 24); break;
-	case O_SHARD_SIZE: o->shard_size = cli_size("--shard-size", arg); break;
-	case O_VAL: o->val_fraction = cli_double("--val-fraction", arg, 0, 1); break;
-	case O_SEED: o->seed = (uint64_t)cli_int("--seed", arg, 0, INT64_MAX); break;
-	case O_THREADS: o->threads = (int)cli_int("--threads", arg, 1, 256); break;
-	case O_LIST: a->list = 1; break;
-	case O_EXTRACT: a->extract = arg; break;
-	}
+	const uint8_t *c = p;
+	unsigned v = (unsigned)c[0] << 16 | (unsigned)c[1] << 8 | c[2];
+	snprintf(buf, n, v == 0xffffff ? "white" : v ? "#%06x" : "black", v);
 }
 
-static void parse(args *a, int argc, char **argv)
+static const char *parse_channels(void *p, const char *s, char *why, size_t n)
 {
-	mm_ingest_opts_default(&a->o);
-	int c, idx;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":o:hV", options, &idx)) != -1) {
-		if (c == 'h') {
-			fputs(usage_text, stdout);
-			exit(0);
-		}
-		if (c == 'V') {
-			puts("mm-tokenize (mm) 0.1");
-			exit(0);
-		}
-		if (c == '?')
-			die_usage("unknown option '%s'", argv[optind - 1]);
-		if (c == ':')
-			die_usage("option '%s' needs a value", argv[optind - 1]);
-		char name[40] = "-o";
-		for (const struct option *p = options; c != 'o' && p->name; p++)
-			if (p->val == c)
-				snprintf(name, sizeof name, "--%s", p->name);
-		parse_option(a, c, optarg, name);
-	}
+	char *end;
+	errno = 0;
+	long long c = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return snprintf(why, n, "'%s' is not an integer", s), why;
+	if (c < 1 || c > 3)
+		return snprintf(why, n, "%lld is out of range [1, 3]", c), why;
+	if (c == 2)
+		return "2 is not 1 (gray) or 3 (RGB)";
+	*(uint32_t *)p = (uint32_t)c;
+	return NULL;
+}
+
+static void show_channels(const void *p, char *buf, size_t n)
+{
+	snprintf(buf, n, "%u", *(const uint32_t *)p);
+}
+
+static const char *parse_separator(void *p, const char *s, char *why, size_t n)
+{
+	(void)why, (void)n;
+	if (!*s)
+		return "the separator is empty";
+	*(const char **)p = s;
+	return NULL;
+}
+
+#define SZ(field) .size = sizeof(field)
+static struct opt table[] = {
+	OPT_HEAD("Input"),
+	{"format", OPT_CHOICE, &a.o.format, "F", .help = "jsonl, dir, idx, text or image", .def = "from each file",
+	 .choices = (const char *const[]){"jsonl", "dir", "idx", "text", "image", NULL},
+	 .values = (const int[]){MM_FMT_JSONL, MM_FMT_DIR, MM_FMT_IDX, MM_FMT_TEXT, MM_FMT_IMAGE}},
+	{"labels", OPT_STR, &a.o.labels, "FILE", .help = "IDX: class names, one per line"},
+	{"caption-template", OPT_STR, &a.o.caption_template, "STR",
+	 .help = "IDX: caption of an image, {label} is its class", .def = "{label}"},
+	{"doc-separator", OPT_FUNC, &a.o.doc_separator, "STR", .help = "text: a line equal to STR ends a document",
+	 .parse = parse_separator, .def = "blank lines"},
+	{"skip-bad", OPT_FLAG, &a.o.skip_bad, NULL, .help = "skip bad documents (counted) instead of stopping"},
+	{"INPUT", OPT_ARGS, &a.inputs, NULL, .help = "files and directories; '-' reads standard input"},
+	OPT_HEAD("Images"),
+	{"image-size", OPT_FUNC, &a.o.prep, "N|WxH", .help = "size of every image", .parse = parse_image_size,
+	 .show = show_image_size},
+	{"channels", OPT_FUNC, &a.o.prep.channels, "1|3", .help = "gray or RGB", .parse = parse_channels,
+	 .show = show_channels},
+	{"patch", OPT_INT, &a.o.prep.patch, "P", .help = "patch side, divides the size", 1, 16384, SZ(a.o.prep.patch)},
+	{"fit", OPT_CHOICE, &a.o.prep.fit, NULL, .help = "how to reach the size",
+	 .choices = (const char *const[]){"crop", "pad", "stretch", NULL},
+	 .values = (const int[]){MM_FIT_CROP, MM_FIT_PAD, MM_FIT_STRETCH}},
+	{"background", OPT_FUNC, a.o.prep.background, "COLOR", .help = "white, black or #RRGGBB, under alpha and around pad",
+	 .parse = parse_background, .show = show_background},
+	{"max-pixels", OPT_SIZE, &a.o.prep.max_pixels, "N", .help = "refuse larger source images"},
+	OPT_HEAD("Text"),
+	{"tokenizer", OPT_STR, &a.tokenizer, "FILE", .help = "use this tokenizer", .def = "plain bytes"},
+	{"train-tokenizer", OPT_STR, &a.train, "FILE", .help = "learn a BPE tokenizer from the input text, write it to FILE"},
+	{"vocab-size", OPT_INT, &a.vocab, "N", .help = "its vocabulary size (261 and up)", MM_TOK_FIRST_MERGE, 1 << 24,
+	 SZ(a.vocab), .def = ""},
+	OPT_HEAD("Output"),
+	{"output", OPT_STR, &a.o.prefix, "PREFIX", .help = "write PREFIX-00000.mms, PREFIX-00001.mms ...", .letter = 'o'},
+	{"shard-size", OPT_SIZE, &a.o.shard_size, "SIZE", .help = "start a new shard past SIZE bytes"},
+	{"val-fraction", OPT_FLOAT, &a.o.val_fraction, "F", .help = "send this share of documents to PREFIX-val-00000.mms ...",
+	 0, 1},
+	{"seed", OPT_INT, &a.o.seed, "S", .help = "which documents are validation documents", 0, INT64_MAX},
+	{"threads", OPT_INT, &a.o.threads, "N", .help = "decode images on N threads; same output for every N", 1, 256,
+	 SZ(a.o.threads)},
+	OPT_HEAD("Shards"),
+	{"list", OPT_FLAG, &a.list, "SHARD...", .help = "one line per document, then the totals"},
+	{"extract", OPT_STR, &a.extract, "DIR SHARD...", .help = "write the documents to DIR as files and DIR/manifest.jsonl"},
+	OPT_HEAD("Information"),
+	OPT_STD_END,
+};
+
+static const char synopsis[] = "[options] -o PREFIX INPUT...\n"
+			       "--train-tokenizer FILE --vocab-size N [options] [-o PREFIX] INPUT...\n"
+			       "--list SHARD...\n"
+			       "[--tokenizer FILE] --extract DIR SHARD...";
+static const char about[] = "Turn documents into shards: JSONL manifests, folders of images with .txt captions, IDX\n"
+			    "files (MNIST family), plain text; '-' reads standard input.";
+
+// The first option given that only makes sense when tokenizing, as it was spelled, or NULL.
+static const char *tokenizing_option(void)
+{
+	static char name[40];
+	const struct opt *first = NULL;
+	for (const struct opt *t = table; t->name; t++)
+		if (t->set && t->ptr != &a.list && t->ptr != &a.extract && t->ptr != &a.tokenizer &&
+		    (!first || t->set < first->set))
+			first = t;
+	if (!first)
+		return NULL;
+	if (first->letter)
+		snprintf(name, sizeof name, "-%c", first->letter);
+	else
+		snprintf(name, sizeof name, "--%s", first->name);
+	return name;
 }
 
 // Bad combinations are usage errors, found before any work starts.
-static void check(const args *a, int n_inputs, char **inputs)
+static void check(int n_inputs, char **inputs)
 {
-	const mm_ingest_opts *o = &a->o;
-	const char *mode = a->list ? "--list" : a->extract ? "--extract" : NULL;
-	if (a->list && a->extract)
+	const mm_ingest_opts *o = &a.o;
+	const char *mode = a.list ? "--list" : a.extract ? "--extract" : NULL, *tok_only = tokenizing_option();
+	if (a.list && a.extract)
 		die_usage("--list and --extract cannot be used together");
-	if (mode && a->tok_only[0])
-		die_usage("%s cannot be used with %s", a->tok_only, mode);
-	if (a->list && a->tokenizer)
+	if (mode && tok_only)
+		die_usage("%s cannot be used with %s", tok_only, mode);
+	if (a.list && a.tokenizer)
 		die_usage("--tokenizer cannot be used with --list");
 	if (!n_inputs)
 		die_usage(mode ? "no shard given" : "no input given");
 	if (mode)
 		return;
-	if (!o->prefix && !a->train)
+	if (!o->prefix && !a.train)
 		die_usage("no output: give -o PREFIX");
-	if (a->tokenizer && a->train)
+	if (a.tokenizer && a.train)
 		die_usage("--tokenizer and --train-tokenizer cannot be used together");
-	if (a->train && !a->vocab)
+	if (a.train && !a.vocab)
 		die_usage("--train-tokenizer needs --vocab-size N");
-	if (a->vocab && !a->train)
+	if (a.vocab && !a.train)
 		die_usage("--vocab-size needs --train-tokenizer FILE");
 	if (o->prep.w % o->prep.patch || o->prep.h % o->prep.patch)
 		die_usage("--patch %u does not divide the image size %ux%u", o->prep.patch, o->prep.w, o->prep.h);
@@ -241,7 +217,7 @@ static void progress(void *ctx, const mm_ingest_stats *st)
 	fputs("\033[K", stderr);
 }
 
-static mm_tokenizer *get_tokenizer(const args *a, int n, char **inputs)
+static mm_tokenizer *get_tokenizer(const struct args *a, int n, char **inputs)
 {
 	mm_tokenizer *tok;
 	int rc;
@@ -260,7 +236,7 @@ static mm_tokenizer *get_tokenizer(const args *a, int n, char **inputs)
 	return tok;
 }
 
-static void tokenize(args *a, int n, char **inputs)
+static void tokenize(struct args *a, int n, char **inputs)
 {
 	mm_tokenizer *tok = get_tokenizer(a, n, inputs);
 	if (!a->o.prefix) {
@@ -288,7 +264,7 @@ static void tokenize(args *a, int n, char **inputs)
 		(unsigned long long)st.skipped, (unsigned long long)st.invalid_utf8);
 }
 
-static void extract(const args *a, int n, char **shards)
+static void extract(const struct args *a, int n, char **shards)
 {
 	mm_tokenizer *tok;
 	int rc = a->tokenizer ? mm_tok_load(&tok, a->tokenizer) : mm_tok_new_bytes(&tok);
@@ -308,11 +284,11 @@ int main(int argc, char **argv)
 {
 	cli_init(argv[0]);
 	cli_cleanup_on_signal();
-	args a = {0};
-	parse(&a, argc, argv);
-	int n = argc - optind;
-	char **rest = argv + optind;
-	check(&a, n, rest);
+	mm_ingest_opts_default(&a.o);
+	opts_parse(table, synopsis, about, argc, argv);
+	int n = a.inputs.n;
+	char **rest = a.inputs.v;
+	check(n, rest);
 	if (a.list) {
 		int rc = mm_shards_list(rest, n, stdout);
 		if (fflush(stdout) != 0)

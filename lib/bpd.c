@@ -47,7 +47,7 @@
 
 #include "checksum.h"
 #include "err.h"
-#include "eval_internal.h"
+#include "eval_state_priv.h"
 #include "rng.h"
 
 #define TAG_U 0x6270642d75ULL   // "bpd-u": each image's stratification offset

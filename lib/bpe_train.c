@@ -12,7 +12,7 @@
 
 #include "checksum.h"
 #include "err.h"
-#include "tok_internal.h"
+#include "tok_rules_priv.h"
 #include "tokenizer.h"
 
 typedef struct {

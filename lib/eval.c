@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "eval_internal.h"
+#include "eval_state_priv.h"
 #include "fileio.h"
 #include "rng.h"
 
@@ -74,25 +74,6 @@ static int open_loader(const mm_eval *e, double t, mm_loader **l)
 	return mm_loader_open(l, (const char *const *)e->pat, e->npat, &lo);
 }
 
-// The model's patch size, not the shards': text-only shards may meet a model that reads images,
-// and the scoring of images still needs z and x.
-static int batch_alloc(mm_batch *b, int B, int T, int P)
-{
-	memset(b, 0, sizeof *b);
-	size_t bt = (size_t)B * T;
-	b->B = B, b->T = T;
-	int32_t **iv[] = {&b->token, &b->target, &b->doc, &b->img, &b->pos, &b->patch};
-	int bad = 0;
-	for (size_t i = 0; i < sizeof iv / sizeof *iv; i++)
-		bad |= !(*iv[i] = malloc(bt * sizeof(int32_t)));
-	bad |= !(b->t = malloc(bt * sizeof(float)));
-	if (P) {
-		bad |= !(b->z = calloc(bt * P, sizeof(float)));
-		bad |= !(b->x = calloc(bt * P, sizeof(float)));
-	}
-	return bad ? mm_fail(MM_ENOMEM, "out of memory for a batch of %d x %d", B, T) : 0;
-}
-
 int mm_eval_open(mm_eval **ep, const char *const *patterns, int n_patterns, const mm_config *c,
 		 const mm_tokenizer *tok, const mm_eval_opts *o)
 {
@@ -120,8 +101,10 @@ int mm_eval_open(mm_eval **ep, const char *const *patterns, int n_patterns, cons
 		rc = open_loader(e, -1, &e->ld);
 	if (!rc)
 		rc = check_compat(e);
+	// The model's patch size, not the shards': text-only shards may meet a model that reads
+	// images, and the scoring of images still needs z and x.
 	if (!rc)
-		rc = batch_alloc(&e->b, e->B, e->T, e->P);
+		rc = mm_batch_alloc(&e->b, e->B, e->T, e->P);
 	size_t bt = (size_t)e->B * e->T;
 	if (!rc && (!(e->lrow = malloc(bt * sizeof *e->lrow)) || !(e->xrow = malloc(bt * sizeof *e->xrow))))
 		rc = mm_fail(MM_ENOMEM, "out of memory");
@@ -142,7 +125,7 @@ void mm_eval_close(mm_eval *e)
 	for (int i = 0; i < e->npat; i++)
 		free(e->pat[i]);
 	free(e->pat);
-	mm_loader_batch_free(&e->b);
+	mm_batch_free(&e->b);
 	mm_loader_close(e->ld);
 	free(e->lrow);
 	free(e->xrow);
@@ -166,76 +149,31 @@ int ev_len(const mm_eval *e, const ev_seq *s)
 	return 1 + s->npre + (s->px ? e->NP + 2 : 0) + s->nsuf + (s->eos ? 1 : 0);
 }
 
-static void clear_batch(mm_eval *e)
-{
-	mm_batch *b = &e->b;
-	size_t bt = (size_t)b->B * b->T;
-	for (size_t i = 0; i < bt; i++) {
-		b->token[i] = MM_TOK_PAD;
-		b->target[i] = b->doc[i] = b->img[i] = b->patch[i] = -1;
-		b->pos[i] = 0;
-		b->t[i] = 0;
-	}
-	if (e->P) {
-		memset(b->z, 0, bt * e->P * sizeof(float));
-		memset(b->x, 0, bt * e->P * sizeof(float));
-	}
-}
-
-static void put_tok(mm_batch *b, int i, int32_t tok, int32_t doc, int32_t pos)
-{
-	b->token[i] = tok;
-	b->doc[i] = doc;
-	b->pos[i] = pos;
-}
-
 // Writes s at batch index i as document doc with image number img of its row.
 static void put_seq(mm_eval *e, const ev_seq *s, int i, int32_t doc, int32_t img)
 {
 	mm_batch *b = &e->b;
-	int q = 0, P = e->P;
-	put_tok(b, i + q, MM_TOK_BOS, doc, q), q++;
+	int q = 0;
+	mm_batch_put_text(b, i + q, MM_TOK_BOS, doc, q), q++;
 	for (int k = 0; k < s->npre; k++, q++)
-		put_tok(b, i + q, (int32_t)s->pre[k], doc, q);
+		mm_batch_put_text(b, i + q, (int32_t)s->pre[k], doc, q);
 	if (s->px) {
-		put_tok(b, i + q, MM_TOK_BOI, doc, q), q++;
+		mm_batch_put_text(b, i + q, MM_TOK_BOI, doc, q), q++;
 		mm_rng r;
 		mm_rng_seed(&r, s->seed, s->stream);
-		for (int j = 0; j < e->NP; j++, q++) {
-			int n = i + q;
-			put_tok(b, n, -1, doc, q);
-			b->img[n] = img;
-			b->patch[n] = j;
-			b->t[n] = s->t;
-			const uint8_t *px = s->px + (size_t)j * P;
-			float *x = b->x + (size_t)n * P, *z = b->z + (size_t)n * P;
-			for (int v = 0; v < P; v++) {
-				x[v] = (float)(px[v] / 127.5 - 1.0);
-				z[v] = s->t == 1 ? x[v] : s->t * x[v] + (1.0f - s->t) * (float)mm_rng_normal(&r);
-			}
-		}
-		put_tok(b, i + q, MM_TOK_EOI, doc, q), q++;
+		mm_batch_put_image(b, i + q, e->NP, e->P, s->px, s->t, doc, q, img, &r);
+		q += e->NP;
+		mm_batch_put_text(b, i + q, MM_TOK_EOI, doc, q), q++;
 	}
 	for (int k = 0; k < s->nsuf; k++, q++)
-		put_tok(b, i + q, (int32_t)s->suf[k], doc, q);
+		mm_batch_put_text(b, i + q, (int32_t)s->suf[k], doc, q);
 	if (s->eos)
-		put_tok(b, i + q, MM_TOK_EOS, doc, q);
-}
-
-// The training loader's rule: a position predicts the next one when that is a text position of
-// the same document and it is not itself a patch.
-static void set_targets(mm_batch *b)
-{
-	size_t bt = (size_t)b->B * b->T;
-	for (size_t i = 0; i + 1 < bt; i++)
-		if ((i + 1) % (size_t)b->T && b->doc[i] >= 0 && b->doc[i + 1] == b->doc[i] && b->token[i + 1] >= 0 &&
-		    b->patch[i] < 0)
-			b->target[i] = b->token[i + 1];
+		mm_batch_put_text(b, i + q, MM_TOK_EOS, doc, q);
 }
 
 int ev_pack(mm_eval *e, ev_seq *s, int n, int targets)
 {
-	clear_batch(e);
+	mm_batch_clear(&e->b, e->P);
 	int row = 0, col = 0, k = 0;
 	int32_t doc = 0, img = 0;
 	for (; k < n; k++) {
@@ -252,7 +190,7 @@ int ev_pack(mm_eval *e, ev_seq *s, int n, int targets)
 		col += len;
 	}
 	if (targets)
-		set_targets(&e->b);
+		mm_batch_set_targets(&e->b);
 	return k;
 }
 
@@ -329,7 +267,7 @@ static void add_image(const mm_eval *e, const mm_model *m, loss_acc *a)
 	const int32_t *rows;
 	const float *xp = mm_model_x_pred(m, &n, &rows);
 	for (int i = 0; i < n; i++) {
-		double t = e->b.t[rows[i]], s = 1 - t > 0.05 ? 1 - t : 0.05;
+		double t = e->b.t[rows[i]], s = 1 - t > MM_T_FLOOR ? 1 - t : MM_T_FLOOR;
 		const float *x = e->b.x + (size_t)rows[i] * P;
 		for (int v = 0; v < P; v++) {
 			double d = ((double)xp[(size_t)i * P + v] - x[v]) / s;

@@ -8,7 +8,7 @@
 // NLL per token, the perplexity, and bits per byte = total NLL in bits / UTF-8 bytes of the
 // scored tokens (special tokens decode to no bytes). Then one pass per noise level
 // t_k = (k + 0.5) / K, k = 0..K-1, every image at t_k with the validation loader's fixed eps,
-// scores the images with the training loss ((x_pred - x) / s)^2, s = max(1 - t, 0.05), mean
+// scores the images with the training loss ((x_pred - x) / s)^2, s = max(1 - t, MM_T_FLOOR), mean
 // over image values; the image loss is the mean over the K levels.
 //
 // Bits per dimension (mm_eval_bpd): the variational bound of continuous-time diffusion on the

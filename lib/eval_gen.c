@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "eval_internal.h"
+#include "eval_state_priv.h"
 #include "sample.h"
 
 struct mm_eval_gen {

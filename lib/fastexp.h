@@ -1,4 +1,4 @@
-// e^x in float without libm, shared by the kernels (lib/kernels_impl.h) and the sampler.
+// e^x in float without libm, shared by the kernels (lib/kernels_typed_priv.h) and the sampler.
 #ifndef MM_FASTEXP_H
 #define MM_FASTEXP_H
 

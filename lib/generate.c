@@ -143,9 +143,8 @@ static int prefill_one(gen *g, int i, const mm_doc *d)
 			size_t np = (size_t)g->NP * g->P;
 			float t = g->o->read_t;
 			mm_pixels_to_float(sg->pixels, np, g->z);
-			if (t < 1) // the prompt image read noised, as training shows images before text
-				for (size_t v = 0; v < np; v++)
-					g->z[v] = t * g->z[v] + (1 - t) * (float)mm_rng_normal(&g->rng[i]);
+			// the prompt image read noised, as training shows images before text
+			mm_batch_noise_image(g->z, g->z, np, t, &g->rng[i]);
 			rc = mm_sampler_append_image(g->s, 1, &slot, g->z, t, 1);
 		}
 		n = 0;

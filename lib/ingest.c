@@ -9,14 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bytes.h"
 #include "checksum.h"
 #include "err.h"
 #include "fileio.h"
-#include "source_internal.h"
+#include "prof.h"
+#include "source_readers_priv.h"
 
 // Documents per batch: enough to keep the threads busy, few enough to bound memory. Fixed, so
 // that nothing about the output depends on the thread count.
@@ -45,13 +45,6 @@ int mm_format_parse(const char *name)
 		if (strcmp(name, names[i]) == 0)
 			return MM_FMT_JSONL + i;
 	return -1;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 // ---------------------------------------------------------------- inputs
@@ -608,7 +601,7 @@ static void run_progress(run *r)
 {
 	if (!r->o->progress)
 		return;
-	r->st.seconds = now() - r->t0;
+	r->st.seconds = mm_now() - r->t0;
 	r->st.bytes_out = out_bytes(&r->u);
 	r->st.fraction = -1;
 	if (r->in.total_weight) {
@@ -805,7 +798,7 @@ int mm_ingest_run(const mm_ingest_opts *o, const mm_tokenizer *tok, char *const 
 		return rc;
 	run r;
 	memset(&r, 0, sizeof r);
-	r.o = o, r.tok = tok, r.t0 = now();
+	r.o = o, r.tok = tok, r.t0 = mm_now();
 	r.u.o = o;
 	r.u.info = (mm_shard_info){mm_tok_hash(tok), mm_tok_vocab_size(tok), o->prep.h, o->prep.w, o->prep.channels,
 				   o->prep.patch, 0};
@@ -834,7 +827,7 @@ int mm_ingest_run(const mm_ingest_opts *o, const mm_tokenizer *tok, char *const 
 	r.st.bytes_out = r.u.bytes_done;
 	r.st.shards = r.u.next[0];
 	r.st.val_shards = r.u.next[1];
-	r.st.seconds = now() - r.t0;
+	r.st.seconds = mm_now() - r.t0;
 	r.st.fraction = 1;
 	inputs_free(&r.in);
 	if (stats)

@@ -1,25 +1,27 @@
 // The model's kernels in float: plain functions over row-major arrays, each with its shapes.
 // Every *_backward accumulates (+=) into the gradients it is given (the caller zeroes them);
 // a NULL gradient pointer, where allowed, skips that gradient. Results do not depend on the
-// number of OpenMP threads. The code lives in kernels_impl.h, written over a scalar type so
+// number of OpenMP threads. The code lives in kernels_typed_priv.h, written over a scalar type so
 // that tests can run the same kernels in double.
 //
-// Threads: everything runs on the OpenMP threads (omp_set_num_threads). Matmuls split their
+// Threads: everything runs on the OpenMP threads (mm_threads_set). Matmuls split their
 // rows across them and call the BLAS from each, so OpenBLAS itself must run single-threaded
-// (openblas_set_num_threads(1); mm_model_new does it): OpenBLAS's own threads would compete
-// with idle OpenMP threads for the cores.
+// (openblas_set_num_threads(1); mm_model_new and mm_threads_set do it): OpenBLAS's own threads
+// would compete with idle OpenMP threads for the cores.
 #ifndef MM_KERNELS_H
 #define MM_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+// The threads of training, sampling and evaluation: n OpenMP threads (n <= 0: one per
+// processor), each calling a single-threaded OpenBLAS. One thread pool, never two spinning on
+// the same cores.
+void mm_threads_set(long long n);
+
 // out (N, OC) = inp (N, C) @ w^T + bias; w (OC, C), bias (OC) or NULL. Through cblas_sgemm.
 void mm_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
 		       int OC);
-// The same by three loops: the reference the fast one is tested against.
-void mm_matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
-			     int C, int OC);
 // dinp (N, C) += dout @ w; dw (OC, C) += dout^T @ inp; dbias (OC) += column sums of dout.
 // dout (N, OC). Each of dinp, dw, dbias may be NULL.
 void mm_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
@@ -28,9 +30,10 @@ void mm_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
 // out (N, C) = inp / sqrt(mean(inp^2) + 1e-5) * w, w (C); rstd (N) keeps the 1/sqrt for backward.
 // Also per head: (N*H, hd) rows with w (hd). out may be inp.
 void mm_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C);
-// x (N, C) += b, then out = rmsnorm(x) as mm_rmsnorm_forward, in one pass over the rows: the
-// bits of mm_residual_forward followed by mm_rmsnorm_forward.
-void mm_residual_rmsnorm_forward(float *x, const float *b, float *out, float *rstd, const float *w, int N, int C);
+// y (N, C) = x + b, then out = rmsnorm(y) as mm_rmsnorm_forward, in one pass over the rows: the
+// bits of mm_residual_forward followed by mm_rmsnorm_forward. y may be x.
+void mm_residual_rmsnorm_forward(float *y, const float *x, const float *b, float *out, float *rstd,
+				 const float *w, int N, int C);
 // dinp (N, C) += ..., dw (C) += ... (dw may be NULL).
 void mm_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
 			 const float *rstd, const float *w, int N, int C);
@@ -43,7 +46,7 @@ void mm_rope_forward(float *x, const float *cosb, const float *sinb, int N, int 
 void mm_rope_backward(float *dx, const float *cosb, const float *sinb, int N, int H, int hd);
 
 // p (n): scores, masked ones at -INFINITY, replaced in place by their softmax (masked: 0).
-// The exp is lib/fastexp.h's (under 3e-7 relative error). Shared by attention and the sampler.
+// The exp is lib/fastexp.h's (under 3e-7 relative error). Both attentions (rows, cache) use it.
 void mm_softmax_masked(float *p, int n);
 
 // q, k, v, out (B*T, H*hd), head h in columns h*hd..; doc, img (B, T) give the mask of
@@ -51,21 +54,31 @@ void mm_softmax_masked(float *p, int n);
 // Two small GEMMs per (row, head).
 void mm_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
 			  const int32_t *doc, const int32_t *img, int B, int T, int H, int hd);
+// Queries per block of mm_attention_cached: a score buffer is (MM_ATT_QB, T).
+#define MM_ATT_QB 64
+// A span of new positions: positions [start, start + n) of the document in cache slot `slot`,
+// held in rows [row0, row0 + n) of the queries.
+typedef struct mm_span {
+	int slot, start, n, row0;
+} mm_span;
+// Attention of the rows of nsp spans over the keys and values of their documents: kc, vc
+// (S, T, H*hd) hold, for slot s, the keys (normed, rotated) and values of its positions up to
+// the end of its span (the span's own already written); doc, img (S, T) give the mask of
+// lib/model.h. q, out (rows, H*hd). scores holds nbuf buffers of (MM_ATT_QB, T), one per thread:
+// at most nbuf threads run.
+void mm_attention_cached(float *out, float *scores, int nbuf, const float *q, const float *kc,
+			 const float *vc, const int32_t *doc, const int32_t *img, const mm_span *sp,
+			 int nsp, int T, int H, int hd);
 // dq, dk, dv (B*T, H*hd) += gradients from dout (B*T, H*hd), with att and the inputs of forward;
 // scratch (B, H, T, T) is overwritten.
 void mm_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
 			   const float *att, const float *q, const float *k, const float *v, int B,
 			   int T, int H, int hd);
-// The same by loops, skipping masked pairs: the reference the GEMM versions are tested against.
-void mm_attention_forward_naive(float *out, float *att, const float *q, const float *k,
-				const float *v, const int32_t *doc, const int32_t *img, int B, int T,
-				int H, int hd);
-void mm_attention_backward_naive(float *dq, float *dk, float *dv, const float *dout,
-				 const float *att, const float *q, const float *k, const float *v,
-				 int B, int T, int H, int hd);
 
 // out = silu(g1) * g3 elementwise over n values (out may be g1 or g3).
 void mm_swiglu_forward(float *out, const float *g1, const float *g3, size_t n);
+// The same over rows of a fused product: out (N, F) = silu(g[:, :F]) * g[:, F:], g (N, 2F).
+void mm_swiglu_rows_forward(float *out, const float *g, int N, int F);
 void mm_swiglu_backward(float *dg1, float *dg3, const float *dout, const float *g1, const float *g3,
 			size_t n);
 
@@ -78,7 +91,7 @@ void mm_crossentropy_backward(float *dlogits, const float *logits, const float *
 			      const int32_t *targets, float dloss, int N, int V);
 
 // x-prediction loss in velocity space. xpred, x, z (N, P), t (N):
-// losses[n] = sum_p ((xpred - z) / s - (x - z) / s)^2, s = max(1 - t[n], 0.05).
+// losses[n] = sum_p ((xpred - z) / s - (x - z) / s)^2, s = max(1 - t[n], MM_T_FLOOR).
 void mm_vmse_forward(float *losses, const float *xpred, const float *x, const float *z,
 		     const float *t, int N, int P);
 // dxpred (N, P) += dloss * d(losses[n])/d(xpred).

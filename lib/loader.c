@@ -48,8 +48,8 @@ void mm_loader_opts_init(mm_loader_opts *o)
 	memset(o, 0, sizeof *o);
 	o->image_first = 0.2;
 	o->cfg_drop = 0.1;
-	o->t_mu = -0.8;
-	o->t_sigma = 0.8;
+	o->t_mu = MM_T_MU;
+	o->t_sigma = MM_T_SIGMA;
 	o->world = 1;
 	o->val_t = -1;
 }
@@ -334,38 +334,7 @@ void mm_loader_rewind(mm_loader *l)
 
 int mm_loader_batch_alloc(const mm_loader *l, mm_batch *b)
 {
-	memset(b, 0, sizeof *b);
-	size_t bt = (size_t)l->o.batch * (size_t)l->o.seq_len;
-	b->B = l->o.batch;
-	b->T = l->o.seq_len;
-	int32_t **iv[] = {&b->token, &b->target, &b->doc, &b->img, &b->pos, &b->patch};
-	int bad = 0;
-	for (size_t i = 0; i < sizeof iv / sizeof *iv; i++)
-		bad |= !(*iv[i] = malloc(bt * sizeof(int32_t)));
-	bad |= !(b->t = malloc(bt * sizeof(float)));
-	if (l->pd) {
-		bad |= !(b->z = malloc(bt * l->pd * sizeof(float)));
-		bad |= !(b->x = malloc(bt * l->pd * sizeof(float)));
-	}
-	if (bad) {
-		mm_loader_batch_free(b);
-		return mm_fail(MM_ENOMEM, "out of memory for a batch of %d x %d", l->o.batch, l->o.seq_len);
-	}
-	return 0;
-}
-
-void mm_loader_batch_free(mm_batch *b)
-{
-	free(b->token);
-	free(b->target);
-	free(b->doc);
-	free(b->img);
-	free(b->pos);
-	free(b->patch);
-	free(b->t);
-	free(b->z);
-	free(b->x);
-	memset(b, 0, sizeof *b);
+	return mm_batch_alloc(b, l->o.batch, l->o.seq_len, (int)l->pd);
 }
 
 // ---- Documents ----
@@ -494,7 +463,7 @@ static int load_doc(mm_loader *l, uint64_t g, uint64_t p)
 			l->order[1] = (uint32_t)(img_first ? ti : ii);
 		}
 		if (img_first) // Mapped, not clamped: a clamp would put most of the mass at t = 0.5.
-			l->seg_t[ii] = 0.5f + 0.5f * l->seg_t[ii];
+			l->seg_t[ii] = MM_T_IMAGE_FIRST + (1 - MM_T_IMAGE_FIRST) * l->seg_t[ii];
 	}
 	l->len = 2;
 	for (uint32_t k = 0; k < l->n_order; k++) {
@@ -588,10 +557,7 @@ typedef struct row_ctx {
 
 static void put_text(row_ctx *c, uint64_t q, int32_t tok)
 {
-	size_t i = c->base + (size_t)(q - c->s);
-	c->b->token[i] = tok;
-	c->b->doc[i] = c->doc;
-	c->b->pos[i] = (int32_t)(q - c->s);
+	mm_batch_put_text(c->b, c->base + (size_t)(q - c->s), tok, c->doc, (int32_t)(q - c->s));
 }
 
 // Image at sequence positions q..q+NP+1 (BOI, patches, EOI), wholly inside the piece.
@@ -599,27 +565,11 @@ static void put_image(const mm_loader *l, row_ctx *c, uint64_t q, const mm_segme
 {
 	put_text(c, q, MM_TOK_BOI);
 	put_text(c, q + l->np + 1, MM_TOK_EOI);
-	float t = l->seg_t[si];
 	mm_rng r;
 	mm_rng_seed(&r, l->seg_seed[si], 0);
-	int32_t img = (*c->img)++;
-	for (uint32_t j = 0; j < l->np; j++) {
-		size_t i = c->base + (size_t)(q + 1 + j - c->s);
-		mm_batch *b = c->b;
-		b->token[i] = -1;
-		b->doc[i] = c->doc;
-		b->img[i] = img;
-		b->pos[i] = (int32_t)(q + 1 + j - c->s);
-		b->patch[i] = (int32_t)j;
-		b->t[i] = t;
-		const uint8_t *px = sg->pixels + (size_t)j * l->pd;
-		float *x = b->x + i * l->pd, *z = b->z + i * l->pd;
-		for (uint32_t v = 0; v < l->pd; v++) {
-			float eps = (float)mm_rng_normal(&r);
-			x[v] = (float)(px[v] / 127.5 - 1.0);
-			z[v] = t * x[v] + (1.0f - t) * eps;
-		}
-	}
+	int32_t pos = (int32_t)(q + 1 - c->s); // of the first patch
+	mm_batch_put_image(c->b, c->base + (size_t)pos, (int)l->np, (int)l->pd, sg->pixels, l->seg_t[si], c->doc,
+			   pos, (*c->img)++, &r);
 }
 
 // Writes sequence positions [s, e) of the current document into the batch at index base.
@@ -647,32 +597,6 @@ static void emit(mm_loader *l, mm_batch *b, size_t base, uint64_t s, uint64_t e,
 		put_text(&c, l->len - 1, MM_TOK_EOS);
 }
 
-static void clear_batch(const mm_loader *l, mm_batch *b)
-{
-	size_t bt = (size_t)b->B * (size_t)b->T;
-	for (size_t i = 0; i < bt; i++) {
-		b->token[i] = MM_TOK_PAD;
-		b->target[i] = b->doc[i] = b->img[i] = b->patch[i] = -1;
-		b->pos[i] = 0;
-		b->t[i] = 0;
-	}
-	if (l->pd) {
-		memset(b->z, 0, bt * l->pd * sizeof(float));
-		memset(b->x, 0, bt * l->pd * sizeof(float));
-	}
-}
-
-static void set_targets(mm_batch *b)
-{
-	size_t bt = (size_t)b->B * (size_t)b->T;
-	for (size_t i = 0; i < bt; i++) {
-		if ((i + 1) % (size_t)b->T == 0) // last column: the next position is another row
-			continue;
-		if (b->doc[i] >= 0 && b->doc[i + 1] == b->doc[i] && b->token[i + 1] >= 0 && b->patch[i] < 0)
-			b->target[i] = b->token[i + 1];
-	}
-}
-
 int mm_loader_next(mm_loader *l, mm_batch *b)
 {
 	if (b->B != l->o.batch || b->T != l->o.seq_len)
@@ -680,7 +604,7 @@ int mm_loader_next(mm_loader *l, mm_batch *b)
 			       l->o.seq_len);
 	mm_loader_state saved = l->st;
 	uint64_t T = (uint64_t)b->T;
-	clear_batch(l, b);
+	mm_batch_clear(b, (int)l->pd);
 	int row = 0, rc = 0;
 	uint64_t col = 0;
 	int32_t piece = 0, img = 0;
@@ -715,7 +639,7 @@ int mm_loader_next(mm_loader *l, mm_batch *b)
 		l->have_doc = 0;
 		return rc;
 	}
-	set_targets(b);
+	mm_batch_set_targets(b);
 	size_t bt = (size_t)b->B * (size_t)b->T;
 	uint64_t pad = 0;
 	for (size_t i = 0; i < bt; i++)

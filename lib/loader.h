@@ -1,4 +1,4 @@
-// The training data loader: shards in, packed batches (mm_batch, see model.h) out.
+// The training data loader: shards in, packed batches (mm_batch, see batch.h) out.
 //
 // Each document becomes one sequence: BOS, its segments in order (text: the token ids; image:
 // BOI, its NP patches in raster order, EOI), EOS. Sequences are packed greedily into rows of T
@@ -15,12 +15,12 @@
 // Caption pairs (a document of exactly one non-empty text segment and one image, in either
 // order): with probability cfg_drop the caption is dropped (the document is the image alone,
 // for classifier-free guidance); otherwise, with probability image_first, the image comes
-// first and its noise level is mapped into [0.5, 1] (t' = 0.5 + 0.5 t, so the caption after it
-// reads a recognisable image and t keeps a continuous distribution); otherwise the caption
-// comes first. Other documents keep their order.
+// first and its noise level is mapped into [0.5, 1] (t' = 0.5 + 0.5 t, 0.5 = MM_T_IMAGE_FIRST,
+// so the caption after it reads a recognisable image and t keeps a continuous distribution);
+// otherwise the caption comes first. Other documents keep their order.
 //
 // Noise: per image t = sigmoid(t_mu + t_sigma * n), n ~ N(0, 1); x = pixel / 127.5 - 1;
-// z = t x + (1 - t) eps, eps ~ N(0, 1) per value.
+// z = t x + (1 - t) eps, eps ~ N(0, 1) per value (mm_batch_put_image).
 //
 // Determinism: each epoch shuffles all documents of all shards (Fisher-Yates from a generator
 // seeded by (seed, epoch)); every random choice of the document at permutation position p
@@ -51,7 +51,7 @@
 
 #include <stdint.h>
 
-#include "model.h"
+#include "batch.h"
 #include "shard.h"
 
 typedef struct mm_loader_opts {
@@ -60,7 +60,7 @@ typedef struct mm_loader_opts {
 	uint64_t seed;        // shuffle, caption order and drop, noise (training mode only)
 	double image_first;   // probability of image-then-caption for a caption pair (0.2)
 	double cfg_drop;      // probability that a caption pair loses its caption (0.1)
-	double t_mu, t_sigma; // logit-normal noise level (-0.8, 0.8)
+	double t_mu, t_sigma; // logit-normal noise level (MM_T_MU, MM_T_SIGMA: -0.8, 0.8)
 	int rank, world;      // data-parallel slice (0, 1)
 	int validation;       // 1: validation mode (see above)
 	double val_t;         // validation: every image at this noise level in [0, 1] (its eps as
@@ -103,15 +103,16 @@ double mm_loader_epochs_done(const mm_loader *l);
 // against the shards' promises as mm_loader_next checks it. Does not move the loader.
 int mm_loader_read(mm_loader *l, uint64_t g, mm_doc *doc);
 
-// Allocates b for this loader's B, T and patch size (z and x are NULL for text-only shards).
+// mm_batch_alloc for this loader's B, T and patch size (z and x are NULL for text-only
+// shards); freed with mm_batch_free.
 int mm_loader_batch_alloc(const mm_loader *l, mm_batch *b);
-void mm_loader_batch_free(mm_batch *b);
 
 // Fills the next batch (b from mm_loader_batch_alloc). Returns the number of rows holding at
 // least one document (B in training mode; fewer in the last validation batch, whose other rows
 // are all padding), 0 when the validation pass is over, or a negative MM_E* code (a shard read
 // error, a document that breaks the shard's promises); on error the state is left as it was.
-// Padding: token MM_TOK_PAD, target, doc, img and patch -1, pos 0, t, z and x 0.
+// Padding is what mm_batch_clear leaves: token MM_TOK_PAD, target, doc, img and patch -1, pos 0,
+// t, z and x 0.
 int mm_loader_next(mm_loader *l, mm_batch *b);
 
 void mm_loader_get_state(const mm_loader *l, mm_loader_state *s);

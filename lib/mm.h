@@ -2,6 +2,9 @@
 #ifndef MM_H
 #define MM_H
 
+// The version of the library and the tools (mm-tokenize --version).
+#define MM_VERSION "0.1"
+
 #include "err.h"
 #include "bytes.h"
 #include "checksum.h"
@@ -11,10 +14,12 @@
 #include "shard.h"
 #include "image.h"
 #include "tokenizer.h"
+#include "batch.h"
 #include "model.h"
 #include "ckpt.h"
 #include "loader.h"
 #include "optim.h"
+#include "train.h"
 #include "ingest.h"
 #include "kv.h"
 #include "sample.h"

@@ -1,5 +1,16 @@
 // The model: layout of parameters and activations from the MM_PARAMS and MM_ACTS lists, batch
 // validation, initialisation, and the float instantiation of forward and backward.
+//
+// Where each part of the Transformer lives (training and inference run the same code):
+//   lib/model.h        the specification; parameters (MM_PARAMS), batch, API
+//   lib/model_state_priv.h   activations (MM_ACTS), struct mm_model, mm_block_io (one block's buffers)
+//   lib/model_typed_priv.h   over float or double: the embedding (model_embed), the block
+//                      (model_block_forward: keys and values of the batch's rows or of a cache,
+//                      projections separate or fused), forward and backward of a whole batch
+//   lib/kernels_typed_priv.h the kernels: matmul, rmsnorm, rope, attention (rows or cache) with the one
+//                      mask rule (mm_att_allowed), softmax, SwiGLU with the one exp (fastexp.h)
+//   lib/sample.c       the KV cache and spans of new positions, calling model_embed and
+//                      model_block_forward per layer with fused copies made by mm_model_fuse
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,7 +24,7 @@
 
 #define REAL float
 #define KFN(name) mm_##name
-#include "model_impl.h"
+#include "model_typed_priv.h"
 
 static int in_range(int v, int lo, int hi) { return v >= lo && v <= hi; }
 
@@ -190,6 +201,21 @@ void mm_model_init(mm_model *m, uint64_t seed)
 	}
 }
 
+void mm_model_fuse(const mm_model *m, float *wqkv, float *w13)
+{
+	size_t DD = (size_t)m->c.dim * m->c.dim, FD = (size_t)m->c.mlp * m->c.dim;
+#define W(name, l) (m->params + m->pl.off.name + (size_t)(l) * m->pl.len.name)
+	for (int l = 0; l < m->c.layers; l++) {
+		float *qkv = wqkv + 3 * DD * l, *g13 = w13 + 2 * FD * l;
+		memcpy(qkv, W(wq, l), DD * sizeof *qkv);
+		memcpy(qkv + DD, W(wk, l), DD * sizeof *qkv);
+		memcpy(qkv + 2 * DD, W(wv, l), DD * sizeof *qkv);
+		memcpy(g13, W(w1, l), FD * sizeof *g13);
+		memcpy(g13 + FD, W(w3, l), FD * sizeof *g13);
+	}
+#undef W
+}
+
 static int bad_pos(const mm_batch *b, int n, const char *what, long long v)
 {
 	return mm_fail(MM_EINVAL, "batch: row %d position %d: %s %lld", n / b->T, n % b->T, what, v);
@@ -244,7 +270,7 @@ int mm_model_forward(mm_model *m, const mm_batch *b, float *loss)
 	int rc = mm_model_prepare(m, b);
 	if (rc)
 		return rc;
-	mm_model_forward_impl(m, m->params, m->acts, b);
+	mm_model_forward_pass(m, m->params, m->acts, b);
 	m->forward_done = 1;
 	if (loss)
 		*loss = (float)m->loss;
@@ -263,7 +289,7 @@ int mm_model_backward(mm_model *m)
 {
 	if (!m->forward_done)
 		return mm_fail(MM_EINVAL, "model: backward without a forward");
-	mm_model_backward_impl(m, m->params, m->grads, m->acts);
+	mm_model_backward_pass(m, m->params, m->grads, m->acts);
 	return 0;
 }
 

@@ -6,9 +6,9 @@
 // Shapes: B rows of T positions, D = dim, H heads of hd = D/H, F = SwiGLU hidden, V = vocab,
 // P = patch_dim = patch*patch*channels, NP = patches per image, K = patch bottleneck (0: none).
 //
-// Inputs per position (mm_batch): a text position carries a token id; an image position
-// carries its patch's noised pixels z (P floats in [-1, 1] scaled space), its patch index in the
-// image (raster order), and its image's noise level t in [0, 1] (t = 1 is clean).
+// Inputs per position (mm_batch, see batch.h): a text position carries a token id; an image
+// position carries its patch's noised pixels z (P floats in [-1, 1] scaled space), its patch
+// index in the image (raster order), and its image's noise level t in [0, 1] (t = 1 is clean).
 //
 // Embedding, for each position:
 //   text:  e = tok_emb[token]                                             (V, D) table
@@ -35,13 +35,16 @@
 // Losses:
 //   L_text  = mean over positions with target >= 0 of cross-entropy(logits, target)
 //   L_image = mean over image positions and their P values of
-//             ((x_pred - z) / s - (x - z) / s)^2,  s = max(1 - t, 0.05)   (x-prediction, v-space MSE)
+//             ((x_pred - z) / s - (x - z) / s)^2,  s = max(1 - t, MM_T_FLOOR = 0.05)
+//             (x-prediction, v-space MSE)
 //   L = L_text + image_weight * L_image   (a term with no positions counts 0)
 #ifndef MM_MODEL_H
 #define MM_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "batch.h"
 
 typedef struct mm_config {
 	int dim, layers, heads, mlp; // D, L, H, F
@@ -85,20 +88,6 @@ typedef struct mm_config {
 
 #define MM_PDIM(c) ((c)->patch ? (c)->patch * (c)->patch * (c)->img_c : 0)
 #define MM_NPATCH(c) ((c)->patch ? ((c)->img_h / (c)->patch) * ((c)->img_w / (c)->patch) : 0)
-
-// One batch: B rows of T positions. Arrays are (B, T) unless noted, owned by the caller.
-typedef struct mm_batch {
-	int B, T;
-	int32_t *token;    // text: token id; image position: -1
-	int32_t *target;   // text position with a loss: the next token id; else -1
-	int32_t *doc;      // document number within the row (>= 0); padding: -1
-	int32_t *img;      // image position: image number within the row (>= 0); text: -1
-	int32_t *pos;      // rotary position: offset from the start of the document
-	int32_t *patch;    // image position: patch index within its image; text: -1
-	float *t;          // image position: noise level of its image; text: ignored
-	float *z;          // (B, T, P) noised patch at image positions; ignored elsewhere
-	float *x;          // (B, T, P) clean patch (the target) at image positions
-} mm_batch;
 
 // A parameter tensor (one layer's copy of a per-layer tensor), as listed in storage order.
 typedef struct mm_tensor {

@@ -1,18 +1,10 @@
-// The per-kernel timers of lib/prof.h.
+// The per-kernel timers of lib/prof.h, and the clock they and the tools read.
 #include "prof.h"
 
 #include <string.h>
 #include <time.h>
 
 mm_prof mm_prof_state;
-
-void mm_prof_start(void)
-{
-	memset(&mm_prof_state, 0, sizeof mm_prof_state);
-	mm_prof_state.on = 1;
-}
-
-void mm_prof_stop(void) { mm_prof_state.on = 0; }
 
 const char *mm_prof_name(int k)
 {
@@ -24,7 +16,7 @@ const char *mm_prof_name(int k)
 	return k >= 0 && k < MM_PROF_N ? names[k] : "?";
 }
 
-double mm_prof_now(void)
+double mm_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

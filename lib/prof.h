@@ -12,7 +12,8 @@
 	X(rmsnorm_forward) X(rmsnorm_backward) X(rope_table) X(rope_forward) X(rope_backward) \
 	X(swiglu_forward) X(swiglu_backward) X(crossentropy_forward) X(crossentropy_backward) \
 	X(vmse_forward) X(vmse_backward) X(embedding_forward) X(embedding_backward)           \
-	X(timestep_forward) X(residual_forward) X(residual_backward) X(residual_rmsnorm_forward)
+	X(timestep_forward) X(residual_forward) X(residual_backward) X(residual_rmsnorm_forward) \
+	X(attention_cached) X(swiglu_rows_forward)
 
 enum {
 #define MM_X(name) MM_PROF_##name,
@@ -28,10 +29,9 @@ typedef struct mm_prof {
 } mm_prof;
 extern mm_prof mm_prof_state;
 
-void mm_prof_start(void); // zeroes the table and turns profiling on
-void mm_prof_stop(void);
 const char *mm_prof_name(int k);
-double mm_prof_now(void);
+// Seconds on the monotonic clock: every timing of mm (these timers, progress lines, rates).
+double mm_now(void);
 
 typedef struct mm_prof_scope {
 	int id;
@@ -42,7 +42,7 @@ static inline mm_prof_scope mm_prof_enter(int id)
 {
 	mm_prof_scope s = {-1, 0};
 	if (mm_prof_state.on && mm_prof_state.depth++ == 0)
-		s.id = id, s.t0 = mm_prof_now();
+		s.id = id, s.t0 = mm_now();
 	else if (mm_prof_state.on)
 		s.id = -2; // nested: only the depth to undo
 	return s;
@@ -54,13 +54,15 @@ static inline void mm_prof_leave(mm_prof_scope *s)
 		return;
 	mm_prof_state.depth--;
 	if (s->id >= 0) {
-		mm_prof_state.sec[s->id] += mm_prof_now() - s->t0;
+		mm_prof_state.sec[s->id] += mm_now() - s->t0;
 		mm_prof_state.calls[s->id]++;
 	}
 }
 
-// At the top of a kernel's body: times the rest of the scope.
-#define MM_PROF_SCOPE(name) \
-	mm_prof_scope mm_prof_scope_ __attribute__((cleanup(mm_prof_leave))) = mm_prof_enter(MM_PROF_##name)
+// At the top of a kernel's body: times the rest of the scope. MM_PROF_SCOPE_ID takes the id
+// itself, for callers whose kernel names are macros (lib/typed_names_priv.h).
+#define MM_PROF_SCOPE(name) MM_PROF_SCOPE_ID(MM_PROF_##name)
+#define MM_PROF_SCOPE_ID(id) \
+	mm_prof_scope mm_prof_scope_ __attribute__((cleanup(mm_prof_leave))) = mm_prof_enter(id)
 
 #endif

@@ -1,5 +1,12 @@
 // The inference engine: the KV cache, spans of new positions through the layers, and the image
-// ODE samplers (see sample.h). The layers use the model's kernels and its weights in place.
+// ODE samplers (see sample.h).
+//
+// Where each part lives: the embedding and the block are the model's own (mm_model_embed and
+// mm_model_block_forward in lib/model_typed_priv.h, which training runs too), here given the cache as
+// the place of keys and values and the fused projection copies of mm_model_fuse; attention over
+// the cache is mm_attention_cached (lib/kernels_typed_priv.h), with the training mask. This file
+// holds the cache and slot histories, the spans, the heads on the rows that need them and the
+// ODE samplers (token choice and whole documents are lib/generate.c).
 #include "sample.h"
 
 #include <math.h>
@@ -9,18 +16,8 @@
 
 #include "err.h"
 #include "kernels.h"
-#include "model_priv.h"
+#include "model_state_priv.h"
 #include "tokenizer.h"
-
-#include <cblas.h>
-
-// Queries per attention block (the scores of one block are (QB, T)).
-#define QB 64
-
-// A span: positions [start, start + n) of one slot, run through the layers together.
-typedef struct span {
-	int slot, start, n;
-} span;
 
 struct mm_sampler {
 	mm_model *m;
@@ -30,20 +27,21 @@ struct mm_sampler {
 	int nth;  // OpenMP threads at creation: attention has a score buffer for each
 	float *kc, *vc; // (L, S, T, D): keys (normed, rotated) and values of every cached position
 	// The inputs of every position of every slot, (S, T) each: what a recomputation needs, and
-	// the mask. img is the image's id within its slot (the position of its first patch), -1 for text.
-	int32_t *tok, *patch, *img;
+	// the mask. img is the image's id within its slot (the position of its first patch), -1 for
+	// text; doc is 0 everywhere (a slot holds one document).
+	int32_t *tok, *patch, *img, *doc;
 	float *tt, *zz; // noise level (S, T) and patch pixels (S, T, P)
 	int *len;
-	span *sp; // (S): the spans of the current call
+	mm_span *sp; // (S): the spans of the current call
 	float *rcos, *rsin; // rotary tables of positions 0..T-1, (T, hd/2)
 	// Copies of each layer's wq, wk, wv stacked (L, 3D, D) and w1, w3 stacked (L, 2F, D): one
 	// matrix product for the three projections, one for the two SwiGLU inputs.
 	float *wqkv, *w13;
 	// Scratch for up to rcap rows.
-	float *x, *h, *q, *k, *a, *tmp, *g1, *rstd, *cosb, *sinb;
+	float *x, *h, *q, *k, *v, *a, *tmp, *g1, *rstd, *cosb, *sinb;
 	float *qkv, *g13; // (R, 3D) and (R, 2F): the fused products' rows
-	float *att, *zs, *ts, *ft, *u, *emb, *xp; // att: (nth, QB, T) scores
-	int32_t *rslot, *rpos, *rtok, *irows, *ipatch, *orows, *srow; // srow (S): a span's first row
+	float *att, *zs, *ts, *ft, *u, *emb, *xp; // att: (nth, MM_ATT_QB, T) scores
+	int32_t *rpos, *rtok, *irows, *ipatch, *orows;
 	float *logits; // (S, V): the last positions of the spans of the last append
 	void *mem;     // one allocation for all of the above
 };
@@ -63,15 +61,16 @@ static size_t sampler_layout(mm_sampler *s, char *base)
 	s->field = base ? (int32_t *)(base + off) : NULL;          \
 	off += align16((size_t)(count)) * sizeof(int32_t);
 	F32(kc, (size_t)s->L * S * T * D) F32(vc, (size_t)s->L * S * T * D)
-	I32(tok, S * T) I32(patch, S * T) I32(img, S * T) F32(tt, S * T) F32(zz, S * T * P)
+	I32(tok, S * T) I32(patch, S * T) I32(img, S * T) I32(doc, S * T)
+	F32(tt, S * T) F32(zz, S * T * P)
 	F32(rcos, T * (s->hd / 2)) F32(rsin, T * (s->hd / 2))
 	F32(wqkv, (size_t)s->L * 3 * D * D) F32(w13, (size_t)s->L * 2 * s->F * D)
 	F32(qkv, R * 3 * D) F32(g13, R * 2 * s->F)
-	F32(x, R * D) F32(h, R * D) F32(q, R * D) F32(k, R * D) F32(a, R * D)
+	F32(x, R * D) F32(h, R * D) F32(q, R * D) F32(k, R * D) F32(v, R * D) F32(a, R * D)
 	F32(tmp, R * D) F32(g1, R * s->F) F32(rstd, R * s->H)
 	F32(cosb, R * (s->hd / 2)) F32(sinb, R * (s->hd / 2))
-	F32(att, (size_t)s->nth * QB * T) F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
-	I32(rslot, R) I32(rpos, R) I32(rtok, R) I32(irows, R) I32(ipatch, R) I32(orows, R) I32(srow, S)
+	F32(att, (size_t)s->nth * MM_ATT_QB * T) F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
+	I32(rpos, R) I32(rtok, R) I32(irows, R) I32(ipatch, R) I32(orows, R)
 	F32(logits, S * (size_t)s->V)
 #undef F32
 #undef I32
@@ -110,15 +109,8 @@ int mm_sampler_new(mm_sampler **sp, mm_model *m, int slots)
 	for (int i = 0; i < s->T; i++)
 		pos[i] = i;
 	mm_rope_table(s->rcos, s->rsin, pos, s->T, s->hd);
-	size_t DD = (size_t)s->D * s->D, FD = (size_t)s->F * s->D;
-	for (int l = 0; l < s->L; l++) {
-		float *qkv = s->wqkv + 3 * DD * l, *w13 = s->w13 + 2 * FD * l;
-		memcpy(qkv, WT(wq, l), DD * sizeof(float));
-		memcpy(qkv + DD, WT(wk, l), DD * sizeof(float));
-		memcpy(qkv + 2 * DD, WT(wv, l), DD * sizeof(float));
-		memcpy(w13, WT(w1, l), FD * sizeof(float));
-		memcpy(w13 + FD, WT(w3, l), FD * sizeof(float));
-	}
+	memset(s->doc, 0, (size_t)slots * s->T * sizeof *s->doc);
+	mm_model_fuse(m, s->wqkv, s->w13);
 	*sp = s;
 	return 0;
 }
@@ -143,172 +135,47 @@ void mm_sampler_clear(mm_sampler *s, int slot)
 }
 const float *mm_sampler_logits(const mm_sampler *s, int i) { return s->logits + (size_t)i * s->V; }
 
-// Embeds rows [0, R) of the current pass into s->x: token rows from tok_emb, image rows as
-// pe(z) + pos2d[patch] + temb(t), computed as the training forward does.
-static void embed_rows(mm_sampler *s, int R)
+// Embeds rows [0, R) of the current pass (rows row0.. of span sp[i] are its positions) into s->x.
+static void embed_rows(mm_sampler *s, int nsp, const mm_span *sp, int R)
 {
-	int D = s->D, P = s->P, ni = 0;
-	mm_embedding_forward(s->x, WT(tok_emb, 0), s->rtok, R, D);
-	for (int r = 0; r < R; r++) {
-		size_t at = (size_t)s->rslot[r] * s->T + s->rpos[r];
-		if (s->img[at] < 0)
-			continue;
-		memcpy(s->zs + (size_t)ni * P, s->zz + at * P, (size_t)P * sizeof(float));
-		s->ts[ni] = s->tt[at];
-		s->ipatch[ni] = s->patch[at];
-		s->irows[ni++] = r;
-	}
-	if (!ni)
-		return;
-	if (s->K) {
-		mm_matmul_forward(s->u, s->zs, WT(pe_w1, 0), NULL, ni, P, s->K);
-		mm_matmul_forward(s->emb, s->u, WT(pe_w2, 0), WT(pe_b, 0), ni, s->K, D);
-	} else {
-		mm_matmul_forward(s->emb, s->zs, WT(pe_w, 0), WT(pe_b, 0), ni, P, D);
-	}
-	mm_timestep_forward(s->ft, s->ts, ni);
-	mm_matmul_forward(s->tmp, s->ft, WT(t_w, 0), WT(t_b, 0), ni, 64, D);
-	mm_residual_forward(s->emb, s->emb, s->tmp, (size_t)ni * D);
-	mm_embedding_forward(s->tmp, WT(pos2d, 0), s->ipatch, ni, D);
-	mm_residual_forward(s->emb, s->emb, s->tmp, (size_t)ni * D);
-	mm_embedding_backward(s->x, s->emb, s->irows, ni, D); // image rows of x are zero
-}
-
-// a = attention of the rows of spans sp[0..nsp) over their slots' cached keys and values of
-// layer l. Per span, head and block of up to QB queries: scores by one matrix product, the mask
-// of lib/model.h (a position sees every earlier one, a patch also the later patches of its own
-// image), softmax, and the weighted values by a second product. Each (span, head) is one task
-// of one OpenMP thread, with its own score buffer and the single-threaded BLAS (kernels.h), so
-// the result does not depend on the number of threads.
-static void attend(mm_sampler *s, int l, int nsp, const span *sp)
-{
-	int D = s->D, H = s->H, hd = s->hd, T = s->T;
-	float scale = 1 / sqrtf((float)hd);
-	for (int i = 0, row0 = 0; i < nsp; row0 += sp[i++].n)
-		s->srow[i] = row0;
-	int nt = omp_get_max_threads() < s->nth ? omp_get_max_threads() : s->nth;
-	long tasks = (long)nsp * H;
-#pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
-	for (long task = 0; task < tasks; task++) {
-		int i = (int)(task / H), hh = (int)(task % H), nk = sp[i].start + sp[i].n;
-		float *sc = s->att + (size_t)omp_get_thread_num() * QB * T;
-		const int32_t *img = s->img + (size_t)sp[i].slot * T;
-		const float *kb = s->kc + ((size_t)l * s->S + sp[i].slot) * T * D;
-		const float *vb = s->vc + ((size_t)l * s->S + sp[i].slot) * T * D;
-		for (int q0 = 0; q0 < sp[i].n; q0 += QB) {
-			int nq = sp[i].n - q0 < QB ? sp[i].n - q0 : QB;
-			size_t at = (size_t)(s->srow[i] + q0) * D + hh * hd;
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, s->q + at, D,
-				    kb + hh * hd, D, 0, sc, nk);
-			for (int r = 0; r < nq; r++) {
-				float *p = sc + (size_t)r * nk;
-				int pos = sp[i].start + q0 + r; // sees keys [0, pos] and its image's patches
-				int32_t me = img[pos];
-				for (int j = pos + 1; j < nk; j++)
-					if (me < 0 || img[j] != me)
-						p[j] = -INFINITY;
-				mm_softmax_masked(p, nk);
-			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb + hh * hd, D,
-				    0, s->a + at, D);
+	int P = s->P, ni = 0;
+	for (int i = 0; i < nsp; i++)
+		for (int j = 0; j < sp[i].n; j++) {
+			int r = sp[i].row0 + j;
+			size_t at = (size_t)sp[i].slot * s->T + sp[i].start + j;
+			s->rpos[r] = sp[i].start + j;
+			s->rtok[r] = s->img[at] < 0 ? s->tok[at] : -1;
+			if (s->img[at] < 0)
+				continue;
+			memcpy(s->zs + (size_t)ni * P, s->zz + at * P, (size_t)P * sizeof(float));
+			s->ts[ni] = s->tt[at];
+			s->ipatch[ni] = s->patch[at];
+			s->irows[ni++] = r;
 		}
-	}
+	mm_model_embed(s->m, s->w, s->x, s->rtok, R, ni, s->irows, s->ipatch, s->zs, s->ts, s->u, s->ft,
+		       s->emb, s->tmp);
 }
 
-// silu(g1) * g3 four values at a time (GCC/clang vector extensions; plain SSE2 on x86-64): with
-// the library's scalar expf this was a tenth of the sampler's time. exp(x) is 2^n p(r) with
-// x = n ln2 + r, |r| <= ln2 / 2, p the degree-6 Taylor polynomial, x clamped to [-88, 88]:
-// relative error below 3e-7 (5 ulp).
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-static v4f swiglu4(v4f g1, v4f g3)
+// The layers over rows [0, R) of spans sp[0..nsp), the model's block with the cache as the place
+// of keys and values: one scratch array for the residual stream (x), one for the norms (h).
+static void layers(mm_sampler *s, int nsp, const mm_span *sp, int R)
 {
-	const v4f lo = {-88, -88, -88, -88}, hi = {88, 88, 88, 88}, one = {1, 1, 1, 1};
-	const v4f magic = {12582912, 12582912, 12582912, 12582912}; // 1.5 2^23: rounds to integers
-	v4f x = -g1;
-	v4i m = x < lo;
-	x = (v4f)(((v4i)x & ~m) | ((v4i)lo & m));
-	m = x > hi;
-	x = (v4f)(((v4i)x & ~m) | ((v4i)hi & m));
-	v4f n = (x * 1.44269504f + magic) - magic;
-	v4f r = x - n * 0.693359375f + n * 2.12194440e-4f; // ln2 in two parts, the first exact in n
-	v4f p = one + r * (one + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-	v4i e = (__builtin_convertvector(n, v4i) + 127) << 23;
-	return g1 / (one + p * (v4f)e) * g3;
-}
-
-// Over n values, n a multiple of 4.
-static void swiglu_4n(float *out, const float *g1, const float *g3, size_t n)
-{
-	for (size_t i = 0; i < n; i += 4) {
-		v4f a, b;
-		memcpy(&a, g1 + i, sizeof a);
-		memcpy(&b, g3 + i, sizeof b);
-		a = swiglu4(a, b);
-		memcpy(out + i, &a, sizeof a);
+	size_t cache = (size_t)s->S * s->T * s->D, DD = (size_t)s->D * s->D, FD = (size_t)s->F * s->D;
+	mm_block_io io = {
+		.N = R, .x = s->x, .xout = s->x, .h1 = s->h, .rstd1 = s->rstd, .cosb = s->cosb,
+		.sinb = s->sinb, .qkv = s->qkv, .g13 = s->g13, .qr = s->q, .kr = s->k,
+		.qrstd = s->rstd, .krstd = s->rstd, .q = s->q, .k = s->k, .v = s->v, .a = s->a,
+		.mid = s->x, .rstd2 = s->rstd, .h2 = s->h, .s = s->g1, .tmp = s->tmp,
+		.rstdnext = s->rstd, .doc = s->doc, .img = s->img, .T = s->T, .sp = sp, .nsp = nsp,
+		.nbuf = s->nth, .scores = s->att,
+	};
+	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(attn_norm, 0), R, s->D);
+	for (int l = 0; l < s->L; l++) {
+		io.wqkv = s->wqkv + 3 * DD * l, io.w13 = s->w13 + 2 * FD * l;
+		io.kc = s->kc + cache * l, io.vc = s->vc + cache * l;
+		io.hnext = l + 1 < s->L ? s->h : NULL;
+		mm_model_block_forward(s->m, s->w, l, &io);
 	}
-}
-
-// out = silu(g1) * g3 over n values, as mm_swiglu_forward (out may be g1).
-static void swiglu(float *out, const float *g1, const float *g3, size_t n)
-{
-	size_t n4 = n / 4 * 4, k = n - n4;
-	swiglu_4n(out, g1, g3, n4);
-	if (k) { // the last values, padded
-		float a[4] = {0}, b[4] = {0};
-		memcpy(a, g1 + n4, k * sizeof(float));
-		memcpy(b, g3 + n4, k * sizeof(float));
-		swiglu_4n(a, a, b, 4);
-		memcpy(out + n4, a, k * sizeof(float));
-	}
-}
-
-// Where row r of the current pass goes in the layer-l part of the key or value cache.
-static size_t cache_at(const mm_sampler *s, int l, int r)
-{
-	return (((size_t)l * s->S + s->rslot[r]) * s->T + s->rpos[r]) * s->D;
-}
-
-// One block over rows [0, R): the training block, with the new keys and values stored in the
-// cache before attention reads it. s->h holds the block's normed input (the previous block's
-// last residual sum was fused with this norm); the last block leaves s->x as it is.
-static void block(mm_sampler *s, int l, int R, int nsp, const span *sp)
-{
-	int D = s->D, F = s->F, H = s->H, hd = s->hd;
-	mm_matmul_forward(s->qkv, s->h, s->wqkv + (size_t)l * 3 * D * D, NULL, R, D, 3 * D);
-	// Values go straight to the cache (attention reads them there); keys once rotated.
-#pragma omp parallel for schedule(static) if (R >= 64)
-	for (int r = 0; r < R; r++) {
-		const float *src = s->qkv + (size_t)r * 3 * D;
-		memcpy(s->q + (size_t)r * D, src, (size_t)D * sizeof(float));
-		memcpy(s->k + (size_t)r * D, src + D, (size_t)D * sizeof(float));
-		memcpy(s->vc + cache_at(s, l, r), src + 2 * D, (size_t)D * sizeof(float));
-	}
-	if (s->qk) { // per head, in place: each row is read before it is written
-		mm_rmsnorm_forward(s->q, s->rstd, s->q, WT(q_norm, l), R * H, hd);
-		mm_rmsnorm_forward(s->k, s->rstd, s->k, WT(k_norm, l), R * H, hd);
-	}
-	mm_rope_forward(s->q, s->cosb, s->sinb, R, H, hd);
-	mm_rope_forward(s->k, s->cosb, s->sinb, R, H, hd);
-#pragma omp parallel for schedule(static) if (R >= 64)
-	for (int r = 0; r < R; r++)
-		memcpy(s->kc + cache_at(s, l, r), s->k + (size_t)r * D, (size_t)D * sizeof(float));
-	attend(s, l, nsp, sp);
-	mm_matmul_forward(s->tmp, s->a, WT(wo, l), NULL, R, D, D);
-	mm_residual_rmsnorm_forward(s->x, s->tmp, s->h, s->rstd, WT(mlp_norm, l), R, D);
-
-	mm_matmul_forward(s->g13, s->h, s->w13 + (size_t)l * 2 * F * D, NULL, R, D, 2 * F);
-#pragma omp parallel for schedule(static) if (R >= 64)
-	for (int r = 0; r < R; r++) {
-		const float *g = s->g13 + (size_t)r * 2 * F;
-		swiglu(s->g1 + (size_t)r * F, g, g + F, (size_t)F);
-	}
-	mm_matmul_forward(s->tmp, s->g1, WT(w2, l), NULL, R, F, D);
-	if (l + 1 < s->L)
-		mm_residual_rmsnorm_forward(s->x, s->tmp, s->h, s->rstd, WT(attn_norm, l + 1), R, D);
-	else
-		mm_residual_forward(s->x, s->x, s->tmp, (size_t)R * D);
 }
 
 // The heads: the final norm on the rows in orows[0..no), then y @ w^T + b into out (no, OC).
@@ -323,26 +190,18 @@ static void head(mm_sampler *s, int no, const float *w, const float *b, int OC, 
 // at a time as fit in rcap rows. With logits, the logits of each span's last position go to
 // s->logits (row = span index); with xp_last > 0, x_pred of each span's last xp_last positions
 // goes to xpred (nsp, xp_last, P). Slot lengths are not changed.
-static void run_spans(mm_sampler *s, int nsp, const span *sp, int logits, int xp_last, float *xpred)
+static void run_spans(mm_sampler *s, int nsp, mm_span *sp, int logits, int xp_last, float *xpred)
 {
 	for (int first = 0; first < nsp;) {
 		int last = first, R = 0;
-		while (last < nsp && R + sp[last].n <= s->rcap)
+		while (last < nsp && R + sp[last].n <= s->rcap) {
+			sp[last].row0 = R;
 			R += sp[last++].n;
-		R = 0;
-		for (int i = first; i < last; i++)
-			for (int j = 0; j < sp[i].n; j++, R++) {
-				s->rslot[R] = sp[i].slot;
-				s->rpos[R] = sp[i].start + j;
-				size_t at = (size_t)sp[i].slot * s->T + sp[i].start + j;
-				s->rtok[R] = s->img[at] < 0 ? s->tok[at] : -1;
-			}
-		embed_rows(s, R);
+		}
+		embed_rows(s, last - first, sp + first, R);
 		mm_embedding_forward(s->cosb, s->rcos, s->rpos, R, s->hd / 2);
 		mm_embedding_forward(s->sinb, s->rsin, s->rpos, R, s->hd / 2);
-		mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(attn_norm, 0), R, s->D);
-		for (int l = 0; l < s->L; l++)
-			block(s, l, R, last - first, sp + first);
+		layers(s, last - first, sp + first, R);
 		int no = 0, row = 0;
 		for (int i = first; i < last; i++) {
 			row += sp[i].n;
@@ -392,7 +251,7 @@ int mm_sampler_append_tokens(mm_sampler *s, int ns, const int *slots, const int3
 	int rc = check_slots(s, ns, slots, 0);
 	if (rc)
 		return rc;
-	span *sp = s->sp;
+	mm_span *sp = s->sp;
 	for (int i = 0; i < ns && !rc; i++) {
 		int sl = slots[i], start = s->len[sl];
 		if (n[i] < 0 || n[i] > s->T - start)
@@ -405,7 +264,7 @@ int mm_sampler_append_tokens(mm_sampler *s, int ns, const int *slots, const int3
 			else
 				s->tok[at] = tok[i][j], s->img[at] = -1, s->patch[at] = -1, s->tt[at] = 0;
 		}
-		sp[i] = (span){sl, start, n[i]};
+		sp[i] = (mm_span){sl, start, n[i], 0};
 	}
 	if (!rc) {
 		run_spans(s, ns, sp, 1, 0, NULL);
@@ -449,10 +308,10 @@ int mm_sampler_append_image(mm_sampler *s, int ns, const int *slots, const float
 		return rc;
 	if (eoi && MM_TOK_EOI >= s->V)
 		return mm_fail(MM_EINVAL, "sampler: vocabulary of %d has no EOI", s->V);
-	span *sp = s->sp;
+	mm_span *sp = s->sp;
 	for (int i = 0; i < ns; i++) {
 		put_image(s, slots[i], z + (size_t)i * s->NP * s->P, t, eoi);
-		sp[i] = (span){slots[i], s->len[slots[i]], s->NP + !!eoi};
+		sp[i] = (mm_span){slots[i], s->len[slots[i]], s->NP + !!eoi, 0};
 	}
 	run_spans(s, ns, sp, eoi, 0, NULL);
 	for (int i = 0; i < ns; i++)
@@ -468,11 +327,11 @@ int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, 
 		rc = check_slots(s, ns, slots, s->NP);
 	if (rc)
 		return rc;
-	span *sp = s->sp;
+	mm_span *sp = s->sp;
 	for (int i = 0; i < ns; i++) {
 		int sl = slots[i], start = s->len[sl];
 		put_image(s, sl, z + (size_t)i * s->NP * s->P, t, 0);
-		sp[i] = recompute ? (span){sl, 0, start + s->NP} : (span){sl, start, s->NP};
+		sp[i] = recompute ? (mm_span){sl, 0, start + s->NP, 0} : (mm_span){sl, start, s->NP, 0};
 	}
 	run_spans(s, ns, sp, 0, s->NP, xpred);
 	return 0;
@@ -481,11 +340,6 @@ int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, 
 void mm_image_opts_default(mm_image_opts *o)
 {
 	*o = (mm_image_opts){MM_ODE_HEUN, 50, 1, 0, 1, 0};
-}
-
-int mm_image_calls(const mm_image_opts *o)
-{
-	return o->method == MM_ODE_HEUN ? 2 * o->steps - 1 : o->steps;
 }
 
 // The ODE state of one mm_sampler_image call.
@@ -509,7 +363,7 @@ static int velocity(ode *e, const float *z, float t, float *v)
 	int rc = mm_sampler_denoise(e->s, guided ? 2 * e->ns : e->ns, e->slots, e->zin, t, o->recompute, e->xp);
 	if (rc)
 		return rc;
-	float sc = 1 - t > 0.05f ? 1 - t : 0.05f, g = o->cfg;
+	float sc = 1 - t > (float)MM_T_FLOOR ? 1 - t : (float)MM_T_FLOOR, g = o->cfg;
 	const float *xc = e->xp, *xu = e->xp + n;
 	for (int i = 0; i < n; i++) {
 		float x = guided ? xu[i] + g * (xc[i] - xu[i]) : xc[i];

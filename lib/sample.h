@@ -78,8 +78,6 @@ typedef struct mm_image_opts {
 } mm_image_opts;
 
 void mm_image_opts_default(mm_image_opts *o);
-// Model calls one image costs (per conditional slot; guidance doubles the rows, not the calls).
-int mm_image_calls(const mm_image_opts *o);
 
 // Generates an image after each of the ns slots (whose sequences end with BOI): z (ns, NP, P)
 // holds the starting noise and receives the final image in [-1, 1] (patch order, not clamped).

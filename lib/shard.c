@@ -16,18 +16,88 @@
 #include "checksum.h"
 #include "err.h"
 #include "fileio.h"
+#include "layout.h"
 
-#define SHARD_VERSION 1
-#define HDR_SIZE 128      // file header
-#define HDR_CRC_AT 124    // header CRC-32C covers bytes [0, 124)
-#define HDR_RESERVED 92   // bytes [92, 124) are reserved, zero in v1
-#define BLK_HDR 16        // block header before each zstd frame
-#define BLK_ENTRY 24      // per-block record in the index
-#define DOC_ENTRY 4       // per-document record in the index
+// The fixed-layout records of the format, one list each, as the field tables of
+// man/mm-shard.5 give them (tests/test_layout.c compares the two): X(R, name, offset, size,
+// type, check, arg), see lib/layout.h. Both the writer and the reader walk these tables, except
+// in the per-document loops, which use the offsets and sizes they define.
+#define SHARD_HEADER(X, R)                                                         \
+	X(R, magic, 0, 8, BYTES, MAGIC, "\x89MMS\r\n\x1a\n")                          \
+	X(R, version, 8, 4, U32, VERSION, 1)                                         \
+	X(R, header_size, 12, 4, U32, EQ, 128)                                       \
+	X(R, flags, 16, 4, U32, KNOWN, 0)                                            \
+	X(R, vocab_size, 20, 4, U32, MIN, 1)                                         \
+	X(R, tokenizer_hash, 24, 8, U64, NONE, 0)                                    \
+	X(R, img_h, 32, 4, U32, NONE, 0)                                             \
+	X(R, img_w, 36, 4, U32, NONE, 0)                                             \
+	X(R, img_c, 40, 4, U32, NONE, 0)                                             \
+	X(R, patch, 44, 4, U32, NONE, 0)                                             \
+	X(R, n_docs, 48, 8, U64, MAX, UINT32_MAX)                                    \
+	X(R, n_blocks, 56, 8, U64, NONE, 0)                                          \
+	X(R, index_offset, 64, 8, U64, NONE, 0)                                      \
+	X(R, index_csize, 72, 8, U64, NONE, 0)                                       \
+	X(R, index_usize, 80, 8, U64, NONE, 0)                                       \
+	X(R, index_crc, 88, 4, U32, NONE, 0)                                         \
+	X(R, reserved, 92, 32, BYTES, ZERO, "")                                      \
+	X(R, header_crc, 124, 4, U32, CRC, 0)
+MM_LAYOUT(hdr, SHARD_HEADER, "shard-header");
+
+// Before each block's zstd frame; the numbers repeat the block's record in the index.
+#define SHARD_BLOCK_HEADER(X, R)                                                   \
+	X(R, magic, 0, 4, BYTES, MAGIC, "MBLK")                                      \
+	X(R, csize, 4, 4, U32, NONE, 0)                                              \
+	X(R, usize, 8, 4, U32, NONE, 0)                                              \
+	X(R, crc, 12, 4, U32, NONE, 0)
+MM_LAYOUT(blk, SHARD_BLOCK_HEADER, "shard-block-header");
+
+// The index: one block record per block, then one document record per document. Their checks
+// relate them to each other and to the header (parse_blocks, parse_docs).
+#define SHARD_BLOCK_RECORD(X, R)                                                   \
+	X(R, offset, 0, 8, U64, NONE, 0)                                             \
+	X(R, csize, 8, 4, U32, NONE, 0)                                              \
+	X(R, usize, 12, 4, U32, NONE, 0)                                             \
+	X(R, crc, 16, 4, U32, NONE, 0)                                               \
+	X(R, n_docs, 20, 4, U32, NONE, 0)
+MM_LAYOUT(brec, SHARD_BLOCK_RECORD, "shard-block-record");
+
+#define SHARD_DOC_RECORD(X, R) X(R, length, 0, 4, U32, NONE, 0)
+MM_LAYOUT(drec, SHARD_DOC_RECORD, "shard-document-record");
+
+// A document's encoding: a segment count, then each segment's fixed fields and its tokens or
+// pixels. Encoded and decoded per document: doc_encode and parse_doc use MM_AT offsets.
+#define SHARD_DOC(X, R) X(R, n_segs, 0, 4, U32, NONE, 0)
+MM_LAYOUT(doch, SHARD_DOC, "shard-document");
+
+#define SHARD_TEXT_SEGMENT(X, R)                                                   \
+	X(R, type, 0, 4, U32, EQ, MM_SEG_TEXT)                                       \
+	X(R, n_tokens, 4, 4, U32, NONE, 0)
+MM_LAYOUT(text, SHARD_TEXT_SEGMENT, "shard-text-segment");
+
+#define SHARD_IMAGE_SEGMENT(X, R)                                                  \
+	X(R, type, 0, 4, U32, EQ, MM_SEG_IMAGE)                                      \
+	X(R, h, 4, 4, U32, NONE, 0)                                                  \
+	X(R, w, 8, 4, U32, NONE, 0)                                                  \
+	X(R, c, 12, 4, U32, NONE, 0)                                                 \
+	X(R, p, 16, 4, U32, NONE, 0)
+MM_LAYOUT(image, SHARD_IMAGE_SEGMENT, "shard-image-segment");
+
+const mm_layout *const mm_shard_layouts[] = {&hdr_layout,  &blk_layout,  &brec_layout,  &drec_layout,
+					     &doch_layout, &text_layout, &image_layout, NULL};
+
+enum {
+	HDR_SIZE = sizeof(hdr_bytes),    // file header
+	BLK_HDR = sizeof(blk_bytes),     // block header before each zstd frame
+	BLK_ENTRY = sizeof(brec_bytes),  // per-block record in the index
+	DOC_ENTRY = sizeof(drec_bytes),  // per-document record in the index
+	DOC_HDR = sizeof(doch_bytes),    // segment count before a document's segments
+	TEXT_SEG = sizeof(text_bytes),   // a text segment before its tokens
+	IMAGE_SEG = sizeof(image_bytes), // an image segment before its pixels
+};
+_Static_assert(HDR_SIZE == 128, "the header is 128 bytes, as its header_size field says");
+// parse_doc reads a segment's type before it knows which kind the segment is.
+_Static_assert(MM_AT(text, type) == MM_AT(image, type) && TEXT_SEG <= IMAGE_SEG, "segment headers");
 #define MAX_INDEX (1u << 28) // largest uncompressed index
-
-static const uint8_t shard_magic[8] = {0x89, 'M', 'M', 'S', '\r', '\n', 0x1a, '\n'};
-static const uint8_t block_magic[4] = {'M', 'B', 'L', 'K'};
 
 typedef unsigned long long ull;
 
@@ -203,7 +273,7 @@ static int doc_check(const mm_shard_writer *w, const mm_doc *d, uint64_t *size)
 {
 	const char *path = w->af.path;
 	ull k = (ull)w->n_docs;
-	uint64_t n = 4;
+	uint64_t n = DOC_HDR;
 	for (uint32_t i = 0; i < d->n_segs; i++) {
 		const mm_segment *s = &d->segs[i];
 		if (s->type == MM_SEG_TEXT) {
@@ -214,7 +284,7 @@ static int doc_check(const mm_shard_writer *w, const mm_doc *d, uint64_t *size)
 					return mm_fail(MM_ERANGE,
 						       "%s: document %llu, segment %u: token id %u at position %u is not below the vocab size %u",
 						       path, k, i, s->tokens[j], j, w->info.vocab_size);
-			n += 8 + 4 * (uint64_t)s->n_tokens;
+			n += TEXT_SEG + 4 * (uint64_t)s->n_tokens;
 		} else if (s->type == MM_SEG_IMAGE) {
 			const mm_shard_info *in = &w->info;
 			if (!has_images(in))
@@ -226,7 +296,7 @@ static int doc_check(const mm_shard_writer *w, const mm_doc *d, uint64_t *size)
 					       path, k, i, s->h, s->w, s->c, s->p, in->img_h, in->img_w, in->img_c, in->patch);
 			if (!s->pixels)
 				return mm_fail(MM_EINVAL, "%s: document %llu, segment %u: no pixel array", path, k, i);
-			n += 20 + (uint64_t)s->h * s->w * s->c;
+			n += IMAGE_SEG + (uint64_t)s->h * s->w * s->c;
 		} else {
 			return mm_fail(MM_EINVAL, "%s: document %llu, segment %u: unknown segment type %u", path, k,
 				       i, s->type);
@@ -241,22 +311,23 @@ static int doc_check(const mm_shard_writer *w, const mm_doc *d, uint64_t *size)
 
 static void doc_encode(const mm_doc *d, uint8_t *p)
 {
-	mm_put_u32(p, d->n_segs);
-	p += 4;
+	mm_put_u32(p + MM_AT(doch, n_segs), d->n_segs);
+	p += DOC_HDR;
 	for (uint32_t i = 0; i < d->n_segs; i++) {
 		const mm_segment *s = &d->segs[i];
-		mm_put_u32(p, s->type);
 		if (s->type == MM_SEG_TEXT) {
-			mm_put_u32(p + 4, s->n_tokens);
-			p += 8;
+			mm_put_u32(p + MM_AT(text, type), MM_SEG_TEXT);
+			mm_put_u32(p + MM_AT(text, n_tokens), s->n_tokens);
+			p += TEXT_SEG;
 			for (uint32_t j = 0; j < s->n_tokens; j++, p += 4)
 				mm_put_u32(p, s->tokens[j]);
 		} else {
-			mm_put_u32(p + 4, s->h);
-			mm_put_u32(p + 8, s->w);
-			mm_put_u32(p + 12, s->c);
-			mm_put_u32(p + 16, s->p);
-			p += 20;
+			mm_put_u32(p + MM_AT(image, type), MM_SEG_IMAGE);
+			mm_put_u32(p + MM_AT(image, h), s->h);
+			mm_put_u32(p + MM_AT(image, w), s->w);
+			mm_put_u32(p + MM_AT(image, c), s->c);
+			mm_put_u32(p + MM_AT(image, p), s->p);
+			p += IMAGE_SEG;
 			size_t n = (size_t)s->h * s->w * s->c;
 			memcpy(p, s->pixels, n);
 			p += n;
@@ -293,16 +364,10 @@ static int flush_block(mm_shard_writer *w)
 			       ZSTD_isError(cs) ? ZSTD_getErrorName(cs) : "frame too large");
 	}
 	uint32_t crc = mm_crc32c(0, h + BLK_HDR, cs);
-	memcpy(h, block_magic, 4);
-	mm_put_u32(h + 4, (uint32_t)cs);
-	mm_put_u32(h + 8, (uint32_t)w->block.len);
-	mm_put_u32(h + 12, crc);
-	uint8_t *e = w->blocks.p + w->blocks.len;
-	mm_put_u64(e, w->offset);
-	mm_put_u32(e + 8, (uint32_t)cs);
-	mm_put_u32(e + 12, (uint32_t)w->block.len);
-	mm_put_u32(e + 16, crc);
-	mm_put_u32(e + 20, w->block_docs);
+	blk_values bh = {.csize = cs, .usize = w->block.len, .crc = crc};
+	mm_layout_put(&blk_layout, &bh, h);
+	brec_values rec = {.offset = w->offset, .csize = cs, .usize = w->block.len, .crc = crc, .n_docs = w->block_docs};
+	mm_layout_put(&brec_layout, &rec, w->blocks.p + w->blocks.len);
 	int rc = writer_put(w, h, BLK_HDR + cs);
 	if (rc)
 		return rc;
@@ -334,7 +399,7 @@ int mm_shard_writer_add(mm_shard_writer *w, const mm_doc *doc)
 	}
 	doc_encode(doc, w->block.p + w->block.len);
 	w->block.len += size;
-	mm_put_u32(w->doc_lens.p + w->doc_lens.len, (uint32_t)size);
+	mm_put_u32(w->doc_lens.p + w->doc_lens.len + MM_AT(drec, length), (uint32_t)size);
 	w->doc_lens.len += DOC_ENTRY;
 	w->block_docs++;
 	w->n_docs++;
@@ -346,24 +411,15 @@ int mm_shard_writer_add(mm_shard_writer *w, const mm_doc *doc)
 static void header_encode(const mm_shard_writer *w, uint8_t *h, uint64_t index_csize,
 			  uint64_t index_usize, uint32_t index_crc)
 {
-	memset(h, 0, HDR_SIZE);
-	memcpy(h, shard_magic, 8);
-	mm_put_u32(h + 8, SHARD_VERSION);
-	mm_put_u32(h + 12, HDR_SIZE);
-	mm_put_u32(h + 16, 0);
-	mm_put_u32(h + 20, w->info.vocab_size);
-	mm_put_u64(h + 24, w->info.tokenizer_hash);
-	mm_put_u32(h + 32, w->info.img_h);
-	mm_put_u32(h + 36, w->info.img_w);
-	mm_put_u32(h + 40, w->info.img_c);
-	mm_put_u32(h + 44, w->info.patch);
-	mm_put_u64(h + 48, w->n_docs);
-	mm_put_u64(h + 56, w->n_blocks);
-	mm_put_u64(h + 64, w->offset);
-	mm_put_u64(h + 72, index_csize);
-	mm_put_u64(h + 80, index_usize);
-	mm_put_u32(h + 88, index_crc);
-	mm_put_u32(h + HDR_CRC_AT, mm_crc32c(0, h, HDR_CRC_AT));
+	const mm_shard_info *in = &w->info;
+	hdr_values v = {
+		.vocab_size = in->vocab_size, .tokenizer_hash = in->tokenizer_hash,
+		.img_h = in->img_h, .img_w = in->img_w, .img_c = in->img_c, .patch = in->patch,
+		.n_docs = w->n_docs, .n_blocks = w->n_blocks,
+		.index_offset = w->offset, .index_csize = index_csize, .index_usize = index_usize,
+		.index_crc = index_crc,
+	};
+	mm_layout_put(&hdr_layout, &v, h);
 }
 
 // Flushes the last block, appends the index and fills in the header.
@@ -428,9 +484,7 @@ struct mm_shard_reader {
 	char *path;
 	uint64_t file_size;
 	mm_shard_info info;
-	uint64_t n_blocks;
-	uint64_t index_offset, index_csize, index_usize;
-	uint32_t index_crc;
+	hdr_values hdr;      // the header's fields, as read
 	block_ent *blocks;
 	doc_ent *docs;
 	ZSTD_DCtx *dctx;
@@ -469,75 +523,53 @@ static int read_header(mm_shard_reader *r)
 	int rc = mm_pread_all(r->fd, h, n, 0, path);
 	if (rc)
 		return rc;
-	if (n < sizeof shard_magic || memcmp(h, shard_magic, sizeof shard_magic) != 0) {
-		if (n < sizeof shard_magic && memcmp(h, shard_magic, n) == 0)
-			return mm_fail(MM_ETRUNC, "%s: truncated: file is %llu bytes, the header needs %d (offset %llu)",
-				       path, (ull)size, HDR_SIZE, (ull)size);
+	if (!mm_layout_magic_ok(&hdr_layout, h, n))
 		return mm_fail(MM_EFORMAT, "%s: not an mm shard (bad magic at offset 0)", path);
-	}
 	if (n < HDR_SIZE)
 		return mm_fail(MM_ETRUNC, "%s: truncated: file is %llu bytes, the header needs %d (offset %llu)",
 			       path, (ull)size, HDR_SIZE, (ull)size);
-	uint32_t version = mm_get_u32(h + 8);
-	if (version != SHARD_VERSION)
-		return mm_fail(MM_EVERSION, "%s: format version %u at offset 8; this reader knows version %d",
-			       path, version, SHARD_VERSION);
-	uint32_t stored = mm_get_u32(h + HDR_CRC_AT), crc = mm_crc32c(0, h, HDR_CRC_AT);
-	if (CRC_BAD(stored, crc))
-		return mm_fail(MM_ECHECKSUM, "%s: header checksum mismatch at offset %d (stored %08x, computed %08x)",
-			       path, HDR_CRC_AT, stored, crc);
-	if (mm_get_u32(h + 12) != HDR_SIZE)
-		return mm_fail(MM_EFORMAT, "%s: header size %u at offset 12, expected %d", path,
-			       mm_get_u32(h + 12), HDR_SIZE);
-	if (mm_get_u32(h + 16) != 0)
-		return mm_fail(MM_EUNSUPPORTED, "%s: unknown flags %08x at offset 16", path, mm_get_u32(h + 16));
-	for (int i = HDR_RESERVED; i < HDR_CRC_AT; i++)
-		if (h[i])
-			return mm_fail(MM_EFORMAT, "%s: reserved header byte at offset %d is not zero", path, i);
+	for (int stage = MM_STAGE_IDENT; stage <= MM_STAGE_FIELDS; stage++)
+		if ((rc = mm_layout_check(&hdr_layout, h, stage, path, 0)))
+			return rc;
+	hdr_values *hd = &r->hdr;
+	mm_layout_get(&hdr_layout, h, hd);
+	// u32 fields fit the info's uint32_t; the geometry, which none of the checks above
+	// covers, is checked next.
 	mm_shard_info *in = &r->info;
-	in->vocab_size = mm_get_u32(h + 20);
-	in->tokenizer_hash = mm_get_u64(h + 24);
-	in->img_h = mm_get_u32(h + 32);
-	in->img_w = mm_get_u32(h + 36);
-	in->img_c = mm_get_u32(h + 40);
-	in->patch = mm_get_u32(h + 44);
-	in->n_docs = mm_get_u64(h + 48);
-	r->n_blocks = mm_get_u64(h + 56);
-	r->index_offset = mm_get_u64(h + 64);
-	r->index_csize = mm_get_u64(h + 72);
-	r->index_usize = mm_get_u64(h + 80);
-	r->index_crc = mm_get_u32(h + 88);
-	if (in->vocab_size == 0)
-		return mm_fail(MM_EFORMAT, "%s: vocab size 0 at offset 20", path);
+	in->vocab_size = (uint32_t)hd->vocab_size;
+	in->tokenizer_hash = hd->tokenizer_hash;
+	in->img_h = (uint32_t)hd->img_h;
+	in->img_w = (uint32_t)hd->img_w;
+	in->img_c = (uint32_t)hd->img_c;
+	in->patch = (uint32_t)hd->patch;
+	in->n_docs = hd->n_docs;
 	const char *why = geometry_problem(in);
 	if (why)
-		return mm_fail(MM_EFORMAT, "%s: image geometry at offset 32: %s", path, why);
-	if (in->n_docs > UINT32_MAX)
-		return mm_fail(MM_EFORMAT, "%s: document count %llu at offset 48 is over the limit", path,
-			       (ull)in->n_docs);
-	if (r->n_blocks > in->n_docs || (in->n_docs && !r->n_blocks))
-		return mm_fail(MM_EFORMAT, "%s: block count %llu at offset 56 does not fit %llu documents",
-			       path, (ull)r->n_blocks, (ull)in->n_docs);
-	if (r->index_usize != r->n_blocks * BLK_ENTRY + in->n_docs * DOC_ENTRY || r->index_usize > MAX_INDEX)
-		return mm_fail(MM_EFORMAT, "%s: index size %llu at offset 80 does not match %llu blocks and %llu documents (or is over %u)",
-			       path, (ull)r->index_usize, (ull)r->n_blocks, (ull)in->n_docs, MAX_INDEX);
+		return mm_fail(MM_EFORMAT, "%s: image geometry at offset %zu: %s", path, MM_AT(hdr, img_h), why);
+	if (hd->n_blocks > in->n_docs || (in->n_docs && !hd->n_blocks))
+		return mm_fail(MM_EFORMAT, "%s: block count %llu at offset %zu does not fit %llu documents",
+			       path, (ull)hd->n_blocks, MM_AT(hdr, n_blocks), (ull)in->n_docs);
+	if (hd->index_usize != hd->n_blocks * BLK_ENTRY + in->n_docs * DOC_ENTRY || hd->index_usize > MAX_INDEX)
+		return mm_fail(MM_EFORMAT, "%s: index size %llu at offset %zu does not match %llu blocks and %llu documents (or is over %u)",
+			       path, (ull)hd->index_usize, MM_AT(hdr, index_usize), (ull)hd->n_blocks,
+			       (ull)in->n_docs, MAX_INDEX);
 	// The index is the last thing in the file: it ends exactly where the file does.
-	if (r->index_offset < HDR_SIZE)
-		return mm_fail(MM_EFORMAT, "%s: index offset %llu at offset 64 is inside the header", path,
-			       (ull)r->index_offset);
-	if (r->index_offset > size || r->index_csize > size || r->index_offset + r->index_csize > size)
+	if (hd->index_offset < HDR_SIZE)
+		return mm_fail(MM_EFORMAT, "%s: index offset %llu at offset %zu is inside the header", path,
+			       (ull)hd->index_offset, MM_AT(hdr, index_offset));
+	if (hd->index_offset > size || hd->index_csize > size || hd->index_offset + hd->index_csize > size)
 		return mm_fail(MM_ETRUNC, "%s: truncated: file is %llu bytes, the index at offset %llu needs %llu",
-			       path, (ull)size, (ull)r->index_offset, (ull)r->index_csize);
-	if (r->index_offset + r->index_csize < size)
+			       path, (ull)size, (ull)hd->index_offset, (ull)hd->index_csize);
+	if (hd->index_offset + hd->index_csize < size)
 		return mm_fail(MM_EFORMAT, "%s: %llu unexpected bytes after the index, at offset %llu", path,
-			       (ull)(size - r->index_offset - r->index_csize),
-			       (ull)(r->index_offset + r->index_csize));
-	if (r->index_csize == 0)
-		return mm_fail(MM_EFORMAT, "%s: empty index at offset %llu", path, (ull)r->index_offset);
+			       (ull)(size - hd->index_offset - hd->index_csize),
+			       (ull)(hd->index_offset + hd->index_csize));
+	if (hd->index_csize == 0)
+		return mm_fail(MM_EFORMAT, "%s: empty index at offset %llu", path, (ull)hd->index_offset);
 	// Every block takes at least its header and one byte of frame.
-	if (r->n_blocks > (r->index_offset - HDR_SIZE) / (BLK_HDR + 1))
+	if (hd->n_blocks > (hd->index_offset - HDR_SIZE) / (BLK_HDR + 1))
 		return mm_fail(MM_EFORMAT, "%s: %llu blocks cannot fit before the index at offset %llu", path,
-			       (ull)r->n_blocks, (ull)r->index_offset);
+			       (ull)hd->n_blocks, (ull)hd->index_offset);
 	return 0;
 }
 
@@ -564,29 +596,31 @@ static int unzstd(mm_shard_reader *r, void *dst, size_t usize, const void *src, 
 static int parse_blocks(mm_shard_reader *r, const uint8_t *ix)
 {
 	uint64_t expect = HDR_SIZE, first = 0;
-	for (uint64_t b = 0; b < r->n_blocks; b++, ix += BLK_ENTRY) {
+	for (uint64_t b = 0; b < r->hdr.n_blocks; b++, ix += BLK_ENTRY) {
 		block_ent *e = &r->blocks[b];
-		e->offset = mm_get_u64(ix);
-		e->csize = mm_get_u32(ix + 8);
-		e->usize = mm_get_u32(ix + 12);
-		e->crc = mm_get_u32(ix + 16);
-		e->n_docs = mm_get_u32(ix + 20);
+		brec_values v;
+		mm_layout_get(&brec_layout, ix, &v);
+		e->offset = v.offset;
+		e->csize = (uint32_t)v.csize;
+		e->usize = (uint32_t)v.usize;
+		e->crc = (uint32_t)v.crc;
+		e->n_docs = (uint32_t)v.n_docs;
 		e->first_doc = first;
 		if (e->offset != expect)
 			return mm_fail(MM_EFORMAT, "%s: index at offset %llu: block %llu at offset %llu, expected %llu",
-				       r->path, (ull)r->index_offset, (ull)b, (ull)e->offset, (ull)expect);
-		uint64_t room = r->index_offset - expect; // expect <= index_offset holds here
+				       r->path, (ull)r->hdr.index_offset, (ull)b, (ull)e->offset, (ull)expect);
+		uint64_t room = r->hdr.index_offset - expect; // expect <= index_offset holds here
 		if (!e->csize || !e->n_docs || e->usize > MM_SHARD_MAX_BLOCK ||
-		    e->usize < (uint64_t)e->n_docs * 4 || e->n_docs > r->info.n_docs - first ||
+		    e->usize < (uint64_t)e->n_docs * DOC_HDR || e->n_docs > r->info.n_docs - first ||
 		    room < BLK_HDR || e->csize > room - BLK_HDR)
 			return mm_fail(MM_EFORMAT, "%s: index at offset %llu: block %llu at offset %llu has bad sizes",
-				       r->path, (ull)r->index_offset, (ull)b, (ull)e->offset);
+				       r->path, (ull)r->hdr.index_offset, (ull)b, (ull)e->offset);
 		expect += BLK_HDR + (uint64_t)e->csize;
 		first += e->n_docs;
 	}
-	if (expect != r->index_offset || first != r->info.n_docs)
+	if (expect != r->hdr.index_offset || first != r->info.n_docs)
 		return mm_fail(MM_EFORMAT, "%s: index at offset %llu: blocks end at offset %llu and hold %llu documents",
-			       r->path, (ull)r->index_offset, (ull)expect, (ull)first);
+			       r->path, (ull)r->hdr.index_offset, (ull)expect, (ull)first);
 	return 0;
 }
 
@@ -595,21 +629,21 @@ static int parse_blocks(mm_shard_reader *r, const uint8_t *ix)
 static int parse_docs(mm_shard_reader *r, const uint8_t *ix)
 {
 	uint64_t k = 0;
-	for (uint64_t b = 0; b < r->n_blocks; b++) {
+	for (uint64_t b = 0; b < r->hdr.n_blocks; b++) {
 		const block_ent *e = &r->blocks[b];
 		uint64_t off = 0;
 		for (uint32_t i = 0; i < e->n_docs; i++, k++, ix += DOC_ENTRY) {
-			uint32_t len = mm_get_u32(ix);
-			if (len < 4 || len > e->usize - off)
+			uint32_t len = mm_get_u32(ix + MM_AT(drec, length));
+			if (len < DOC_HDR || len > e->usize - off)
 				return mm_fail(MM_EFORMAT, "%s: index at offset %llu: document %llu has length %u, block %llu has %llu bytes left",
-					       r->path, (ull)r->index_offset, (ull)k, len, (ull)b, (ull)(e->usize - off));
+					       r->path, (ull)r->hdr.index_offset, (ull)k, len, (ull)b, (ull)(e->usize - off));
 			r->docs[k].offset = (uint32_t)off;
 			r->docs[k].len = len;
 			off += len;
 		}
 		if (off != e->usize)
 			return mm_fail(MM_EFORMAT, "%s: index at offset %llu: documents of block %llu fill %llu of its %u bytes",
-				       r->path, (ull)r->index_offset, (ull)b, (ull)off, e->usize);
+				       r->path, (ull)r->hdr.index_offset, (ull)b, (ull)off, e->usize);
 	}
 	return 0;
 }
@@ -617,28 +651,28 @@ static int parse_docs(mm_shard_reader *r, const uint8_t *ix)
 // The index: checksum, decompression (VALIDATION, step 5), then its records.
 static int read_index(mm_shard_reader *r)
 {
-	uint8_t *c = malloc(r->index_csize);
-	uint8_t *u = malloc(r->index_usize ? r->index_usize : 1);
-	r->blocks = calloc(r->n_blocks ? r->n_blocks : 1, sizeof *r->blocks);
+	uint8_t *c = malloc(r->hdr.index_csize);
+	uint8_t *u = malloc(r->hdr.index_usize ? r->hdr.index_usize : 1);
+	r->blocks = calloc(r->hdr.n_blocks ? r->hdr.n_blocks : 1, sizeof *r->blocks);
 	r->docs = calloc(r->info.n_docs ? r->info.n_docs : 1, sizeof *r->docs);
 	int rc = 0;
 	if (!c || !u || !r->blocks || !r->docs) {
 		rc = mm_fail(MM_ENOMEM, "%s: out of memory for the index", r->path);
 		goto out;
 	}
-	if ((rc = mm_pread_all(r->fd, c, r->index_csize, r->index_offset, r->path)))
+	if ((rc = mm_pread_all(r->fd, c, r->hdr.index_csize, r->hdr.index_offset, r->path)))
 		goto out;
-	uint32_t crc = mm_crc32c(0, c, r->index_csize);
-	if (CRC_BAD(r->index_crc, crc)) {
+	uint32_t crc = mm_crc32c(0, c, r->hdr.index_csize);
+	if (CRC_BAD(r->hdr.index_crc, crc)) {
 		rc = mm_fail(MM_ECHECKSUM, "%s: index checksum mismatch at offset %llu (stored %08x, computed %08x)",
-			     r->path, (ull)r->index_offset, r->index_crc, crc);
+			     r->path, (ull)r->hdr.index_offset, (uint32_t)r->hdr.index_crc, crc);
 		goto out;
 	}
-	if ((rc = unzstd(r, u, r->index_usize, c, r->index_csize, "index", (ull)r->index_offset)))
+	if ((rc = unzstd(r, u, r->hdr.index_usize, c, r->hdr.index_csize, "index", (ull)r->hdr.index_offset)))
 		goto out;
 	if ((rc = parse_blocks(r, u)))
 		goto out;
-	rc = parse_docs(r, u + r->n_blocks * BLK_ENTRY);
+	rc = parse_docs(r, u + r->hdr.n_blocks * BLK_ENTRY);
 out:
 	free(c);
 	free(u);
@@ -698,8 +732,10 @@ static int load_block(mm_shard_reader *r, uint64_t b)
 	if (rc)
 		return rc;
 	const uint8_t *h = r->cbuf.p;
-	if (memcmp(h, block_magic, 4) != 0 || mm_get_u32(h + 4) != e->csize || mm_get_u32(h + 8) != e->usize ||
-	    mm_get_u32(h + 12) != e->crc)
+	blk_values bh;
+	mm_layout_get(&blk_layout, h, &bh);
+	if (!mm_layout_magic_ok(&blk_layout, h, BLK_HDR) || bh.csize != e->csize || bh.usize != e->usize ||
+	    bh.crc != e->crc)
 		return mm_fail(MM_EFORMAT, "%s: block %llu at offset %llu: block header disagrees with the index",
 			       r->path, (ull)b, (ull)e->offset);
 	uint32_t crc = mm_crc32c(0, h + BLK_HDR, e->csize);
@@ -731,19 +767,20 @@ static int parse_doc(mm_shard_reader *r, uint64_t b, uint64_t k, mm_doc *doc)
 {
 	const mm_shard_info *in = &r->info;
 	const uint8_t *p = r->ubuf.p + r->docs[k].offset;
-	uint32_t len = r->docs[k].len, pos = 4;
-	uint32_t n_segs = mm_get_u32(p);
-	// Each segment takes at least 8 bytes: this bounds the count before anything is allocated.
-	if (n_segs > (len - 4) / 8)
+	uint32_t len = r->docs[k].len, pos = DOC_HDR; // parse_docs checked len >= DOC_HDR
+	uint32_t n_segs = mm_get_u32(p + MM_AT(doch, n_segs));
+	// Each segment takes at least TEXT_SEG bytes: this bounds the count before anything is
+	// allocated.
+	if (n_segs > (len - DOC_HDR) / TEXT_SEG)
 		return doc_fail(r, b, k, "%u segments cannot fit in %u bytes", n_segs, len);
 	for (uint32_t i = 0; i < n_segs; i++) {
-		if (len - pos < 8)
+		if (len - pos < TEXT_SEG)
 			return doc_fail(r, b, k, "segment %u runs past the document's end", i);
-		uint32_t type = mm_get_u32(p + pos);
+		uint32_t type = mm_get_u32(p + pos + MM_AT(text, type));
 		int rc;
 		if (type == MM_SEG_TEXT) {
-			uint32_t n = mm_get_u32(p + pos + 4);
-			pos += 8;
+			uint32_t n = mm_get_u32(p + pos + MM_AT(text, n_tokens));
+			pos += TEXT_SEG;
 			if (n > (len - pos) / 4)
 				return doc_fail(r, b, k, "segment %u: %u tokens run past the document's end", i, n);
 			if (n > r->tok_cap) {
@@ -761,14 +798,15 @@ static int parse_doc(mm_shard_reader *r, uint64_t b, uint64_t k, mm_doc *doc)
 			}
 			rc = mm_doc_add_text(doc, r->tok, n);
 		} else if (type == MM_SEG_IMAGE) {
-			if (len - pos < 20)
+			if (len - pos < IMAGE_SEG)
 				return doc_fail(r, b, k, "segment %u runs past the document's end", i);
-			uint32_t h = mm_get_u32(p + pos + 4), w = mm_get_u32(p + pos + 8);
-			uint32_t c = mm_get_u32(p + pos + 12), pa = mm_get_u32(p + pos + 16);
+			const uint8_t *s = p + pos;
+			uint32_t h = mm_get_u32(s + MM_AT(image, h)), w = mm_get_u32(s + MM_AT(image, w));
+			uint32_t c = mm_get_u32(s + MM_AT(image, c)), pa = mm_get_u32(s + MM_AT(image, p));
 			if (!has_images(in) || h != in->img_h || w != in->img_w || c != in->img_c || pa != in->patch)
 				return doc_fail(r, b, k, "segment %u: image %ux%ux%u patch %u, the shard holds %ux%ux%u patch %u",
 						i, h, w, c, pa, in->img_h, in->img_w, in->img_c, in->patch);
-			pos += 20;
+			pos += IMAGE_SEG;
 			size_t n = (size_t)h * w * c; // bounded by geometry_problem()
 			if (n > len - pos)
 				return doc_fail(r, b, k, "segment %u: pixels run past the document's end", i);
@@ -787,7 +825,7 @@ static int parse_doc(mm_shard_reader *r, uint64_t b, uint64_t k, mm_doc *doc)
 
 static uint64_t block_of(const mm_shard_reader *r, uint64_t k)
 {
-	uint64_t lo = 0, hi = r->n_blocks; // the block holding k is in [lo, hi)
+	uint64_t lo = 0, hi = r->hdr.n_blocks; // the block holding k is in [lo, hi)
 	while (hi - lo > 1) {
 		uint64_t mid = lo + (hi - lo) / 2;
 		if (r->blocks[mid].first_doc <= k)
@@ -818,7 +856,7 @@ int mm_shard_verify(mm_shard_reader *r)
 	mm_doc doc;
 	mm_doc_init(&doc);
 	int rc = 0;
-	for (uint64_t b = 0; b < r->n_blocks && !rc; b++) {
+	for (uint64_t b = 0; b < r->hdr.n_blocks && !rc; b++) {
 		r->cached = -1; // read the bytes on disk now, not a block checked earlier
 		rc = load_block(r, b);
 		const block_ent *e = &r->blocks[b];

@@ -1,4 +1,4 @@
-#include "source_internal.h"
+#include "source_readers_priv.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -732,16 +732,54 @@ static int json_doc(mm_source *s, mm_rawdoc *d, const char *line, size_t len)
 	return rc;
 }
 
+// The next line of s->f into s->line, newline included: its length, 0 at the end of the file,
+// or an error for a read error or a line over MM_SOURCE_LINE_MAX bytes. The buffer grows with
+// the bytes actually read, so a hostile line costs at most the limit.
+static ssize_t read_line(mm_source *s, int *rc)
+{
+	size_t n = 0;
+	*rc = 0;
+	for (;;) {
+		if (s->line_cap < n + 2) {
+			size_t nc = s->line_cap ? 2 * s->line_cap : 4096;
+			if (nc > MM_SOURCE_LINE_MAX + 2)
+				nc = MM_SOURCE_LINE_MAX + 2;
+			char *nl = realloc(s->line, nc);
+			if (!nl) {
+				*rc = mm_fail(MM_ENOMEM, "out of memory");
+				return -1;
+			}
+			s->line = nl, s->line_cap = nc;
+		}
+		int c = getc_unlocked(s->f);
+		if (c == EOF) {
+			if (ferror(s->f)) {
+				*rc = mm_fail(MM_EIO, "%s: read error: %s", s->name, strerror(errno));
+				return -1;
+			}
+			break;
+		}
+		s->line[n++] = (char)c;
+		if (c == '\n')
+			break;
+		if (n > MM_SOURCE_LINE_MAX) {
+			*rc = mm_fail(MM_EFORMAT, "%s:%llu: line longer than %u bytes (the limit of a line)", s->name,
+				      (unsigned long long)s->lineno + 1, MM_SOURCE_LINE_MAX);
+			return -1;
+		}
+	}
+	s->line[n] = 0;
+	return (ssize_t)n;
+}
+
 static int next_jsonl(mm_source *s, mm_rawdoc *d)
 {
 	for (;;) {
 		errno = 0;
-		ssize_t len = getline(&s->line, &s->line_cap, s->f);
-		if (len < 0) {
-			if (ferror(s->f))
-				return mm_fail(MM_EIO, "%s: read error: %s", s->name, strerror(errno));
-			return 0;
-		}
+		int err;
+		ssize_t len = read_line(s, &err);
+		if (len <= 0)
+			return err;
 		s->lineno++;
 		s->bytes += (uint64_t)len;
 		size_t i = 0;
@@ -785,11 +823,15 @@ static int next_text(mm_source *s, mm_rawdoc *d)
 	size_t n = 0, cap = 0;
 	for (;;) {
 		errno = 0;
-		ssize_t len = getline(&s->line, &s->line_cap, s->f);
-		if (len < 0 && ferror(s->f)) {
+		int rc;
+		ssize_t len = read_line(s, &rc);
+		if (rc) {
 			free(buf);
-			return mm_fail(MM_EIO, "%s: read error: %s", s->name, strerror(errno));
+			return rc;
 		}
+		if (len == 0)
+			len = -1;
+		s->lineno++;
 		int end = len < 0;
 		if (!end) {
 			s->bytes += (uint64_t)len;
@@ -814,6 +856,11 @@ static int next_text(mm_source *s, mm_rawdoc *d)
 				return 0;
 			}
 			continue;
+		}
+		if (n + (size_t)len > MM_SOURCE_DOC_MAX) {
+			free(buf);
+			return mm_fail(MM_EFORMAT, "%s:%llu: a document longer than %u bytes (the limit of a text document)",
+				       s->name, (unsigned long long)s->lineno, MM_SOURCE_DOC_MAX);
 		}
 		if (n + (size_t)len > cap) {
 			size_t nc = cap ? cap : 4096;

@@ -9,11 +9,30 @@
 #include "checksum.h"
 #include "err.h"
 #include "fileio.h"
-#include "tok_internal.h"
+#include "layout.h"
+#include "tok_rules_priv.h"
 
-#define TOK_MAGIC "MMTOKBPE"
-#define TOK_VERSION 1
-#define TOK_HEADER 64
+// The file's header, as the field table of man/mm-tokenizer.5 gives it (tests/test_layout.c
+// compares the two): X(R, name, offset, size, type, check, arg), see lib/layout.h. The merges
+// and a CRC-32C of everything before it follow.
+#define TOK_HEADER_FIELDS(X, R)                                                    \
+	X(R, magic, 0, 8, BYTES, MAGIC, "MMTOKBPE")                                  \
+	X(R, version, 8, 4, U32, VERSION, 1)                                         \
+	X(R, vocab_size, 12, 4, U32, NONE, 0)                                        \
+	X(R, pad_id, 16, 4, U32, EQ, MM_TOK_PAD)                                     \
+	X(R, bos_id, 20, 4, U32, EQ, MM_TOK_BOS)                                     \
+	X(R, eos_id, 24, 4, U32, EQ, MM_TOK_EOS)                                     \
+	X(R, boi_id, 28, 4, U32, EQ, MM_TOK_BOI)                                     \
+	X(R, eoi_id, 32, 4, U32, EQ, MM_TOK_EOI)                                     \
+	X(R, n_merges, 36, 4, U32, MAX, MM_TOK_MAX_VOCAB - MM_TOK_FIRST_MERGE)       \
+	X(R, pretokenizer, 40, 16, BYTES, KNOWN, MM_TOK_PRETOK_NAME)                 \
+	X(R, chunk_max, 56, 4, U32, KNOWN, MM_TOK_CHUNK_MAX)                         \
+	X(R, reserved, 60, 4, U32, ZERO, 0)
+MM_LAYOUT(tokh, TOK_HEADER_FIELDS, "tokenizer-header");
+
+const mm_layout *const mm_tok_layouts[] = {&tokh_layout, NULL};
+
+#define TOK_HEADER ((int)sizeof(tokh_bytes))
 #define NO_RANK UINT32_MAX
 #define EMPTY_KEY UINT64_MAX
 
@@ -100,19 +119,29 @@ void mm_tok_free(mm_tokenizer *t)
 	free(t);
 }
 
-// The identity hash covers the file from the pre-tokenizer name to the last merge (offsets 40
-// to size - 4): everything that decides how text is split into ids.
+static size_t tok_file_size(uint32_t n_merges) { return TOK_HEADER + 8 * (size_t)n_merges + 4; }
+
+// Writes the file (tok_file_size bytes at p): header, merges, CRC.
+static void tok_encode(const mm_tokenizer *t, uint8_t *p)
+{
+	size_t size = tok_file_size(t->n_merges);
+	tokh_values v = {.vocab_size = MM_TOK_FIRST_MERGE + t->n_merges, .n_merges = t->n_merges};
+	mm_layout_put(&tokh_layout, &v, p);
+	for (size_t i = 0; i < 2 * (size_t)t->n_merges; i++)
+		mm_put_u32(p + TOK_HEADER + 4 * i, t->merges[i]);
+	mm_put_u32(p + size - 4, mm_crc32c(0, p, size - 4));
+}
+
+// The identity hash covers the file from the pre-tokenizer name to the last merge: everything
+// that decides how text is split into ids.
 static int tok_identity(mm_tokenizer *t)
 {
-	size_t n = 24 + 8 * (size_t)t->n_merges;
-	uint8_t *b = calloc(1, n);
+	size_t n = tok_file_size(t->n_merges), from = MM_AT(tokh, pretokenizer);
+	uint8_t *b = malloc(n);
 	if (!b)
 		return mm_fail(MM_ENOMEM, "tokenizer: out of memory");
-	memcpy(b, MM_TOK_PRETOK_NAME, strlen(MM_TOK_PRETOK_NAME));
-	mm_put_u32(b + 16, MM_TOK_CHUNK_MAX);
-	for (size_t i = 0; i < 2 * (size_t)t->n_merges; i++)
-		mm_put_u32(b + 24 + 4 * i, t->merges[i]);
-	t->hash = mm_hash64(MM_HASH64_INIT, b, n);
+	tok_encode(t, b);
+	t->hash = mm_hash64(MM_HASH64_INIT, b + from, n - 4 - from);
 	free(b);
 	return 0;
 }
@@ -233,24 +262,11 @@ const uint8_t *mm_tok_piece(const mm_tokenizer *t, uint32_t id, size_t *len)
 
 int mm_tok_serialize(const mm_tokenizer *t, uint8_t **out, size_t *n)
 {
-	size_t size = TOK_HEADER + 8 * (size_t)t->n_merges + 4;
-	uint8_t *p = calloc(1, size);
+	size_t size = tok_file_size(t->n_merges);
+	uint8_t *p = malloc(size);
 	if (!p)
 		return mm_fail(MM_ENOMEM, "tokenizer: out of memory");
-	memcpy(p, TOK_MAGIC, 8);
-	mm_put_u32(p + 8, TOK_VERSION);
-	mm_put_u32(p + 12, mm_tok_vocab_size(t));
-	for (uint32_t i = 0; i < 5; i++)
-		mm_put_u32(p + 16 + 4 * i, MM_TOK_PAD + i);
-	mm_put_u32(p + 36, t->n_merges);
-	memcpy(p + 40, MM_TOK_PRETOK_NAME, strlen(MM_TOK_PRETOK_NAME));
-	mm_put_u32(p + 56, MM_TOK_CHUNK_MAX);
-	// p + 60: reserved, zero.
-	for (uint32_t k = 0; k < t->n_merges; k++) {
-		mm_put_u32(p + TOK_HEADER + 8 * (size_t)k, t->merges[2 * k]);
-		mm_put_u32(p + TOK_HEADER + 8 * (size_t)k + 4, t->merges[2 * k + 1]);
-	}
-	mm_put_u32(p + size - 4, mm_crc32c(0, p, size - 4));
+	tok_encode(t, p);
 	*out = p;
 	*n = size;
 	return 0;
@@ -258,8 +274,8 @@ int mm_tok_serialize(const mm_tokenizer *t, uint8_t **out, size_t *n)
 
 int mm_tok_save(const mm_tokenizer *t, const char *path)
 {
-	uint8_t *buf;
-	size_t n;
+	uint8_t *buf = NULL;
+	size_t n = 0;
 	int rc = mm_tok_serialize(t, &buf, &n);
 	if (rc)
 		return rc;
@@ -278,20 +294,21 @@ int mm_tok_save(const mm_tokenizer *t, const char *path)
 
 static int check_header(const uint8_t *p, size_t n, const char *name, uint32_t *n_merges)
 {
-	if (n < 8 || memcmp(p, TOK_MAGIC, 8) != 0)
-		return n < 8 ? mm_fail(MM_ETRUNC, "%s: truncated: %zu bytes, too short for a tokenizer file", name, n)
-			     : mm_fail(MM_EFORMAT, "%s: bad magic at offset 0 (not an mm tokenizer file)", name);
+	if (n < MM_SIZE(tokh, magic))
+		return mm_fail(MM_ETRUNC, "%s: truncated: %zu bytes, too short for a tokenizer file", name, n);
+	if (!mm_layout_magic_ok(&tokh_layout, p, n))
+		return mm_fail(MM_EFORMAT, "%s: bad magic at offset 0 (not an mm tokenizer file)", name);
 	if (n < TOK_HEADER + 4)
 		return mm_fail(MM_ETRUNC, "%s: truncated: %zu bytes, the header alone needs %d", name, n, TOK_HEADER + 4);
-	uint32_t version = mm_get_u32(p + 8);
-	if (version != TOK_VERSION)
-		return mm_fail(MM_EVERSION, "%s: format version %u at offset 8, this build reads version %d", name,
-			       version, TOK_VERSION);
-	uint32_t m = mm_get_u32(p + 36);
-	uint64_t want = TOK_HEADER + 8ULL * m + 4;
+	int rc = mm_layout_check(&tokh_layout, p, MM_STAGE_IDENT, name, 0);
+	if (rc)
+		return rc;
+	tokh_values v;
+	mm_layout_get(&tokh_layout, p, &v);
+	uint64_t want = TOK_HEADER + 8 * v.n_merges + 4;
 	if (n < want)
-		return mm_fail(MM_ETRUNC, "%s: truncated: %zu bytes, %u merges need %llu", name, n, m,
-			       (unsigned long long)want);
+		return mm_fail(MM_ETRUNC, "%s: truncated: %zu bytes, %llu merges need %llu", name, n,
+			       (unsigned long long)v.n_merges, (unsigned long long)want);
 	if (n > want)
 		return mm_fail(MM_EFORMAT, "%s: %llu unexpected bytes after offset %llu", name,
 			       (unsigned long long)(n - want), (unsigned long long)want);
@@ -299,24 +316,12 @@ static int check_header(const uint8_t *p, size_t n, const char *name, uint32_t *
 	if (crc != got)
 		return mm_fail(MM_ECHECKSUM, "%s: CRC-32C mismatch at offset %zu: stored %08x, computed %08x", name,
 			       n - 4, crc, got);
-	uint32_t vocab = mm_get_u32(p + 12);
-	if (m > MM_TOK_MAX_VOCAB - MM_TOK_FIRST_MERGE || vocab != MM_TOK_FIRST_MERGE + m)
-		return mm_fail(MM_EFORMAT, "%s: vocab size %u at offset 12 does not match %u merges", name, vocab, m);
-	for (uint32_t i = 0; i < 5; i++)
-		if (mm_get_u32(p + 16 + 4 * i) != MM_TOK_PAD + i)
-			return mm_fail(MM_EFORMAT, "%s: special token id %u at offset %u, expected %u", name,
-				       mm_get_u32(p + 16 + 4 * i), 16 + 4 * i, MM_TOK_PAD + i);
-	char pre[16] = {0};
-	memcpy(pre, MM_TOK_PRETOK_NAME, strlen(MM_TOK_PRETOK_NAME));
-	if (memcmp(p + 40, pre, 16) != 0)
-		return mm_fail(MM_EUNSUPPORTED, "%s: unknown pre-tokenizer \"%.16s\" at offset 40 (this build knows \"%s\")",
-			       name, (const char *)(p + 40), MM_TOK_PRETOK_NAME);
-	if (mm_get_u32(p + 56) != MM_TOK_CHUNK_MAX)
-		return mm_fail(MM_EUNSUPPORTED, "%s: chunk limit %u at offset 56, this build uses %d", name,
-			       mm_get_u32(p + 56), MM_TOK_CHUNK_MAX);
-	if (mm_get_u32(p + 60) != 0)
-		return mm_fail(MM_EFORMAT, "%s: reserved field at offset 60 is %u, must be 0", name, mm_get_u32(p + 60));
-	*n_merges = m;
+	if (v.vocab_size != MM_TOK_FIRST_MERGE + v.n_merges)
+		return mm_fail(MM_EFORMAT, "%s: vocab size %llu at offset %zu does not match %llu merges", name,
+			       (unsigned long long)v.vocab_size, MM_AT(tokh, vocab_size), (unsigned long long)v.n_merges);
+	if ((rc = mm_layout_check(&tokh_layout, p, MM_STAGE_FIELDS, name, 0)))
+		return rc;
+	*n_merges = (uint32_t)v.n_merges;
 	return 0;
 }
 

@@ -230,7 +230,7 @@ static void test_losses(mm_model *m, mm_model *m1)
 		CHECK_MSG(fabs(L.loss[k] - sum / cnt) < 1e-5 * (1 + sum / cnt), "level %d: %.9f vs %.9f", k, L.loss[k],
 			  sum / cnt);
 		mean += L.loss[k] / 3;
-		mm_loader_batch_free(&b);
+		mm_batch_free(&b);
 		mm_loader_close(l);
 	}
 	CHECK(fabs(L.image_loss - mean) < 1e-12);
@@ -547,7 +547,7 @@ static void test_loader_extras(void)
 	CHECK(d.n_segs == 4 && d.segs[0].n_tokens == 3 && !memcmp(d.segs[1].pixels, docs[7].segs[1].pixels, 64));
 	CHECK(mm_loader_read(l, NDOCS, &d) == -MM_EINVAL);
 	mm_doc_free(&d);
-	mm_loader_batch_free(&b);
+	mm_batch_free(&b);
 	mm_loader_close(l);
 	lo.val_t = 1.5;
 	CHECK(mm_loader_open(&l, &shard, 1, &lo) == -MM_EINVAL);

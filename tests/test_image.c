@@ -4,12 +4,12 @@
 #include <dirent.h>
 #include <math.h>
 #include <string.h>
-#include <time.h>
 #include <zlib.h>
 
 #include "check.h"
 #include "image_fixtures.h"
 #include "mm.h"
+#include "prof.h"
 
 #define MAXPX (64u << 20)
 
@@ -20,13 +20,6 @@ static const char *fix_path(const char *name)
 	static char p[1024];
 	snprintf(p, sizeof p, "%s/%s", fixdir, name);
 	return p;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static void test_png_fixtures(void)
@@ -175,7 +168,7 @@ static void test_max_pixels(void)
 	png[24] = 8, png[25] = 6, png[26] = 0, png[27] = 0, png[28] = 0;
 	put_be32(png + 29, (uint32_t)crc32(0, png + 12, 17));
 	mm_image img;
-	double t = now();
+	double t = mm_now();
 	CHECK_EQ_INT(mm_image_load_mem(png, sizeof png, "bomb.png", MAXPX, &img), -MM_ERANGE);
 	CHECK_MSG(strstr(mm_errmsg(), "bomb.png") && strstr(mm_errmsg(), "100000x100000"), "%s", mm_errmsg());
 
@@ -195,7 +188,7 @@ static void test_max_pixels(void)
 		CHECK(strstr(mm_errmsg(), "bomb.jpg") && strstr(mm_errmsg(), "60000x60000"));
 	}
 	free(jpg);
-	CHECK_MSG(now() - t < 0.05, "refusals took %.3f s", now() - t);
+	CHECK_MSG(mm_now() - t < 0.05, "refusals took %.3f s", mm_now() - t);
 
 	// The limit is inclusive: 9x7 = 63 pixels.
 	CHECK_EQ_INT(mm_image_load(fix_path("g8.png"), 62, &img), -MM_ERANGE);
@@ -527,12 +520,12 @@ static void bench_small_png(void)
 	uint8_t *data = NULL;
 	CHECK_OK(mm_read_file("small.png", 1 << 20, &data, &n));
 	int reps = 2000;
-	double t = now();
+	double t = mm_now();
 	for (int i = 0; i < reps && data; i++) {
 		CHECK_OK(mm_image_load_mem(data, n, "small.png", MAXPX, &back));
 		mm_image_free(&back);
 	}
-	t = now() - t;
+	t = mm_now() - t;
 	printf("28x28 gray PNG (%zu bytes): %.1f us per decode\n", n, t / reps * 1e6);
 	free(data);
 	mm_image_free(&img);

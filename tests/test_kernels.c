@@ -9,7 +9,18 @@
 #define REAL double
 #define KFN(name) mmd_##name
 #define MM_GEMM cblas_dgemm
-#include "kernels_impl.h"
+#include "kernels_typed_priv.h"
+#include "kernels_naive.h"
+// The naive kernels in float too (mm_matmul_forward_naive), for the float kernels' checks.
+#undef REAL
+#undef KFN
+#define REAL float
+#define KFN(name) mm_##name
+#include "kernels_naive.h"
+#undef REAL
+#undef KFN
+#define REAL double
+#define KFN(name) mmd_##name
 
 #include "check.h"
 #include "kernels.h"
@@ -392,6 +403,15 @@ static void test_swiglu(void)
 	cmpf("swiglu out", fo, out, k.N, 1e-6);
 	cmpf("swiglu dg1", fd1, d1, k.N, 1e-6);
 	cmpf("swiglu dg3", fd3, d3, k.N, 1e-6);
+	// Rows of a fused product (N, 2F), N = 4, F = 10: the same bits as the split arrays.
+	float *g = malloc(2 * k.N * sizeof *g), *fo2 = malloc(k.N * sizeof *fo2);
+	for (int n = 0; n < 4; n++) {
+		memcpy(g + n * 20, f1 + n * 10, 10 * sizeof *g);
+		memcpy(g + n * 20 + 10, f3 + n * 10, 10 * sizeof *g);
+	}
+	mm_swiglu_rows_forward(fo2, g, 4, 10);
+	CHECK(memcmp(fo, fo2, k.N * sizeof *fo) == 0);
+	free(g), free(fo2);
 	free(f1), free(f3), free(fr), free(fo), free(fd1), free(fd3);
 	free(k.a), free(k.b), free(k.r), free(out), free(d1), free(d3);
 }
@@ -450,9 +470,9 @@ static void test_vmse(void)
 	k.a = vec(n, 1), k.b = vec(n, 1), k.z = vec(n, 1);
 	double *loss = zeros(k.N), *d = gradbuf(n);
 	mmd_vmse_forward(loss, k.a, k.b, k.z, tt, k.N, k.C);
-	double want = 0; // row 2: s = 0.05
+	double want = 0; // row 2: s = MM_T_FLOOR
 	for (int p = 0; p < k.C; p++)
-		want += pow((k.a[2 * k.C + p] - k.b[2 * k.C + p]) / 0.05, 2);
+		want += pow((k.a[2 * k.C + p] - k.b[2 * k.C + p]) / MM_T_FLOOR, 2);
 	CHECK(fabs(loss[2] - want) < 1e-9 * want);
 	mmd_vmse_backward(d, k.a, k.b, k.z, tt, 0.7, k.N, k.C);
 	ungrad(d, n);
@@ -539,8 +559,9 @@ static void test_residual_timestep(void)
 	}
 }
 
-// The fused residual + rmsnorm of the sampler gives the bits of the two kernels one after the
-// other, on row widths with and without a remainder of the vector width, threads or not.
+// The fused residual + rmsnorm gives the bits of the two kernels one after the other, in place
+// (the sampler) and into another array (training keeps both sums), on row widths with and
+// without a remainder of the vector width, threads or not.
 static void test_residual_rmsnorm(void)
 {
 	printf("residual + rmsnorm\n");
@@ -553,12 +574,19 @@ static void test_residual_rmsnorm(void)
 		float *x1 = tof(x, n), *x2 = tof(x, n), *fb = tof(b, n), *fw = tof(w, (size_t)C);
 		float *o1 = malloc(n * sizeof *o1), *o2 = malloc(n * sizeof *o2);
 		float *r1 = malloc((size_t)N * sizeof *r1), *r2 = malloc((size_t)N * sizeof *r2);
+		float *y3 = malloc(n * sizeof *y3), *o3 = malloc(n * sizeof *o3);
+		float *r3 = malloc((size_t)N * sizeof *r3), *x3 = tof(x, n);
 		mm_residual_forward(x1, x1, fb, n);
 		mm_rmsnorm_forward(o1, r1, x1, fw, N, C);
-		mm_residual_rmsnorm_forward(x2, fb, o2, r2, fw, N, C);
+		mm_residual_rmsnorm_forward(x2, x2, fb, o2, r2, fw, N, C);
+		mm_residual_rmsnorm_forward(y3, x3, fb, o3, r3, fw, N, C);
 		same &= memcmp(x1, x2, n * sizeof *x1) == 0 && memcmp(o1, o2, n * sizeof *o1) == 0 &&
 			memcmp(r1, r2, (size_t)N * sizeof *r1) == 0;
+		float *x0 = tof(x, n); // the input of the out-of-place call is left as it was
+		same &= memcmp(x1, y3, n * sizeof *x1) == 0 && memcmp(o1, o3, n * sizeof *o1) == 0 &&
+			memcmp(r1, r3, (size_t)N * sizeof *r1) == 0 && memcmp(x3, x0, n * sizeof *x0) == 0;
 		free(x), free(b), free(w), free(x1), free(x2), free(fb), free(fw), free(o1), free(o2), free(r1), free(r2);
+		free(y3), free(o3), free(r3), free(x3), free(x0);
 	}
 	CHECK(same);
 }

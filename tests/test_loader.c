@@ -170,7 +170,7 @@ static void test_layout(void)
 	CHECK(fabs(mm_loader_padding(l, &pad, &tot) - 0.25) < 1e-12);
 	CHECK_EQ_INT(pad, 10);
 	CHECK_EQ_INT(tot, 40);
-	mm_loader_batch_free(&b);
+	mm_batch_free(&b);
 	mm_loader_close(l);
 	mm_doc_free(&d);
 }
@@ -209,7 +209,7 @@ static void test_packing(void)
 	mm_loader_padding(l, &pad, &tot);
 	CHECK_EQ_INT(pad, 30 - 17);
 	CHECK_EQ_INT(tot, 30);
-	mm_loader_batch_free(&b);
+	mm_batch_free(&b);
 	mm_loader_close(l);
 	free_docs(d, 3);
 }
@@ -232,7 +232,7 @@ static int pass_tokens(mm_loader *l, int32_t *out, int cap, int np)
 				out[n++] = b.token[i] >= 0 ? b.token[i] : -1;
 		}
 	}
-	mm_loader_batch_free(&b);
+	mm_batch_free(&b);
 	return n;
 }
 
@@ -317,7 +317,7 @@ static void doc_sequence(mm_loader *l, int *ids, int n)
 		for (int i = 0; i < b.B * b.T && k < n; i++)
 			if (b.token[i] == MM_TOK_BOS)
 				ids[k++] = b.token[i + 1] - 261;
-	mm_loader_batch_free(&b);
+	mm_batch_free(&b);
 	CHECK_EQ_INT(k, n);
 }
 
@@ -455,7 +455,7 @@ static void test_captions(void)
 			CHECK_MSG(fabs(fd - 0.1) < 0.02, "drop frequency %g", fd);
 			CHECK_MSG(fabs(ff - 0.2) < 0.025, "image-first frequency %g", ff);
 		}
-		mm_loader_batch_free(&b);
+		mm_batch_free(&b);
 		mm_loader_close(l);
 	}
 }
@@ -527,7 +527,7 @@ static void test_resume(void)
 	CHECK_OK(mm_loader_set_state(c, &bogus));
 	CHECK(mm_loader_next(c, &x) == -MM_EINVAL);
 	for (int s = 0; s < STEPS + AHEAD; s++)
-		mm_loader_batch_free(&hist[s]);
+		mm_batch_free(&hist[s]);
 
 	// Another seed, other batches; one shard of the two, half the documents.
 	mm_loader *e = open1("res", 2, 12, 100, 0), *f = open1("res/a.mms", 2, 12, 99, 0);
@@ -540,8 +540,8 @@ static void test_resume(void)
 	}
 	mm_loader_close(e);
 	mm_loader_close(f);
-	mm_loader_batch_free(&x);
-	mm_loader_batch_free(&y);
+	mm_batch_free(&x);
+	mm_batch_free(&y);
 	mm_loader_close(a);
 	mm_loader_close(c);
 }
@@ -574,8 +574,8 @@ static void test_validation(void)
 	CHECK(same);
 	CHECK(n > 2);
 	CHECK(last > 0 && last < 4); // 40 documents do not fill whole batches here
-	mm_loader_batch_free(&x);
-	mm_loader_batch_free(&y);
+	mm_batch_free(&x);
+	mm_batch_free(&y);
 	mm_loader_close(a);
 	mm_loader_close(b);
 }
@@ -651,7 +651,7 @@ static void test_corrupt(void)
 	mm_loader_get_state(l, &after);
 	CHECK(memcmp(&before, &after, sizeof before) == 0);
 	CHECK(mm_loader_next(l, &b) == rc); // the same document fails again
-	mm_loader_batch_free(&b);
+	mm_batch_free(&b);
 	mm_loader_close(l);
 }
 

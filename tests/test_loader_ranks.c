@@ -112,9 +112,9 @@ int main(void)
 	}
 	CHECK_EQ_INT(bad, 0);
 	CHECK(mm_loader_epochs_done(one) > 2.9);
-	mm_loader_batch_free(&b1);
+	mm_batch_free(&b1);
 	for (int k = 0; k < 2; k++) {
-		mm_loader_batch_free(&b2[k]);
+		mm_batch_free(&b2[k]);
 		mm_loader_close(r[k]);
 	}
 	mm_loader_close(one);
@@ -142,9 +142,9 @@ int main(void)
 		differ += memcmp(s1, s2, NDOC) != 0;
 	}
 	CHECK(differ > 0);
-	mm_loader_batch_free(&b1);
+	mm_batch_free(&b1);
 	for (int k = 0; k < 2; k++) {
-		mm_loader_batch_free(&b2[k]);
+		mm_batch_free(&b2[k]);
 		mm_loader_close(r[k]);
 	}
 	mm_loader_close(one);

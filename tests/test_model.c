@@ -10,8 +10,8 @@
 #define REAL double
 #define KFN(name) mmd_##name
 #define MM_GEMM cblas_dgemm
-#include "kernels_impl.h"
-#include "model_impl.h"
+#include "kernels_typed_priv.h"
+#include "model_typed_priv.h"
 
 #include "check.h"
 #include "mm.h"
@@ -39,74 +39,45 @@ static const mm_config cfg_rgb = {.dim = 12, .layers = 1, .heads = 3, .mlp = 20,
 static const mm_config cfg_text = {.dim = 8, .layers = 2, .heads = 1, .mlp = 12, .vocab = 7,
 				   .qk_norm = 1, .seq_len = 10, .image_weight = 5};
 
-// A batch owning its arrays.
-typedef struct {
-	mm_batch b;
-	int32_t *ints;
-	float *floats;
-} tbatch;
-
 // Fills row `row` from a layout: 't' text token, 'i' an image (all its patches), '|' next
-// document, '.' padding. Targets follow the spec: next token of the same document, from text.
-static void fill_row(tbatch *tb, const mm_config *c, int row, const char *spec, mm_rng *r)
+// document, '.' padding. An image's values x are uniform in [-1, 1], all drawn before its eps.
+static void fill_row(mm_batch *b, const mm_config *c, int row, const char *spec, mm_rng *r)
 {
-	mm_batch *b = &tb->b;
 	int T = b->T, P = MM_PDIM(c), NP = MM_NPATCH(c), at = row * T, end = at + T, d = 0, p = 0, im = 0;
-	for (int n = at; n < end; n++) {
-		b->token[n] = (row & 1) ? -1 : 0; // padding: no token in odd rows, token 0 in even
-		b->target[n] = b->doc[n] = b->img[n] = b->patch[n] = -1;
-		b->pos[n] = 0;
-		b->t[n] = 0;
-	}
+	mm_batch_clear_row(b, row, P);
+	for (int n = at; n < end; n++) // MM_TOK_PAD is beyond these vocabularies: padding's token
+		b->token[n] = (row & 1) ? -1 : 0; // is none in odd rows, token 0 in even ones
 	for (; *spec && at < end; spec++) {
 		if (*spec == '|') {
 			d++, p = 0;
 		} else if (*spec == '.') {
 			at++;
 		} else if (*spec == 't') {
-			b->token[at] = (int32_t)mm_rng_below(r, (uint64_t)c->vocab);
-			b->doc[at] = d, b->pos[at++] = p++;
+			mm_batch_put_text(b, at++, (int32_t)mm_rng_below(r, (uint64_t)c->vocab), d, p++);
 		} else if (*spec == 'i') {
 			float t = (float)mm_rng_uniform(r);
 			if (row == 1 && im == 0)
-				t = 0.98f; // s = max(1 - t, 0.05) at its floor
-			for (int k = 0; k < NP && at < end; k++, at++) {
-				b->img[at] = im, b->patch[at] = k, b->t[at] = t, b->doc[at] = d, b->pos[at] = p++;
-				for (int q = 0; q < P; q++) {
-					float x = (float)(2 * mm_rng_uniform(r) - 1);
-					b->x[(size_t)at * P + q] = x;
-					b->z[(size_t)at * P + q] = t * x + (1 - t) * (float)mm_rng_normal(r);
-				}
-			}
-			im++;
+				t = 0.98f; // s = max(1 - t, MM_T_FLOOR) at its floor
+			int n = NP < end - at ? NP : end - at;
+			mm_batch_put_patches(b, at, n, d, p, im++, t);
+			float *x = b->x + (size_t)at * P;
+			for (int v = 0; v < n * P; v++)
+				x[v] = (float)(2 * mm_rng_uniform(r) - 1);
+			mm_batch_noise_image(b->z + (size_t)at * P, x, (size_t)n * P, t, r);
+			at += n, p += n;
 		}
 	}
-	for (int n = row * T; n + 1 < end; n++)
-		if (b->doc[n] >= 0 && b->doc[n + 1] == b->doc[n] && b->img[n] < 0 && b->img[n + 1] < 0)
-			b->target[n] = b->token[n + 1];
 }
 
-static void make_batch(tbatch *tb, const mm_config *c, int B, const char *const *rows, uint64_t seed)
+// Targets follow the spec: next token of the same document, from text.
+static void make_batch(mm_batch *b, const mm_config *c, int B, const char *const *rows, uint64_t seed)
 {
-	int T = c->seq_len, P = MM_PDIM(c) ? MM_PDIM(c) : 1;
-	size_t N = (size_t)B * T;
-	tb->ints = calloc(6 * N, sizeof(int32_t));
-	tb->floats = calloc(N * (1 + 2 * (size_t)P), sizeof(float));
-	mm_batch *b = &tb->b;
-	b->B = B, b->T = T;
-	b->token = tb->ints, b->target = tb->ints + N, b->doc = tb->ints + 2 * N;
-	b->img = tb->ints + 3 * N, b->pos = tb->ints + 4 * N, b->patch = tb->ints + 5 * N;
-	b->t = tb->floats, b->z = tb->floats + N, b->x = tb->floats + N + N * P;
+	CHECK_OK(mm_batch_alloc(b, B, c->seq_len, MM_PDIM(c)));
 	mm_rng r;
 	mm_rng_seed(&r, seed, 1);
 	for (int i = 0; i < B; i++)
-		fill_row(tb, c, i, rows[i], &r);
-}
-
-static void free_batch(tbatch *tb)
-{
-	free(tb->ints);
-	free(tb->floats);
+		fill_row(b, c, i, rows[i], &r);
+	mm_batch_set_targets(b);
 }
 
 static const char *const rows_img[] = {"tttittt|ttt.", "itt|tt|titit", "ttt|itt......"};
@@ -210,9 +181,9 @@ static void test_validation(void)
 {
 	mm_model *m;
 	CHECK_OK(mm_model_new(&m, &cfg_img, 3));
-	tbatch tb;
+	mm_batch tb;
 	make_batch(&tb, &cfg_img, 3, rows_img, 1);
-	mm_batch *b = &tb.b;
+	mm_batch *b = &tb;
 	float loss;
 	CHECK_OK(mm_model_forward(m, b, &loss));
 	CHECK(isfinite(loss));
@@ -257,7 +228,7 @@ static void test_validation(void)
 	b->T = 10;
 	CHECK_EQ_INT(mm_model_forward(m, b, &loss), -MM_EINVAL);
 	mm_model_free(m);
-	free_batch(&tb);
+	mm_batch_free(&tb);
 }
 
 // Changing one input changes exactly the outputs that the mask lets see it.
@@ -266,9 +237,9 @@ static void test_mask(void)
 	mm_model *m;
 	CHECK_OK(mm_model_new(&m, &cfg_img, 3));
 	randomize(m, 3);
-	tbatch tb;
+	mm_batch tb;
 	make_batch(&tb, &cfg_img, 3, rows_img, 2);
-	mm_batch *b = &tb.b;
+	mm_batch *b = &tb;
 	int T = b->T, P = MM_PDIM(&cfg_img);
 	// row 0 = "tttittt|ttt.": text 0-2, image 3-6, text 7-9, document 1 at 10-12, padding 13-17
 	int nl, nx;
@@ -324,7 +295,7 @@ static void test_mask(void)
 			b->token[at] = (b->token[at] + 12) % 13;
 	}
 	free(lg0), free(xp0);
-	free_batch(&tb);
+	mm_batch_free(&tb);
 	mm_model_free(m);
 }
 
@@ -340,14 +311,14 @@ static void test_determinism(void)
 	mm_model *m;
 	CHECK_OK(mm_model_new(&m, &cfg_mid, 4));
 	randomize(m, 4);
-	tbatch tb;
+	mm_batch tb;
 	make_batch(&tb, &cfg_mid, 4, rows_mid, 3);
 	size_t n = mm_model_nparams(m);
 	float *g[3], loss[3];
 	for (int k = 0; k < 3; k++) {
 		omp_set_num_threads(k == 2 ? 1 : 2);
 		mm_model_zero_grad(m);
-		CHECK_OK(mm_model_forward(m, &tb.b, &loss[k]));
+		CHECK_OK(mm_model_forward(m, &tb, &loss[k]));
 		CHECK_OK(mm_model_backward(m));
 		g[k] = malloc(n * sizeof(float));
 		memcpy(g[k], mm_model_grads(m), n * sizeof(float));
@@ -361,7 +332,7 @@ static void test_determinism(void)
 	CHECK(mm_model_grads(m)[7] == 2 * g[2][7]);
 	for (int k = 0; k < 3; k++)
 		free(g[k]);
-	free_batch(&tb);
+	mm_batch_free(&tb);
 	mm_model_free(m);
 }
 
@@ -373,18 +344,18 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 	mm_model *m;
 	CHECK_OK(mm_model_new(&m, c, B));
 	randomize(m, 5);
-	tbatch tb;
+	mm_batch tb;
 	make_batch(&tb, c, B, rows, 6);
 	size_t np = mm_model_nparams(m);
 	double *P = malloc(np * sizeof *P), *G = calloc(np, sizeof *G);
 	double *A = calloc(m->nacts, sizeof *A);
 	for (size_t i = 0; i < np; i++)
 		P[i] = mm_model_params(m)[i];
-	CHECK_OK(mm_model_prepare(m, &tb.b));
+	CHECK_OK(mm_model_prepare(m, &tb));
 	CHECK(m->nt > 0 && (m->ni > 0 || !MM_PDIM(c)));
-	mmd_model_forward_impl(m, P, A, &tb.b);
+	mmd_model_forward_pass(m, P, A, &tb);
 	double loss = m->loss, lt = m->loss_text, li = m->loss_image;
-	mmd_model_backward_impl(m, P, G, A);
+	mmd_model_backward_pass(m, P, G, A);
 	// Up to 48 values of every tensor (all of the small ones); one thread, as the tiny
 	// shapes only pay for waking the others.
 	const double h = 1e-5;
@@ -402,10 +373,10 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 			size_t j = t->offset + (ns == t->size ? k : mm_rng_below(&r, t->size));
 			double save = P[j];
 			P[j] = save + h;
-			mmd_model_forward_impl(m, P, A, &tb.b);
+			mmd_model_forward_pass(m, P, A, &tb);
 			double fp = m->loss;
 			P[j] = save - h;
-			mmd_model_forward_impl(m, P, A, &tb.b);
+			mmd_model_forward_pass(m, P, A, &tb);
 			double fm = m->loss;
 			P[j] = save;
 			e = fmax(e, fabs((fp - fm) / (2 * h) - G[j]));
@@ -422,10 +393,10 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 	// the float model on the same weights
 	float loss_f, lt_f, li_f;
 	mm_model_zero_grad(m);
-	CHECK_OK(mm_model_forward(m, &tb.b, &loss_f));
+	CHECK_OK(mm_model_forward(m, &tb, &loss_f));
 	mm_model_losses(m, &lt_f, &li_f);
 	double *A2 = calloc(m->nacts, sizeof *A2);
-	mmd_model_forward_impl(m, P, A2, &tb.b); // outputs of the double model, for comparison
+	mmd_model_forward_pass(m, P, A2, &tb); // outputs of the double model, for comparison
 	CHECK_OK(mm_model_backward(m));
 	printf("  float vs double: loss %.7g / %.7g, text %.7g / %.7g, image %.7g / %.7g\n", loss_f,
 	       loss, lt_f, lt, li_f, li);
@@ -446,7 +417,7 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 	}
 	printf("  float vs double: logits %.1e, x_pred %.1e, worst gradient tensor %.1e\n", e, ex, eg);
 	free(P), free(G), free(A), free(A2);
-	free_batch(&tb);
+	mm_batch_free(&tb);
 	mm_model_free(m);
 }
 

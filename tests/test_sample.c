@@ -75,14 +75,9 @@ static void make_doc(tdoc *d, const mm_config *c, mm_rng *r, float t)
 static void full_forward(mm_model *m, tdoc *d, int B, float *out_logits, float *out_xpred)
 {
 	const mm_config *c = mm_model_config(m);
-	int T = d[0].len, P = MM_PDIM(c), V = c->vocab, N = B * T;
-	mm_batch b = {.B = B, .T = T};
-	int32_t *ints = calloc((size_t)6 * N, sizeof *ints);
-	b.token = ints, b.target = ints + N, b.doc = ints + 2 * N, b.img = ints + 3 * N;
-	b.pos = ints + 4 * N, b.patch = ints + 5 * N;
-	b.t = calloc((size_t)N, sizeof(float));
-	b.z = calloc((size_t)N * P, sizeof(float));
-	b.x = calloc((size_t)N * P, sizeof(float));
+	int T = d[0].len, P = MM_PDIM(c), V = c->vocab;
+	mm_batch b;
+	CHECK_OK(mm_batch_alloc(&b, B, T, P));
 	for (int r = 0; r < B; r++)
 		for (int i = 0; i < T; i++) {
 			int n = r * T + i, patch = i - d[r].boi - 1, isimg = d[r].tok[i] < 0;
@@ -104,7 +99,7 @@ static void full_forward(mm_model *m, tdoc *d, int B, float *out_logits, float *
 		memcpy(out_logits + (size_t)rows[i] * V, lg + (size_t)i * V, (size_t)V * sizeof(float));
 	const float *xp = mm_model_x_pred(m, &nx, NULL);
 	memcpy(out_xpred, xp, (size_t)nx * P * sizeof(float));
-	free(ints), free(b.t), free(b.z), free(b.x);
+	mm_batch_free(&b);
 }
 
 // Two documents decoded in one batch of slots {2, 0}, piece by piece, against the training
@@ -208,7 +203,7 @@ static void ref_image(mm_model *m, const int32_t *prefix, int np, const mm_image
 		full_forward(m, &d[0], 1, lg, xp);
 		if (guided)
 			full_forward(m, &d[1], 1, lg, xp + n);
-		float sc = 1 - t > 0.05f ? 1 - t : 0.05f;
+		float sc = 1 - t > (float)MM_T_FLOOR ? 1 - t : (float)MM_T_FLOOR;
 		for (int k = 0; k < n; k++) {
 			float x = guided ? xp[n + k] + o->cfg * (xp[k] - xp[n + k]) : xp[k];
 			v[k] = (x - zz[k]) / sc;

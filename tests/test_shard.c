@@ -12,12 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
 #include "check.h"
 #include "mm.h"
+#include "prof.h"
 
 #define GOLDEN_HASH 0x0123456789abcdefULL
 
@@ -821,18 +821,11 @@ static void test_compatible(void)
 	}
 }
 
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 #define TIMED(f)                                                             \
 	do {                                                                 \
-		double t0_ = now();                                          \
+		double t0_ = mm_now();                                          \
 		f();                                                         \
-		fprintf(stderr, "%-20s %6.2f s\n", #f, now() - t0_);        \
+		fprintf(stderr, "%-20s %6.2f s\n", #f, mm_now() - t0_);        \
 	} while (0)
 
 int main(int argc, char **argv)

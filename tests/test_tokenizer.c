@@ -6,7 +6,7 @@
 
 #include "check.h"
 #include "mm.h"
-#include "tok_internal.h"
+#include "tok_rules_priv.h"
 
 // ---- naive references ----
 

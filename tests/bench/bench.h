@@ -2,14 +2,7 @@
 #ifndef MM_BENCH_H
 #define MM_BENCH_H
 
-#include <time.h>
-
-static inline double bench_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "prof.h" // mm_now
 
 // qsort order of doubles, smallest first.
 static inline int bench_cmp(const void *a, const void *b)

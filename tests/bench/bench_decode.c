@@ -32,7 +32,7 @@ int main(int argc, char **argv)
 	omp_set_num_threads(th);
 	int bad = 0;
 	uint64_t sum = 0;
-	double t0 = bench_now();
+	double t0 = mm_now();
 #pragma omp parallel for schedule(dynamic, 16) reduction(+ : bad, sum)
 	for (size_t i = 0; i < n; i++) {
 		mm_image img = {0};
@@ -43,7 +43,7 @@ int main(int argc, char **argv)
 		sum += img.px[0]; // one byte read back, so the decode is not dead code
 		mm_image_free(&img);
 	}
-	double dt = bench_now() - t0;
+	double dt = mm_now() - t0;
 	if (bad) {
 		fprintf(stderr, "bench_decode: %d files failed to decode\n", bad);
 		return 1;

@@ -14,7 +14,7 @@
 
 #include "bench.h"
 #include "mm.h"
-#include "model_priv.h"
+#include "model_state_priv.h"
 #include "optim.h"
 
 int main(int argc, char **argv)
@@ -36,13 +36,9 @@ int main(int argc, char **argv)
 	}
 	mm_model_init(m, 1);
 	size_t N = (size_t)B * T;
-	int32_t *ints = malloc(6 * N * sizeof *ints);
-	float *fl = malloc(N * (1 + 2 * P) * sizeof *fl);
-	if (!ints || !fl)
+	mm_batch b;
+	if (mm_batch_alloc(&b, B, T, P))
 		return 1;
-	mm_batch b = {.B = B, .T = T, .token = ints, .target = ints + N, .doc = ints + 2 * N,
-		      .img = ints + 3 * N, .pos = ints + 4 * N, .patch = ints + 5 * N, .t = fl,
-		      .z = fl + N, .x = fl + N + N * P};
 	mm_rng r;
 	mm_rng_seed(&r, 1, 0);
 	for (size_t n = 0; n < N; n++) {
@@ -65,26 +61,26 @@ int main(int argc, char **argv)
 	double *pps = malloc(rounds * sizeof *pps), tf = 0, tb = 0, to = 0;
 	for (int round = -1; round < rounds; round++) { // round -1: two warm-up steps
 		int n = round < 0 ? 2 : steps;
-		double t_round = bench_now();
+		double t_round = mm_now();
 		for (int s = 0; s < n; s++) {
-			double t0 = bench_now();
+			double t0 = mm_now();
 			mm_model_zero_grad(m);
 			if (mm_model_forward(m, &b, &loss)) {
 				fprintf(stderr, "%s\n", mm_errmsg());
 				return 1;
 			}
-			double t1 = bench_now();
+			double t1 = mm_now();
 			mm_model_backward(m);
-			double t2 = bench_now();
+			double t2 = mm_now();
 			double norm = mm_optim_grad_norm(mm_model_grads(m), mm_model_nparams(m));
 			mm_optim_step(o, mm_model_params(m), mm_model_grads(m), mm_model_tensors(m),
 				      mm_model_ntensors(m), &hp, mm_optim_clip_scale(norm, 1));
-			double t3 = bench_now();
+			double t3 = mm_now();
 			if (round >= 0)
 				tf += t1 - t0, tb += t2 - t1, to += t3 - t2;
 		}
 		if (round >= 0) {
-			pps[round] = (double)N * n / (bench_now() - t_round);
+			pps[round] = (double)N * n / (mm_now() - t_round);
 			printf("round %d: %.1f positions/s\n", round, pps[round]);
 		}
 	}
@@ -101,7 +97,7 @@ int main(int argc, char **argv)
 	double flop_pos = flop_row / T;
 	double gflops = flop_pos * pps[rounds / 2] / 1e9;
 	// Memory a step needs, in floats: parameters, gradients, two Adam moments, the activations
-	// the backward reads (lib/model_priv.h MM_ACTS at this batch), and the batch itself.
+	// the backward reads (lib/model_state_priv.h MM_ACTS at this batch), and the batch itself.
 	size_t np = mm_model_nparams(m);
 	double mib = ((4.0 * np + m->nacts) * 4 + 6.0 * N * 4 + N * (1 + 2 * P) * 4) / (1 << 20);
 	struct rusage ru;
@@ -114,6 +110,7 @@ int main(int argc, char **argv)
 	       ru.ru_maxrss / 1024.0);
 	mm_optim_free(o);
 	mm_model_free(m);
-	free(ints), free(fl), free(pps);
+	mm_batch_free(&b);
+	free(pps);
 	return 0;
 }

@@ -38,7 +38,7 @@ int main(int argc, char **argv)
 		openblas_set_num_threads(way ? 1 : th);
 		omp_set_num_threads(th);
 		for (int i = -3; i < calls; i++) { // 3 warm-up calls: thread start, page faults
-			double t0 = bench_now();
+			double t0 = mm_now();
 			if (!way) {
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a, K, b, K, 0, c, N);
 			} else {
@@ -50,7 +50,7 @@ int main(int argc, char **argv)
 				}
 			}
 			if (i >= 0)
-				g[i] = 2.0 * M * N * K / (bench_now() - t0) / 1e9;
+				g[i] = 2.0 * M * N * K / (mm_now() - t0) / 1e9;
 		}
 		qsort(g, calls, sizeof *g, bench_cmp);
 		printf("sgemm %dx%dx%d on %d threads, %s: median %.1f GFLOP/s (%.1f-%.1f)\n", M, N, K, th,

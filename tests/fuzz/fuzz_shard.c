@@ -1,6 +1,7 @@
 // Fuzz target for the shard reader: the input is a whole shard file. It must never crash,
 // and every refusal must name the file. In the libFuzzer build (make fuzz) CRCs are not
-// enforced, so that mutations reach the parsers behind them (see CRC_BAD in lib/shard.c).
+// enforced, so that mutations reach the parsers behind them (see CRC_BAD in lib/shard.c and
+// lib/layout.c).
 #include "fuzz.h"
 
 #include "doc.h"

@@ -7,7 +7,7 @@
 
 #include "doc.h"
 #include "ingest.h"
-#include "source_internal.h"
+#include "source_readers_priv.h"
 
 // A refusal names the file it is about: path, or the label file.
 static void fuzz_source_refused(const char *path, const char *labels)

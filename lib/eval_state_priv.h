@@ -1,7 +1,7 @@
 // Shared by lib/eval.c, lib/bpd.c and lib/eval_gen.c: the evaluation state and the packer of
 // short sequences into one batch. Not installed.
-#ifndef MM_EVAL_INTERNAL_H
-#define MM_EVAL_INTERNAL_H
+#ifndef MM_EVAL_STATE_PRIV_H
+#define MM_EVAL_STATE_PRIV_H
 
 #include "eval.h"
 #include "loader.h"

@@ -3,7 +3,8 @@
 // precision to see central differences agree to ~1e-7.
 //
 // Before including, define REAL (float or double), KFN(name) (the function's name for this
-// type: mm_##name for float, mmd_##name for double) and MM_GEMM (cblas_sgemm or cblas_dgemm).
+// type: mm_##name for float, mmd_##name for double; lib/typed_names_priv.h maps each plain name
+// to it) and MM_GEMM (cblas_sgemm or cblas_dgemm).
 // No include guard: a file may include this once per type.
 //
 // Shapes and contracts are documented in lib/kernels.h. Every *_backward accumulates (+=) into
@@ -18,7 +19,10 @@
 #include <string.h>
 #include <tgmath.h> // exp, sqrt, sin, cos pick the float or double version from REAL
 
+#include "batch.h"
 #include "fastexp.h"
+#include "kernels.h" // mm_span, MM_ATT_QB
+#include "typed_names_priv.h"
 
 // The float kernels time themselves for mm-train --profile (lib/prof.h); other types do not.
 #ifndef MM_KPROF
@@ -38,23 +42,18 @@ static inline int mm_att_allowed(const int32_t *doc, const int32_t *img, int i, 
 {
 	return (j == i) | ((doc[i] >= 0) & (doc[j] == doc[i]) & ((j < i) | ((img[i] >= 0) & (img[j] == img[i]))));
 }
-// The span [*lo, *hi) of keys that query i may see (the mask may still exclude some inside).
-static void mm_att_span(const int32_t *doc, const int32_t *img, int T, int i, int *lo, int *hi)
-{
-	int j0 = i, j1 = i + 1;
-	for (int j = 0; j < i; j++)
-		if (mm_att_allowed(doc, img, i, j)) {
-			j0 = j;
-			break;
-		}
-	for (int j = T - 1; j > i; j--)
-		if (mm_att_allowed(doc, img, i, j)) {
-			j1 = j + 1;
-			break;
-		}
-	*lo = j0, *hi = j1;
-}
 #endif
+
+// Scores p[0..n) of query i: -inf where the mask forbids key j. Loaded either way, so that the
+// select vectorises. Training's attention and the cached one both mask here.
+static inline void att_mask_row(REAL *p, const int32_t *doc, const int32_t *img, int i, int n)
+{
+#pragma omp simd
+	for (int j = 0; j < n; j++) {
+		REAL x = p[j];
+		p[j] = mm_att_allowed(doc, img, i, j) ? x : -INFINITY;
+	}
+}
 
 // The exponential of the elementwise kernels: the vectorizable one in float, libm's in double.
 #define MM_EXPV(x) _Generic((x), float: mm_fast_expf, default: exp)(x)
@@ -84,7 +83,7 @@ static inline void mm_exp_unmasked_d(double *p, int n, double mx)
 #endif
 
 // acc (C) += column sums of x (N, C), in row order for every column.
-static void KFN(colsum_add)(REAL *acc, const REAL *x, int N, int C)
+static void colsum_add(REAL *acc, const REAL *x, int N, int C)
 {
 	int nblocks = (C + MM_COLBLOCK - 1) / MM_COLBLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
@@ -101,18 +100,6 @@ static void KFN(colsum_add)(REAL *acc, const REAL *x, int N, int C)
 	}
 }
 
-void KFN(matmul_forward_naive)(REAL *out, const REAL *inp, const REAL *w, const REAL *bias, int N,
-			       int C, int OC)
-{
-#pragma omp parallel for schedule(static)
-	for (int n = 0; n < N; n++)
-		for (int o = 0; o < OC; o++) {
-			REAL s = bias ? bias[o] : 0;
-			for (int c = 0; c < C; c++)
-				s += inp[(size_t)n * C + c] * w[(size_t)o * C + c];
-			out[(size_t)n * OC + o] = s;
-		}
-}
 
 // C (M, Nc) = op(A) @ op(B) + beta C, row-major. The rows of C are cut into slabs, and the
 // OpenMP threads call a single-threaded BLAS on the slabs: measured here, this runs near twice
@@ -121,7 +108,7 @@ void KFN(matmul_forward_naive)(REAL *out, const REAL *inp, const REAL *w, const 
 // depending on where its row falls in a call, so the slabs depend on the shape only, never on
 // the thread count. Each call packs the whole of B again, so the fewer slabs the better: two
 // (one per core on the 2-core machines we target) up to 4096 rows, then one per 1024 rows.
-static void KFN(gemm)(int ta, int tb, int M, int Nc, int K, const REAL *A, int lda, const REAL *B,
+static void gemm(int ta, int tb, int M, int Nc, int K, const REAL *A, int lda, const REAL *B,
 		      int ldb, REAL beta, REAL *C, int ldc)
 {
 	enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
@@ -140,7 +127,7 @@ static void KFN(gemm)(int ta, int tb, int M, int Nc, int K, const REAL *A, int l
 	}
 }
 
-void KFN(matmul_forward)(REAL *out, const REAL *inp, const REAL *w, const REAL *bias, int N, int C,
+void matmul_forward(REAL *out, const REAL *inp, const REAL *w, const REAL *bias, int N, int C,
 			 int OC)
 {
 	MM_KPROF(matmul_forward);
@@ -159,59 +146,63 @@ void KFN(matmul_forward)(REAL *out, const REAL *inp, const REAL *w, const REAL *
 		beta = 1;
 	}
 	if (C > 0)
-		KFN(gemm)(0, 1, N, OC, C, inp, C, w, C, beta, out, OC);
+		gemm(0, 1, N, OC, C, inp, C, w, C, beta, out, OC);
 }
 
-void KFN(matmul_backward)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, const REAL *inp,
+void matmul_backward(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, const REAL *inp,
 			  const REAL *w, int N, int C, int OC)
 {
 	MM_KPROF(matmul_backward);
 	if (N <= 0 || OC <= 0)
 		return;
 	if (dinp && C > 0) // (N, C) += (N, OC) @ (OC, C)
-		KFN(gemm)(0, 0, N, C, OC, dout, OC, w, C, 1, dinp, C);
+		gemm(0, 0, N, C, OC, dout, OC, w, C, 1, dinp, C);
 	if (dw && C > 0) // (OC, C) += (N, OC)^T @ (N, C)
-		KFN(gemm)(1, 0, OC, C, N, dout, OC, inp, C, 1, dw, C);
+		gemm(1, 0, OC, C, N, dout, OC, inp, C, 1, dw, C);
 	if (dbias)
-		KFN(colsum_add)(dbias, dout, N, OC);
+		colsum_add(dbias, dout, N, OC);
 }
 
 // One row of rmsnorm_forward (also the second half of residual_rmsnorm_forward, which must
 // round as it does); returns the row's rstd.
-static inline REAL KFN(rmsnorm_row)(REAL *o, const REAL *x, const REAL *w, int C)
+static inline REAL rmsnorm_row(REAL *o, const REAL *x, const REAL *w, int C)
 {
 	REAL ss = 0;
 #pragma omp simd reduction(+ : ss)
 	for (int c = 0; c < C; c++)
 		ss += x[c] * x[c];
 	REAL r = 1 / sqrt(ss / C + (REAL)1e-5);
+	// o may be x: each value is read before it is written
+#pragma omp simd
 	for (int c = 0; c < C; c++)
 		o[c] = x[c] * r * w[c];
 	return r;
 }
 
-void KFN(rmsnorm_forward)(REAL *out, REAL *rstd, const REAL *inp, const REAL *w, int N, int C)
+void rmsnorm_forward(REAL *out, REAL *rstd, const REAL *inp, const REAL *w, int N, int C)
 {
 	MM_KPROF(rmsnorm_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
 	for (int n = 0; n < N; n++)
-		rstd[n] = KFN(rmsnorm_row)(out + (size_t)n * C, inp + (size_t)n * C, w, C);
+		rstd[n] = rmsnorm_row(out + (size_t)n * C, inp + (size_t)n * C, w, C);
 }
 
-void KFN(residual_rmsnorm_forward)(REAL *x, const REAL *b, REAL *out, REAL *rstd, const REAL *w, int N, int C)
+void residual_rmsnorm_forward(REAL *y, const REAL *x, const REAL *b, REAL *out, REAL *rstd,
+				   const REAL *w, int N, int C)
 {
 	MM_KPROF(residual_rmsnorm_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		REAL *xr = x + (size_t)n * C;
-		const REAL *br = b + (size_t)n * C;
+		REAL *yr = y + (size_t)n * C;
+		const REAL *xr = x + (size_t)n * C, *br = b + (size_t)n * C;
+#pragma omp simd
 		for (int c = 0; c < C; c++)
-			xr[c] = xr[c] + br[c];
-		rstd[n] = KFN(rmsnorm_row)(out + (size_t)n * C, xr, w, C);
+			yr[c] = xr[c] + br[c];
+		rstd[n] = rmsnorm_row(out + (size_t)n * C, yr, w, C);
 	}
 }
 
-void KFN(rmsnorm_backward)(REAL *dinp, REAL *dw, const REAL *dout, const REAL *inp, const REAL *rstd,
+void rmsnorm_backward(REAL *dinp, REAL *dw, const REAL *dout, const REAL *inp, const REAL *rstd,
 			   const REAL *w, int N, int C)
 {
 	MM_KPROF(rmsnorm_backward);
@@ -245,7 +236,7 @@ void KFN(rmsnorm_backward)(REAL *dinp, REAL *dw, const REAL *dout, const REAL *i
 	}
 }
 
-void KFN(rope_table)(REAL *cosb, REAL *sinb, const int32_t *pos, int N, int hd)
+void rope_table(REAL *cosb, REAL *sinb, const int32_t *pos, int N, int hd)
 {
 	MM_KPROF(rope_table);
 	int half = hd / 2;
@@ -259,7 +250,7 @@ void KFN(rope_table)(REAL *cosb, REAL *sinb, const int32_t *pos, int N, int hd)
 		}
 }
 
-void KFN(rope_forward)(REAL *x, const REAL *cosb, const REAL *sinb, int N, int H, int hd)
+void rope_forward(REAL *x, const REAL *cosb, const REAL *sinb, int N, int H, int hd)
 {
 	MM_KPROF(rope_forward);
 	int half = hd / 2;
@@ -277,7 +268,7 @@ void KFN(rope_forward)(REAL *x, const REAL *cosb, const REAL *sinb, int N, int H
 	}
 }
 
-void KFN(rope_backward)(REAL *dx, const REAL *cosb, const REAL *sinb, int N, int H, int hd)
+void rope_backward(REAL *dx, const REAL *cosb, const REAL *sinb, int N, int H, int hd)
 {
 	MM_KPROF(rope_backward);
 	int half = hd / 2;
@@ -295,124 +286,7 @@ void KFN(rope_backward)(REAL *dx, const REAL *cosb, const REAL *sinb, int N, int
 	}
 }
 
-// s[j] = a . rows[j] (hd values) for j in [lo, hi), rows `stride` apart. Four rows at a time
-// share the loads of a; the sums run across d in vector lanes (a fixed order per build).
-static void KFN(dots)(REAL *s, const REAL *a, const REAL *rows, size_t stride, int lo, int hi,
-		      int hd)
-{
-	int j = lo;
-	for (; j + 4 <= hi; j += 4) {
-		const REAL *r0 = rows + j * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
-		REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-		for (int d = 0; d < hd; d++) {
-			s0 += a[d] * r0[d];
-			s1 += a[d] * r1[d];
-			s2 += a[d] * r2[d];
-			s3 += a[d] * r3[d];
-		}
-		s[j] = s0, s[j + 1] = s1, s[j + 2] = s2, s[j + 3] = s3;
-	}
-	for (; j < hi; j++) {
-		const REAL *r0 = rows + j * stride;
-		REAL s0 = 0;
-#pragma omp simd reduction(+ : s0)
-		for (int d = 0; d < hd; d++)
-			s0 += a[d] * r0[d];
-		s[j] = s0;
-	}
-}
-
-void KFN(attention_forward_naive)(REAL *out, REAL *att, const REAL *q, const REAL *k,
-				  const REAL *v, const int32_t *doc, const int32_t *img, int B, int T,
-				  int H, int hd)
-{
-	int D = H * hd;
-	REAL scale = 1 / sqrt((REAL)hd);
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
-			const REAL *kb = k + (size_t)b * T * D + h * hd, *vb = v + (size_t)b * T * D + h * hd;
-			for (int i = 0; i < T; i++) {
-				const REAL *qi = q + ((size_t)b * T + i) * D + h * hd;
-				REAL *p = att + (((size_t)b * H + h) * T + i) * T;
-				int lo, hi;
-				mm_att_span(bd, bi, T, i, &lo, &hi);
-				for (int j = 0; j < lo; j++)
-					p[j] = 0;
-				for (int j = hi; j < T; j++)
-					p[j] = 0;
-				KFN(dots)(p, qi, kb, D, lo, hi, hd);
-				REAL mx = -INFINITY, sum = 0;
-				for (int j = lo; j < hi; j++) {
-					p[j] = mm_att_allowed(bd, bi, i, j) ? p[j] * scale : -INFINITY;
-					mx = p[j] > mx ? p[j] : mx;
-				}
-				for (int j = lo; j < hi; j++) {
-					p[j] = exp(p[j] - mx); // masked: exp(-inf) = 0
-					sum += p[j];
-				}
-				REAL *o = out + ((size_t)b * T + i) * D + h * hd;
-				memset(o, 0, (size_t)hd * sizeof *o);
-				for (int j = lo; j < hi; j++) {
-					REAL pj = p[j] /= sum;
-					if (pj == 0)
-						continue;
-					const REAL *vj = vb + (size_t)j * D;
-#pragma omp simd
-					for (int d = 0; d < hd; d++)
-						o[d] += pj * vj[d];
-				}
-			}
-		}
-}
-
-void KFN(attention_backward_naive)(REAL *dq, REAL *dk, REAL *dv, const REAL *dout,
-				   const REAL *att, const REAL *q, const REAL *k, const REAL *v, int B,
-				   int T, int H, int hd)
-{
-	int D = H * hd;
-	REAL scale = 1 / sqrt((REAL)hd);
-	// One thread owns a whole (row, head): dk and dv of its positions get their terms in order.
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			REAL dp[T];
-			size_t base = (size_t)b * T * D + h * hd;
-			for (int i = 0; i < T; i++) {
-				size_t oi = base + (size_t)i * D;
-				const REAL *p = att + (((size_t)b * H + h) * T + i) * T;
-				const REAL *doi = dout + oi, *qi = q + oi;
-				REAL *dqi = dq + oi, pdp = 0;
-				int lo = 0, hi = T; // the span of nonzero probabilities
-				while (p[lo] == 0) // the largest probability is > 0: both loops stop
-					lo++;
-				while (p[hi - 1] == 0)
-					hi--;
-				KFN(dots)(dp, doi, v + base, D, lo, hi, hd);
-				for (int j = lo; j < hi; j++)
-					pdp += p[j] * dp[j];
-				for (int j = lo; j < hi; j++) {
-					if (p[j] == 0)
-						continue;
-					REAL ds = p[j] * (dp[j] - pdp) * scale, pj = p[j]; // softmax backward
-					const REAL *kj = k + base + (size_t)j * D;
-					REAL *dkj = dk + base + (size_t)j * D, *dvj = dv + base + (size_t)j * D;
-#pragma omp simd
-					for (int d = 0; d < hd; d++)
-						dqi[d] += ds * kj[d];
-#pragma omp simd
-					for (int d = 0; d < hd; d++) {
-						dkj[d] += ds * qi[d];
-						dvj[d] += pj * doi[d];
-					}
-				}
-			}
-		}
-}
-
-void KFN(softmax_masked)(REAL *p, int n)
+void softmax_masked(REAL *p, int n)
 {
 	// Loops the compiler vectorises: the maximum is the same in any order; the exponentials
 	// are elementwise; the sum runs in 8 lanes of a fixed order (the same on every run).
@@ -436,7 +310,7 @@ void KFN(softmax_masked)(REAL *p, int n)
 // The same by matrix products, per (row, head): scores = q k^T as one GEMM into att, the mask
 // and softmax in place, out = att v. Masked scores are computed and thrown away (half of them
 // under a causal mask): a small GEMM is still several times faster than the loops above.
-void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, const REAL *v,
+void attention_forward(REAL *out, REAL *att, const REAL *q, const REAL *k, const REAL *v,
 			    const int32_t *doc, const int32_t *img, int B, int T, int H, int hd)
 {
 	MM_KPROF(attention_forward);
@@ -451,20 +325,52 @@ void KFN(attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k, 
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + base, D,
 				k + base, D, 0, p, T);
 			for (int i = 0; i < T; i++, p += T) {
-#pragma omp simd
-				for (int j = 0; j < T; j++) {
-					REAL x = p[j]; // loaded either way: the select then vectorises
-					p[j] = mm_att_allowed(bd, bi, i, j) ? x : -INFINITY;
-				}
-				KFN(softmax_masked)(p, T);
+				att_mask_row(p, bd, bi, i, T);
+				softmax_masked(p, T);
 			}
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1,
 				att + ((size_t)b * H + h) * T * T, T, v + base, D, 0, out + base, D);
 		}
 }
 
+// Attention of new positions over a cache. Per span, head and block of up to MM_ATT_QB queries:
+// scores by one matrix product over the span's document up to its last new position, the mask
+// and softmax as above, the weighted values by a second product. Each (span, head) is one task of
+// one OpenMP thread with its own score buffer and the single-threaded BLAS (kernels.h), so the
+// result does not depend on the number of threads.
+void attention_cached(REAL *out, REAL *scores, int nbuf, const REAL *q, const REAL *kc,
+			   const REAL *vc, const int32_t *doc, const int32_t *img, const mm_span *sp,
+			   int nsp, int T, int H, int hd)
+{
+	MM_KPROF(attention_cached);
+	int D = H * hd, nt = omp_get_max_threads() < nbuf ? omp_get_max_threads() : nbuf;
+	REAL scale = 1 / sqrt((REAL)hd);
+	long tasks = (long)nsp * H;
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
+	for (long task = 0; task < tasks; task++) {
+		const mm_span *si = &sp[task / H];
+		int hh = (int)(task % H), nk = si->start + si->n;
+		size_t at0 = (size_t)si->slot * T;
+		REAL *sc = scores + (size_t)omp_get_thread_num() * MM_ATT_QB * T;
+		const REAL *kb = kc + at0 * D + hh * hd, *vb = vc + at0 * D + hh * hd;
+		for (int q0 = 0; q0 < si->n; q0 += MM_ATT_QB) {
+			int nq = si->n - q0 < MM_ATT_QB ? si->n - q0 : MM_ATT_QB;
+			size_t at = (size_t)(si->row0 + q0) * D + hh * hd;
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q + at, D, kb, D,
+				0, sc, nk);
+			for (int r = 0; r < nq; r++) {
+				REAL *p = sc + (size_t)r * nk;
+				att_mask_row(p, doc + at0, img + at0, si->start + q0 + r, nk);
+				softmax_masked(p, nk);
+			}
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb, D, 0,
+				out + at, D);
+		}
+	}
+}
+
 // scratch (B, H, T, T) holds dL/dscores on the way.
-void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const REAL *dout,
+void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const REAL *dout,
 			     const REAL *att, const REAL *q, const REAL *k, const REAL *v, int B, int T,
 			     int H, int hd)
 {
@@ -504,15 +410,34 @@ void KFN(attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const 
 		}
 }
 
-void KFN(swiglu_forward)(REAL *out, const REAL *g1, const REAL *g3, size_t n)
+// silu(a) * b: the one SwiGLU of the forward, whatever the layout of its inputs.
+static inline REAL silu_mul(REAL a, REAL b)
+{
+	return a / (1 + MM_EXPV(-a)) * b;
+}
+
+void swiglu_forward(REAL *out, const REAL *g1, const REAL *g3, size_t n)
 {
 	MM_KPROF(swiglu_forward);
 #pragma omp parallel for simd schedule(static) if (n > MM_PAR_MIN)
 	for (size_t i = 0; i < n; i++)
-		out[i] = g1[i] / (1 + MM_EXPV(-g1[i])) * g3[i];
+		out[i] = silu_mul(g1[i], g3[i]);
 }
 
-void KFN(swiglu_backward)(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1, const REAL *g3,
+void swiglu_rows_forward(REAL *out, const REAL *g, int N, int F)
+{
+	MM_KPROF(swiglu_rows_forward);
+#pragma omp parallel for schedule(static) if ((size_t)N * F > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		const REAL *g1 = g + (size_t)n * 2 * F, *g3 = g1 + F;
+		REAL *o = out + (size_t)n * F;
+#pragma omp simd
+		for (int i = 0; i < F; i++)
+			o[i] = silu_mul(g1[i], g3[i]);
+	}
+}
+
+void swiglu_backward(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1, const REAL *g3,
 			  size_t n)
 {
 	MM_KPROF(swiglu_backward);
@@ -524,7 +449,7 @@ void KFN(swiglu_backward)(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1
 	}
 }
 
-void KFN(crossentropy_forward)(REAL *losses, REAL *lse, const REAL *logits, const int32_t *targets,
+void crossentropy_forward(REAL *losses, REAL *lse, const REAL *logits, const int32_t *targets,
 			       int N, int V)
 {
 	MM_KPROF(crossentropy_forward);
@@ -541,7 +466,7 @@ void KFN(crossentropy_forward)(REAL *losses, REAL *lse, const REAL *logits, cons
 	}
 }
 
-void KFN(crossentropy_backward)(REAL *dlogits, const REAL *logits, const REAL *lse,
+void crossentropy_backward(REAL *dlogits, const REAL *logits, const REAL *lse,
 				const int32_t *targets, REAL dloss, int N, int V)
 {
 	MM_KPROF(crossentropy_backward);
@@ -557,13 +482,13 @@ void KFN(crossentropy_backward)(REAL *dlogits, const REAL *logits, const REAL *l
 	}
 }
 
-void KFN(vmse_forward)(REAL *losses, const REAL *xpred, const REAL *x, const REAL *z, const REAL *t,
+void vmse_forward(REAL *losses, const REAL *xpred, const REAL *x, const REAL *z, const REAL *t,
 		       int N, int P)
 {
 	MM_KPROF(vmse_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * P > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		REAL s = 1 - t[n] > (REAL)0.05 ? 1 - t[n] : (REAL)0.05, sum = 0;
+		REAL s = 1 - t[n] > (REAL)MM_T_FLOOR ? 1 - t[n] : (REAL)MM_T_FLOOR, sum = 0;
 		for (int p = 0; p < P; p++) {
 			size_t i = (size_t)n * P + p;
 			REAL e = (xpred[i] - z[i]) / s - (x[i] - z[i]) / s;
@@ -573,13 +498,13 @@ void KFN(vmse_forward)(REAL *losses, const REAL *xpred, const REAL *x, const REA
 	}
 }
 
-void KFN(vmse_backward)(REAL *dxpred, const REAL *xpred, const REAL *x, const REAL *z, const REAL *t,
+void vmse_backward(REAL *dxpred, const REAL *xpred, const REAL *x, const REAL *z, const REAL *t,
 			REAL dloss, int N, int P)
 {
 	MM_KPROF(vmse_backward);
 #pragma omp parallel for schedule(static) if ((size_t)N * P > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		REAL s = 1 - t[n] > (REAL)0.05 ? 1 - t[n] : (REAL)0.05;
+		REAL s = 1 - t[n] > (REAL)MM_T_FLOOR ? 1 - t[n] : (REAL)MM_T_FLOOR;
 		for (int p = 0; p < P; p++) {
 			size_t i = (size_t)n * P + p;
 			REAL e = (xpred[i] - z[i]) / s - (x[i] - z[i]) / s;
@@ -588,7 +513,7 @@ void KFN(vmse_backward)(REAL *dxpred, const REAL *xpred, const REAL *x, const RE
 	}
 }
 
-void KFN(embedding_forward)(REAL *out, const REAL *table, const int32_t *ids, int N, int C)
+void embedding_forward(REAL *out, const REAL *table, const int32_t *ids, int N, int C)
 {
 	MM_KPROF(embedding_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * C > MM_PAR_MIN)
@@ -601,7 +526,7 @@ void KFN(embedding_forward)(REAL *out, const REAL *table, const int32_t *ids, in
 	}
 }
 
-void KFN(embedding_backward)(REAL *dtable, const REAL *dout, const int32_t *ids, int N, int C)
+void embedding_backward(REAL *dtable, const REAL *dout, const int32_t *ids, int N, int C)
 {
 	MM_KPROF(embedding_backward);
 	// Split by columns, not rows: two rows with the same id never race, and each entry
@@ -621,7 +546,7 @@ void KFN(embedding_backward)(REAL *dtable, const REAL *dout, const int32_t *ids,
 	}
 }
 
-void KFN(timestep_forward)(REAL *out, const REAL *t, int N)
+void timestep_forward(REAL *out, const REAL *t, int N)
 {
 	MM_KPROF(timestep_forward);
 	double w[32];
@@ -637,7 +562,7 @@ void KFN(timestep_forward)(REAL *out, const REAL *t, int N)
 		}
 }
 
-void KFN(residual_forward)(REAL *out, const REAL *a, const REAL *b, size_t n)
+void residual_forward(REAL *out, const REAL *a, const REAL *b, size_t n)
 {
 	MM_KPROF(residual_forward);
 #pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)
@@ -645,7 +570,7 @@ void KFN(residual_forward)(REAL *out, const REAL *a, const REAL *b, size_t n)
 		out[i] = a[i] + b[i];
 }
 
-void KFN(residual_backward)(REAL *da, REAL *db, const REAL *dout, size_t n)
+void residual_backward(REAL *da, REAL *db, const REAL *dout, size_t n)
 {
 	MM_KPROF(residual_backward);
 #pragma omp parallel for schedule(static) if (n > MM_PAR_MIN)

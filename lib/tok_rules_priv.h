@@ -1,7 +1,7 @@
 // Shared between tokenizer.c (encode, decode, file format) and bpe_train.c (training); not part
 // of the public API.
-#ifndef MM_TOK_INTERNAL_H
-#define MM_TOK_INTERNAL_H
+#ifndef MM_TOK_RULES_PRIV_H
+#define MM_TOK_RULES_PRIV_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,8 +1,9 @@
 // The model's internals, shared by lib/model.c and the tests (which run the same forward and
-// backward in double through model_impl.h). Not part of the installed API.
-#ifndef MM_MODEL_PRIV_H
-#define MM_MODEL_PRIV_H
+// backward in double through model_typed_priv.h). Not part of the installed API.
+#ifndef MM_MODEL_STATE_PRIV_H
+#define MM_MODEL_STATE_PRIV_H
 
+#include "kernels.h"
 #include "model.h"
 
 // Activations and scratch, in one allocation: X(name, copies, values per copy); layer l uses copy l.
@@ -104,5 +105,48 @@ struct mm_model {
 
 // Validates a batch and builds the index lists; the forward of either type follows it.
 int mm_model_prepare(mm_model *m, const mm_batch *b);
+
+// One block's buffers, and where its attention finds keys and values: the input of
+// model_block_forward (model_typed_priv.h), the one block of training and inference. Training gives
+// each layer its own activations (kept for the backward) and this batch's rows as keys and
+// values (kc NULL); the sampler gives scratch reused by every layer (x, mid, xout one array;
+// h1, h2, hnext another) and its KV cache. Declared for float (mm_) and double (mmd_).
+// Shapes: (N, D) unless noted; rstd arrays (N), or (N*H) for qk-norm.
+#define MM_BLOCK_IO(R)                                                                         \
+	struct {                                                                               \
+		int N;                                                                         \
+		R *x, *xout;    /* the residual stream in and out (xout may be x) */           \
+		R *h1, *rstd1;  /* rmsnorm(x) * attn_norm: already there on entry */           \
+		const R *cosb, *sinb; /* (N, hd/2) rotary tables of the rows */                \
+		/* fused projections, or NULL for the model's own wq, wk, wv and w1, w3: */      \
+		const R *wqkv, *w13; /* (3D, D) and (2F, D), this layer's */                   \
+		R *qkv, *g13;        /* their products, (N, 3D) and (N, 2F) */                 \
+		R *qr, *kr, *qrstd, *krstd; /* qk-norm: its inputs (may be q, k) and rstd */    \
+		R *q, *k, *v, *a;    /* q, k normed and rotated; a the attention's output */    \
+		R *mid, *rstd2, *h2; /* after attention: mid = x + a wo^T, h2 its norm */       \
+		R *g1, *g3, *s, *tmp; /* (N, F) w1, w3 products (unfused), SwiGLU; (N, D) */    \
+		R *hnext, *rstdnext; /* rmsnorm(xout) * the next attn_norm; NULL: last block */ \
+		const int32_t *doc, *img; /* the mask: (B, T) rows, or (S, T) cache slots */   \
+		int B, T;                                                                      \
+		R *att;              /* rows: (B, H, T, T) probabilities */                     \
+		R *kc, *vc;          /* cache: this layer's (S, T, D), or NULL */               \
+		const mm_span *sp;   /* cache: the spans of the rows, row0 from 0 */            \
+		int nsp, nbuf;                                                                 \
+		R *scores;           /* cache: nbuf buffers of (MM_ATT_QB, T) */                \
+	}
+typedef MM_BLOCK_IO(float) mm_block_io;
+typedef MM_BLOCK_IO(double) mmd_block_io;
+
+// The block of lib/model.h for layer l over params P (model_typed_priv.h, in float).
+void mm_model_block_forward(const mm_model *m, const float *P, int l, const mm_block_io *io);
+// The embedding of lib/model.h into x (N, D): tok_emb[tok[n]] (a zero row where tok[n] < 0),
+// plus, at the ni image rows rows[i], pe(zs[i]) + pos2d[patch[i]] + temb(ts[i]); zs (ni, P).
+// Scratch: u (ni, K), ft (ni, 64), emb and tmp (ni, D).
+void mm_model_embed(const mm_model *m, const float *P, float *x, const int32_t *tok, int N, int ni,
+		    const int32_t *rows, const int32_t *patch, const float *zs, const float *ts,
+		    float *u, float *ft, float *emb, float *tmp);
+// Copies each layer's wq, wk, wv into wqkv (L, 3D, D) and w1, w3 into w13 (L, 2F, D): the
+// layout of mm_block_io's fused projections.
+void mm_model_fuse(const mm_model *m, float *wqkv, float *w13);
 
 #endif

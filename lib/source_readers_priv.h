@@ -1,10 +1,15 @@
 // Input readers of the ingest (internal to libmm): each input format yields raw documents
 // (text bytes and image references) in a fixed order; ingest.c tokenizes and prepares them.
-#ifndef MM_SOURCE_INTERNAL_H
-#define MM_SOURCE_INTERNAL_H
+#ifndef MM_SOURCE_READERS_PRIV_H
+#define MM_SOURCE_READERS_PRIV_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+// Longest line of a JSONL manifest or a text input, and longest text document, in bytes
+// (man/mm-tokenize.1, LIMITS): a longer one is refused before more is allocated.
+#define MM_SOURCE_LINE_MAX (64u << 20)
+#define MM_SOURCE_DOC_MAX (256u << 20)
 
 // One segment before tokenizing: text bytes, an image file, or an in-memory gray image (IDX).
 typedef struct mm_rawseg {
