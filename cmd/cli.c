@@ -96,27 +96,6 @@ double cli_double(const char *opt, const char *s, double lo, double hi)
 	return v;
 }
 
-uint64_t cli_size(const char *opt, const char *s)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		die_usage("%s: '%s' is not a size", opt, s);
-	int shift = 0;
-	if (*end == 'K' || *end == 'k')
-		shift = 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		shift = 20, end++;
-	else if (*end == 'G' || *end == 'g')
-		shift = 30, end++;
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end || v == 0 || (shift && v > (UINT64_MAX >> shift)))
-		die_usage("%s: '%s' is not a size", opt, s);
-	return (uint64_t)v << shift;
-}
-
 static void on_signal(int sig)
 {
 	mm_afile_unlink_all();

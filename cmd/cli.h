@@ -26,8 +26,6 @@ void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Parse a whole string as a number within [lo, hi]; die_usage naming the option otherwise.
 long long cli_int(const char *opt, const char *s, long long lo, long long hi);
 double cli_double(const char *opt, const char *s, double lo, double hi);
-// A size with an optional K, M, G suffix (powers of 1024).
-uint64_t cli_size(const char *opt, const char *s);
 
 // Installs SIGINT/SIGTERM handlers that remove unfinished temporary files and exit 130/143.
 // Tools that checkpoint on a signal install their own instead.

@@ -9,13 +9,6 @@
 
 typedef unsigned long long ull;
 
-// A fuzzer cannot forge CRCs; builds for fuzzing (tests/fuzz) accept any so that it reaches
-// the checks behind them. Never defined in a normal build.
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-#define CRC_BAD(stored, computed) ((void)(stored), (void)(computed), 0)
-#else
-#define CRC_BAD(stored, computed) ((stored) != (computed))
-#endif
 
 // A number field's value in the values struct, as its 8 bytes (a uint64_t, or an f64's double).
 static uint64_t load(const void *values, const mm_field *f)
@@ -129,7 +122,7 @@ static int check_number(const mm_field *f, const uint8_t *in, const char *path, 
 	switch (f->check) {
 	case MM_CHECK_CRC: {
 		uint32_t crc = mm_crc32c(0, in, f->offset);
-		if (CRC_BAD(v, crc))
+		if (MM_CRC_BAD(v, crc))
 			return mm_fail(MM_ECHECKSUM, "%s: %s mismatch at offset %llu (stored %08x, computed %08x)",
 				       path, f->name, at, (uint32_t)v, crc);
 		return 0;

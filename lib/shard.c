@@ -101,13 +101,6 @@ _Static_assert(MM_AT(text, type) == MM_AT(image, type) && TEXT_SEG <= IMAGE_SEG,
 
 typedef unsigned long long ull;
 
-// A fuzzer cannot forge CRCs; builds for fuzzing (tests/fuzz) accept any so that it reaches
-// the parsers behind them. Never defined in a normal build.
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-#define CRC_BAD(stored, computed) ((void)(stored), (void)(computed), 0)
-#else
-#define CRC_BAD(stored, computed) ((stored) != (computed))
-#endif
 
 // ---------------------------------------------------------------- shared checks
 
@@ -663,7 +656,7 @@ static int read_index(mm_shard_reader *r)
 	if ((rc = mm_pread_all(r->fd, c, r->hdr.index_csize, r->hdr.index_offset, r->path)))
 		goto out;
 	uint32_t crc = mm_crc32c(0, c, r->hdr.index_csize);
-	if (CRC_BAD(r->hdr.index_crc, crc)) {
+	if (MM_CRC_BAD(r->hdr.index_crc, crc)) {
 		rc = mm_fail(MM_ECHECKSUM, "%s: index checksum mismatch at offset %llu (stored %08x, computed %08x)",
 			     r->path, (ull)r->hdr.index_offset, (uint32_t)r->hdr.index_crc, crc);
 		goto out;
@@ -739,7 +732,7 @@ static int load_block(mm_shard_reader *r, uint64_t b)
 		return mm_fail(MM_EFORMAT, "%s: block %llu at offset %llu: block header disagrees with the index",
 			       r->path, (ull)b, (ull)e->offset);
 	uint32_t crc = mm_crc32c(0, h + BLK_HDR, e->csize);
-	if (CRC_BAD(e->crc, crc))
+	if (MM_CRC_BAD(e->crc, crc))
 		return mm_fail(MM_ECHECKSUM, "%s: block %llu at offset %llu: checksum mismatch (stored %08x, computed %08x)",
 			       r->path, (ull)b, (ull)e->offset, e->crc, crc);
 	rc = unzstd(r, r->ubuf.p, e->usize, h + BLK_HDR, e->csize, "block", (ull)e->offset);
