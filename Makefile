@@ -109,8 +109,9 @@ $(COMPLETION_DIR)/%: cmd/% cmd/completion.sh
 tests/bin/%: tests/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 	@mkdir -p tests/bin
 	$(CC) $(CFLAGS_ALL) -o $@ $< lib/libmm.a $(LDLIBS_ALL)
-# The fuzz corpora's replay includes every fuzz target, and cmd/cli.c for the CLI's.
-tests/bin/test_fuzz: $(wildcard tests/fuzz/*.c tests/fuzz/*.h) cmd/cli.c
+# The fuzz corpora's replay includes every fuzz target (the CLI's includes cmd/cli.c and
+# cmd/opts.c).
+tests/bin/test_fuzz: $(wildcard tests/fuzz/*.c tests/fuzz/*.h) cmd/cli.c cmd/opts.c
 
 # tests/cli/faults.sh preloads it: it fails the Nth write, fsync or rename of a process.
 tests/bin/fault_shim.so: tests/fault_shim.c
@@ -271,7 +272,7 @@ $(FUZZ_DIR)/lib/%.o: lib/%.c $(HEADERS) | $(DEPS_OK) $(DEPS_FUZZ_OK)
 $(FUZZ_DIR)/libmm.a: $(FUZZ_OBJ)
 	rm -f $@
 	ar rcs $@ $^
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_DIR)/libmm.a cmd/cli.c cmd/cli.h
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_DIR)/libmm.a cmd/cli.c cmd/opts.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmm.a \
 		-fopenmp $(PKG_LIBS) -lpthread -lm
 fuzz: $(FUZZ_DIR)/fuzz_$(FUZZ_TARGET)
