@@ -2,9 +2,9 @@
 // ODE samplers (see sample.h).
 //
 // Where each part lives: the embedding and the block are the model's own (mm_model_embed and
-// mm_model_block_forward in lib/model_typed_priv.h, which training runs too), here given the cache as
-// the place of keys and values; attention over
-// the cache is mm_attention_cached (lib/kernels_typed_priv.h), with the training mask. This file
+// mm_model_block_forward in lib/model_typed_priv.h, which training runs too, on the model's own
+// weights), here given the cache as the place of keys and values; attention over the cache is
+// mm_attention_cached (lib/kernels_typed_priv.h), with the training mask. This file
 // holds the cache and slot histories, the spans, the heads on the rows that need them and the
 // ODE samplers (token choice and whole documents are lib/generate.c).
 #include "sample.h"
