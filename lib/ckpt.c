@@ -21,7 +21,10 @@
 //   header, 32 bytes; then per section a 24-byte section header, the payload, and zero
 //   padding to a multiple of 8 bytes.
 #define CKPT_MAGIC "MMCKPT\r\n"
-#define CKPT_VERSION 1
+// Version 2: the parameters in the fused layout of lib/model.h (wqkv, w13). A version 1 file
+// (separate wq, wk, wv, w1, w3) is still read: ckpt_from_v1 reorders its arrays on loading.
+#define CKPT_VERSION 2
+#define CKPT_VERSION_MIN 1
 #define CKPT_HDR 32
 #define CKPT_SEC_HDR 24
 #define CKPT_MAX_SECTIONS 4096
@@ -59,6 +62,7 @@ struct mm_ckpt {
 	size_t n_bytes;
 	int n;
 	mm_ckpt_section *secs;
+	uint32_t version;
 };
 
 static uint64_t pad8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
@@ -118,9 +122,10 @@ static int ckpt_parse(mm_ckpt *ck)
 		return mm_fail(MM_EFORMAT, "%s: not an mm checkpoint (bad magic at offset 0)", path);
 	if (h.crc != mm_crc32c(0, b, MM_AT(ckh, crc)))
 		return mm_fail(MM_ECHECKSUM, "%s: header checksum mismatch at offset 0", path);
-	if (h.version != CKPT_VERSION)
-		return mm_fail(MM_EVERSION, "%s: checkpoint version %u, this mm reads version %d", path,
-			       (uint32_t)h.version, CKPT_VERSION);
+	if (h.version < CKPT_VERSION_MIN || h.version > CKPT_VERSION)
+		return mm_fail(MM_EVERSION, "%s: checkpoint version %u, this mm reads versions %d to %d", path,
+			       (uint32_t)h.version, CKPT_VERSION_MIN, CKPT_VERSION);
+	ck->version = (uint32_t)h.version;
 	uint32_t n = (uint32_t)h.sections;
 	uint64_t total = h.size;
 	if (n > CKPT_MAX_SECTIONS)
@@ -173,6 +178,29 @@ static int ckpt_parse(mm_ckpt *ck)
 	return 0;
 }
 
+// The parameter arrays of a version 1 file (PARM, EMA, both halves of ADAM) into the current
+// layout, in the loaded bytes, so that every reader of the sections sees one layout. Without
+// a model shape (MODL), or where a section's size does not fit it, nothing can load them:
+// they are left for mm_ckpt_need and mm_ckpt_config to refuse.
+static void ckpt_from_v1(mm_ckpt *ck)
+{
+	const mm_ckpt_section *m = mm_ckpt_find(ck, MM_SEC_MODL);
+	mm_config c;
+	if (!m || mm_config_parse(m->data, m->size, ck->path, &c))
+		return;
+	size_t np = mm_config_nparams(&c);
+	for (int i = 0; i < ck->n; i++) {
+		uint32_t tag = ck->secs[i].tag;
+		int arrays = tag == MM_SEC_ADAM ? 2 : tag == MM_SEC_PARM || tag == MM_SEC_EMA ? 1 : 0;
+		if (!arrays || ck->secs[i].size != arrays * np * sizeof(float))
+			continue;
+		// the payload lies in ck->bytes, ours to change; 8-byte aligned, as every section
+		float *p = (float *)(ck->bytes + ((const uint8_t *)ck->secs[i].data - ck->bytes));
+		for (int a = 0; a < arrays; a++)
+			mm_params_from_v1(&c, p + a * np);
+	}
+}
+
 int mm_ckpt_read(mm_ckpt **out, const char *path)
 {
 	*out = NULL;
@@ -194,6 +222,8 @@ int mm_ckpt_read_mem(mm_ckpt **out, uint8_t *bytes, size_t n, const char *path)
 	ck->bytes = bytes;
 	ck->n_bytes = n;
 	int rc = ckpt_parse(ck);
+	if (!rc && ck->version == 1)
+		ckpt_from_v1(ck);
 	if (rc) {
 		mm_ckpt_free(ck);
 		return rc;

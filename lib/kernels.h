@@ -75,12 +75,10 @@ void mm_attention_backward(float *dq, float *dk, float *dv, float *scratch, cons
 			   const float *att, const float *q, const float *k, const float *v, int B,
 			   int T, int H, int hd);
 
-// out = silu(g1) * g3 elementwise over n values (out may be g1 or g3).
-void mm_swiglu_forward(float *out, const float *g1, const float *g3, size_t n);
-// The same over rows of a fused product: out (N, F) = silu(g[:, :F]) * g[:, F:], g (N, 2F).
-void mm_swiglu_rows_forward(float *out, const float *g, int N, int F);
-void mm_swiglu_backward(float *dg1, float *dg3, const float *dout, const float *g1, const float *g3,
-			size_t n);
+// Over the rows of w13's product g (N, 2F), gate then up: out (N, F) = silu(g[:, :F]) * g[:, F:].
+void mm_swiglu_forward(float *out, const float *g, int N, int F);
+// dg (N, 2F) += the gradients of both halves from dout (N, F).
+void mm_swiglu_backward(float *dg, const float *dout, const float *g, int N, int F);
 
 // logits (N, V), targets (N) with -1 = no loss. losses (N): -log softmax(logits)[target], 0 for
 // rows without a target; lse (N): log-sum-exp of each row, kept for backward.

@@ -416,17 +416,9 @@ static inline REAL silu_mul(REAL a, REAL b)
 	return a / (1 + MM_EXPV(-a)) * b;
 }
 
-void swiglu_forward(REAL *out, const REAL *g1, const REAL *g3, size_t n)
+void swiglu_forward(REAL *out, const REAL *g, int N, int F)
 {
 	MM_KPROF(swiglu_forward);
-#pragma omp parallel for simd schedule(static) if (n > MM_PAR_MIN)
-	for (size_t i = 0; i < n; i++)
-		out[i] = silu_mul(g1[i], g3[i]);
-}
-
-void swiglu_rows_forward(REAL *out, const REAL *g, int N, int F)
-{
-	MM_KPROF(swiglu_rows_forward);
 #pragma omp parallel for schedule(static) if ((size_t)N * F > MM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const REAL *g1 = g + (size_t)n * 2 * F, *g3 = g1 + F;
@@ -437,15 +429,19 @@ void swiglu_rows_forward(REAL *out, const REAL *g, int N, int F)
 	}
 }
 
-void swiglu_backward(REAL *dg1, REAL *dg3, const REAL *dout, const REAL *g1, const REAL *g3,
-			  size_t n)
+void swiglu_backward(REAL *dg, const REAL *dout, const REAL *g, int N, int F)
 {
 	MM_KPROF(swiglu_backward);
-#pragma omp parallel for simd schedule(static) if (n > MM_PAR_MIN)
-	for (size_t i = 0; i < n; i++) {
-		REAL sg = 1 / (1 + MM_EXPV(-g1[i]));
-		dg1[i] += dout[i] * g3[i] * sg * (1 + g1[i] * (1 - sg));
-		dg3[i] += dout[i] * g1[i] * sg;
+#pragma omp parallel for schedule(static) if ((size_t)N * F > MM_PAR_MIN)
+	for (int n = 0; n < N; n++) {
+		const REAL *g1 = g + (size_t)n * 2 * F, *g3 = g1 + F, *d = dout + (size_t)n * F;
+		REAL *d1 = dg + (size_t)n * 2 * F, *d3 = d1 + F;
+#pragma omp simd
+		for (int i = 0; i < F; i++) {
+			REAL sg = 1 / (1 + MM_EXPV(-g1[i]));
+			d1[i] += d[i] * g3[i] * sg * (1 + g1[i] * (1 - sg));
+			d3[i] += d[i] * g1[i] * sg;
+		}
 	}
 }
 

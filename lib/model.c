@@ -10,7 +10,7 @@
 //   lib/kernels_typed_priv.h the kernels: matmul, rmsnorm, rope, attention (rows or cache) with the one
 //                      mask rule (mm_att_allowed), softmax, SwiGLU with the one exp (fastexp.h)
 //   lib/sample.c       the KV cache and spans of new positions, calling model_embed and
-//                      model_block_forward per layer with fused copies made by mm_model_fuse
+//                      model_block_forward per layer on the model's own weights
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -178,10 +178,67 @@ const mm_tensor *mm_model_find(const mm_model *m, const char *name)
 	return NULL;
 }
 
+// Where block pos of version 1's order goes: block j (wq, wk, wv or w1, w3) of layer l is block
+// j * L + l there, and l * k + j in the fused tensor.
+static int v1_dest(int pos, int k, int L) { return pos % L * k + pos / L; }
+
+// Moves the k * L blocks of blk values at p from version 1's order to the fused one, in place:
+// each cycle of the permutation once, from its smallest block, a slice at a time.
+static void blocks_from_v1(float *p, int k, int L, size_t blk)
+{
+	enum { CH = 256 };
+	float carry[CH], next[CH];
+	for (int s = 0; s < k * L; s++) {
+		int c = v1_dest(s, k, L);
+		while (c > s)
+			c = v1_dest(c, k, L);
+		if (c < s || v1_dest(s, k, L) == s) // met a smaller block, or one that stays
+			continue;
+		for (size_t e = 0; e < blk; e += CH) {
+			size_t w = blk - e < CH ? blk - e : CH;
+			memcpy(carry, p + s * blk + e, w * sizeof *p);
+			int cur = s;
+			do {
+				cur = v1_dest(cur, k, L);
+				float *at = p + cur * blk + e;
+				memcpy(next, at, w * sizeof *p);
+				memcpy(at, carry, w * sizeof *p);
+				memcpy(carry, next, w * sizeof *p);
+			} while (cur != s);
+		}
+	}
+}
+
+// The parameter layout of c alone (no allocation): the offsets in pl, the count returned.
+static size_t layout_of(const mm_config *c, mm_model *tmp)
+{
+	memset(tmp, 0, sizeof *tmp);
+	tmp->c = *c;
+	int n;
+	return layout_params(tmp, NULL, &n);
+}
+
+size_t mm_config_nparams(const mm_config *c)
+{
+	mm_model tmp;
+	return layout_of(c, &tmp);
+}
+
+void mm_params_from_v1(const mm_config *c, float *p)
+{
+	mm_model tmp;
+	layout_of(c, &tmp);
+	size_t D = c->dim, F = c->mlp;
+	blocks_from_v1(p + tmp.pl.off.wqkv, 3, c->layers, D * D);
+	blocks_from_v1(p + tmp.pl.off.w13, 2, c->layers, F * D);
+}
+
 void mm_model_init(mm_model *m, uint64_t seed)
 {
 	mm_rng r;
 	mm_rng_seed(&r, seed, 0);
+	// wqkv and w13 hold version 1's wq, wk, wv and w1, w3 (one scale each): the draws run over
+	// the same places in the same order as then, and then move to the fused layout.
 	for (int i = 0; i < m->ntensors; i++) {
 		const mm_tensor *t = &m->tensors[i];
 		const char *base = strrchr(t->name, '.');
@@ -199,21 +256,7 @@ void mm_model_init(mm_model *m, uint64_t seed)
 		for (size_t j = 0; j < t->size; j++)
 			p[j] = (float)(std * mm_rng_normal(&r));
 	}
-}
-
-void mm_model_fuse(const mm_model *m, float *wqkv, float *w13)
-{
-	size_t DD = (size_t)m->c.dim * m->c.dim, FD = (size_t)m->c.mlp * m->c.dim;
-#define W(name, l) (m->params + m->pl.off.name + (size_t)(l) * m->pl.len.name)
-	for (int l = 0; l < m->c.layers; l++) {
-		float *qkv = wqkv + 3 * DD * l, *g13 = w13 + 2 * FD * l;
-		memcpy(qkv, W(wq, l), DD * sizeof *qkv);
-		memcpy(qkv + DD, W(wk, l), DD * sizeof *qkv);
-		memcpy(qkv + 2 * DD, W(wv, l), DD * sizeof *qkv);
-		memcpy(g13, W(w1, l), FD * sizeof *g13);
-		memcpy(g13 + FD, W(w3, l), FD * sizeof *g13);
-	}
-#undef W
+	mm_params_from_v1(&m->c, m->params);
 }
 
 static int bad_pos(const mm_batch *b, int n, const char *what, long long v)

@@ -20,7 +20,8 @@
 //                    k = 0..31
 // Blocks (L of them), x the residual stream (B, T, D):
 //   h = rmsnorm(x) * attn_norm                    rmsnorm(x) = x / sqrt(mean(x^2) + 1e-5)
-//   q = h @ wq^T, k = h @ wk^T, v = h @ wv^T      each (D, D), no bias; split into H heads
+//   [q | k | v] = h @ wqkv^T                      wqkv (3D, D), no bias: rows 0..D-1 give q,
+//                                                 D..2D-1 k, 2D..3D-1 v; each split into H heads
 //   with qk_norm: q_h = rmsnorm(q_h) * q_norm, k_h = rmsnorm(k_h) * k_norm   (hd weights, per layer)
 //   rotary on q and k: the pair (2i, 2i+1) of each head is rotated by angle pos * 10000^(-2i/hd),
 //     pos = the position's offset from the start of its document in the row
@@ -28,7 +29,8 @@
 //   mask: position i may attend to j iff j == i, or doc[i] >= 0 and doc[j] == doc[i] and
 //     (j < i or (img[i] >= 0 and img[j] == img[i])): causal, bidirectional inside one image,
 //     never across documents; padding (doc = -1) attends only to itself.
-//   h = rmsnorm(x) * mlp_norm;  x += (silu(h @ w1^T) * (h @ w3^T)) @ w2^T    w1, w3 (F, D), w2 (D, F)
+//   h = rmsnorm(x) * mlp_norm;  [g | u] = h @ w13^T;  x += (silu(g) * u) @ w2^T
+//     w13 (2F, D): rows 0..F-1 the gate (g), F..2F-1 the up projection (u); w2 (D, F)
 // Heads: y = rmsnorm(x) * final_norm
 //   text positions with a target: logits = y @ lm_head^T                   lm_head (V, D)
 //   image positions:              x_pred = y @ ph_w^T + ph_b               ph_w (P, D), ph_b (P)
@@ -71,15 +73,12 @@ typedef struct mm_config {
 	X(t_w, MM_PDIM(c) ? (c)->dim : 0, 64, 0, 'm')                                    \
 	X(t_b, MM_PDIM(c) ? (c)->dim : 0, 1, 0, 'v')                                     \
 	X(attn_norm, (c)->dim, 1, 1, 'v')                                                \
-	X(wq, (c)->dim, (c)->dim, 1, 'm')                                                \
-	X(wk, (c)->dim, (c)->dim, 1, 'm')                                                \
-	X(wv, (c)->dim, (c)->dim, 1, 'm')                                                \
+	X(wqkv, 3 * (c)->dim, (c)->dim, 1, 'm')                                          \
 	X(wo, (c)->dim, (c)->dim, 1, 'm')                                                \
 	X(q_norm, (c)->qk_norm ? (c)->dim / (c)->heads : 0, 1, 1, 'v')                   \
 	X(k_norm, (c)->qk_norm ? (c)->dim / (c)->heads : 0, 1, 1, 'v')                   \
 	X(mlp_norm, (c)->dim, 1, 1, 'v')                                                 \
-	X(w1, (c)->mlp, (c)->dim, 1, 'm')                                                \
-	X(w3, (c)->mlp, (c)->dim, 1, 'm')                                                \
+	X(w13, 2 * (c)->mlp, (c)->dim, 1, 'm')                                           \
 	X(w2, (c)->dim, (c)->mlp, 1, 'm')                                                \
 	X(final_norm, (c)->dim, 1, 0, 'v')                                               \
 	X(lm_head, (c)->vocab, (c)->dim, 0, 'm')                                         \
@@ -116,14 +115,24 @@ const mm_config *mm_model_config(const mm_model *m);
 size_t mm_model_nparams(const mm_model *m);
 float *mm_model_params(mm_model *m);
 float *mm_model_grads(mm_model *m);
-// The tensor table, in storage order; lookup by name ("layers.0.wq"), NULL if absent.
+// The tensor table, in storage order; lookup by name ("layers.0.wqkv"), NULL if absent.
 int mm_model_ntensors(const mm_model *m);
 const mm_tensor *mm_model_tensors(const mm_model *m);
 const mm_tensor *mm_model_find(const mm_model *m, const char *name);
 
 // Initial weights from a seed: matrices and embedding tables normal(0, 0.02), the output
-// projections wo and w2 scaled by 1/sqrt(2 layers), norms 1, biases 0. Drawn in storage order.
+// projections wo and w2 scaled by 1/sqrt(2 layers), norms 1, biases 0. Drawn in the storage
+// order of version 1 (below), so that a seed gives the weights it always gave.
 void mm_model_init(mm_model *m, uint64_t seed);
+
+// Version 1 of the parameter layout (checkpoint format version 1) had wq, wk, wv (D, D) and
+// w1, w3 (F, D) as separate tensors where wqkv and w13 are, each one block of all layers: wq
+// of layers 0..L-1, then wk of every layer, and so on. The same values, in another order.
+// Reorders p (mm_config_nparams(c) values: parameters, an Adam moment, an EMA) from version 1's
+// order to the current one, in place.
+void mm_params_from_v1(const mm_config *c, float *p);
+// The number of parameters of a model of configuration c (checked by mm_config_check).
+size_t mm_config_nparams(const mm_config *c);
 
 // Forward over a batch: both losses; *loss = L (see the top). MM_EINVAL for a batch that does not
 // fit the model (sizes, token ids, targets, patch indices, noise levels), naming the position.

@@ -27,8 +27,7 @@
 	X(a, L, N * D)                                                                  \
 	X(rstd2, L, N)                                                                  \
 	X(h2, L, N * D)                                                                 \
-	X(g1, L, N * F)                                                                 \
-	X(g3, L, N * F)                                                                 \
+	X(g13, L, N * 2 * F) /* h2 @ w13^T: gate then up, per row */                    \
 	X(rstdf, 1, N)                                                                  \
 	X(y, 1, N * D)                                                                  \
 	/* image positions gathered into contiguous rows */                             \
@@ -48,16 +47,17 @@
 	X(ce, 1, N)                                                                     \
 	/* scratch, reused by every layer and not kept from one step to the next */     \
 	X(tmp, 1, N * D)                                                                \
+	X(qkv, 1, N * 3 * D) /* h1 @ wqkv^T, before it is split into q, k, v */         \
 	X(s, 1, N * F)                                                                  \
 	X(ds, 1, N * F)                                                                 \
-	X(dg1, 1, N * F)                                                                \
-	X(dg3, 1, N * F)                                                                \
+	X(dg13, 1, N * 2 * F)                                                           \
 	X(dres, 1, N * D)                                                               \
 	X(dh, 1, N * D)                                                                 \
 	X(da, 1, N * D)                                                                 \
 	X(dq, 1, N * D)                                                                 \
 	X(dk, 1, N * D)                                                                 \
 	X(dv, 1, N * D)                                                                 \
+	X(dqkv, 1, N * 3 * D) /* dq, dk, dv side by side, as wqkv's product */           \
 	X(datt, 1, N * H * T)                                                           \
 	X(dqr, 1, qk * N * D)                                                           \
 	X(dkr, 1, qk * N * D)                                                           \
@@ -118,13 +118,11 @@ int mm_model_prepare(mm_model *m, const mm_batch *b);
 		R *x, *xout;    /* the residual stream in and out (xout may be x) */           \
 		R *h1, *rstd1;  /* rmsnorm(x) * attn_norm: already there on entry */           \
 		const R *cosb, *sinb; /* (N, hd/2) rotary tables of the rows */                \
-		/* fused projections, or NULL for the model's own wq, wk, wv and w1, w3: */      \
-		const R *wqkv, *w13; /* (3D, D) and (2F, D), this layer's */                   \
-		R *qkv, *g13;        /* their products, (N, 3D) and (N, 2F) */                 \
+		R *qkv, *g13;        /* the products by wqkv and w13, (N, 3D) and (N, 2F) */   \
 		R *qr, *kr, *qrstd, *krstd; /* qk-norm: its inputs (may be q, k) and rstd */    \
 		R *q, *k, *v, *a;    /* q, k normed and rotated; a the attention's output */    \
 		R *mid, *rstd2, *h2; /* after attention: mid = x + a wo^T, h2 its norm */       \
-		R *g1, *g3, *s, *tmp; /* (N, F) w1, w3 products (unfused), SwiGLU; (N, D) */    \
+		R *s, *tmp;          /* (N, F) SwiGLU's output; (N, D) */                       \
 		R *hnext, *rstdnext; /* rmsnorm(xout) * the next attn_norm; NULL: last block */ \
 		const int32_t *doc, *img; /* the mask: (B, T) rows, or (S, T) cache slots */   \
 		int B, T;                                                                      \
@@ -145,8 +143,5 @@ void mm_model_block_forward(const mm_model *m, const float *P, int l, const mm_b
 void mm_model_embed(const mm_model *m, const float *P, float *x, const int32_t *tok, int N, int ni,
 		    const int32_t *rows, const int32_t *patch, const float *zs, const float *ts,
 		    float *u, float *ft, float *emb, float *tmp);
-// Copies each layer's wq, wk, wv into wqkv (L, 3D, D) and w1, w3 into w13 (L, 2F, D): the
-// layout of mm_block_io's fused projections.
-void mm_model_fuse(const mm_model *m, float *wqkv, float *w13);
 
 #endif

@@ -61,19 +61,14 @@ void model_block_forward(const mm_model *m, const REAL *P, int l, const block_io
 	const mm_config *c = &m->c;
 	int N = io->N, D = c->dim, F = c->mlp, H = c->heads, hd = m->hd, qk = c->qk_norm;
 	REAL *qr = qk ? io->qr : io->q, *kr = qk ? io->kr : io->k;
-	if (io->wqkv) {
-		matmul_forward(io->qkv, io->h1, io->wqkv, NULL, N, D, 3 * D);
+	// One product for q, k and v; the kernels after it take each as its own (N, D) array.
+	matmul_forward(io->qkv, io->h1, PRM(P, wqkv, l), NULL, N, D, 3 * D);
 #pragma omp parallel for schedule(static) if (N >= 64)
-		for (int r = 0; r < N; r++) {
-			const REAL *src = io->qkv + (size_t)r * 3 * D;
-			memcpy(qr + (size_t)r * D, src, (size_t)D * sizeof *src);
-			memcpy(kr + (size_t)r * D, src + D, (size_t)D * sizeof *src);
-			memcpy(io->v + (size_t)r * D, src + 2 * D, (size_t)D * sizeof *src);
-		}
-	} else {
-		matmul_forward(qr, io->h1, PRM(P, wq, l), NULL, N, D, D);
-		matmul_forward(kr, io->h1, PRM(P, wk, l), NULL, N, D, D);
-		matmul_forward(io->v, io->h1, PRM(P, wv, l), NULL, N, D, D);
+	for (int r = 0; r < N; r++) {
+		const REAL *src = io->qkv + (size_t)r * 3 * D;
+		memcpy(qr + (size_t)r * D, src, (size_t)D * sizeof *src);
+		memcpy(kr + (size_t)r * D, src + D, (size_t)D * sizeof *src);
+		memcpy(io->v + (size_t)r * D, src + 2 * D, (size_t)D * sizeof *src);
 	}
 	if (qk) { // per head: N*H rows of hd
 		rmsnorm_forward(io->q, io->qrstd, qr, PRM(P, q_norm, l), N * H, hd);
@@ -94,14 +89,8 @@ void model_block_forward(const mm_model *m, const REAL *P, int l, const block_io
 	residual_rmsnorm_forward(io->mid, io->x, io->tmp, io->h2, io->rstd2, PRM(P, mlp_norm, l),
 				      N, D);
 
-	if (io->w13) {
-		matmul_forward(io->g13, io->h2, io->w13, NULL, N, D, 2 * F);
-		swiglu_rows_forward(io->s, io->g13, N, F);
-	} else {
-		matmul_forward(io->g1, io->h2, PRM(P, w1, l), NULL, N, D, F);
-		matmul_forward(io->g3, io->h2, PRM(P, w3, l), NULL, N, D, F);
-		swiglu_forward(io->s, io->g1, io->g3, (size_t)N * F);
-	}
+	matmul_forward(io->g13, io->h2, PRM(P, w13, l), NULL, N, D, 2 * F);
+	swiglu_forward(io->s, io->g13, N, F);
 	matmul_forward(io->tmp, io->s, PRM(P, w2, l), NULL, N, F, D);
 	if (io->hnext)
 		residual_rmsnorm_forward(io->xout, io->mid, io->tmp, io->hnext, io->rstdnext,
@@ -135,7 +124,7 @@ static void model_forward_pass(mm_model *m, const REAL *P, REAL *A, const mm_bat
 			.rstd1 = ACT(rstd1, l), .cosb = ACT(rope_cos, 0), .sinb = ACT(rope_sin, 0),
 			.qr = ACT(qr, l), .kr = ACT(kr, l), .qrstd = ACT(qrstd, l), .krstd = ACT(krstd, l),
 			.q = ACT(q, l), .k = ACT(k, l), .v = ACT(v, l), .a = ACT(a, l), .mid = ACT(mid, l),
-			.rstd2 = ACT(rstd2, l), .h2 = ACT(h2, l), .g1 = ACT(g1, l), .g3 = ACT(g3, l),
+			.rstd2 = ACT(rstd2, l), .h2 = ACT(h2, l), .qkv = ACT(qkv, 0), .g13 = ACT(g13, l),
 			.s = ACT(s, 0), .tmp = ACT(tmp, 0),
 			.hnext = l + 1 < L ? ACT(h1, l + 1) : NULL,
 			.rstdnext = l + 1 < L ? ACT(rstd1, l + 1) : NULL,
@@ -177,18 +166,16 @@ static void model_block_backward(mm_model *m, const REAL *P, REAL *G, REAL *A, i
 	int N = m->B * m->T, D = c->dim, F = c->mlp, H = c->heads, hd = m->hd;
 	size_t ND = (size_t)N * D, NF = (size_t)N * F;
 	REAL *dres = ACT(dres, 0), *dh = ACT(dh, 0), *s = ACT(s, 0), *ds = ACT(ds, 0);
-	REAL *dg1 = ACT(dg1, 0), *dg3 = ACT(dg3, 0), *h2 = ACT(h2, l);
+	REAL *dg13 = ACT(dg13, 0), *g13 = ACT(g13, l), *h2 = ACT(h2, l);
 
-	// MLP: res[l+1] = mid + w2 @ swiglu(w1 @ h2, w3 @ h2), h2 = rmsnorm(mid)
-	swiglu_forward(s, ACT(g1, l), ACT(g3, l), NF); // recomputed rather than kept per layer
+	// MLP: res[l+1] = mid + w2 @ swiglu(w13 @ h2), h2 = rmsnorm(mid)
+	swiglu_forward(s, g13, N, F); // recomputed rather than kept per layer
 	zero(ds, NF);
 	matmul_backward(ds, PRM(G, w2, l), NULL, dres, s, PRM(P, w2, l), N, F, D);
-	zero(dg1, NF);
-	zero(dg3, NF);
-	swiglu_backward(dg1, dg3, ds, ACT(g1, l), ACT(g3, l), NF);
+	zero(dg13, 2 * NF);
+	swiglu_backward(dg13, ds, g13, N, F);
 	zero(dh, ND);
-	matmul_backward(dh, PRM(G, w1, l), NULL, dg1, h2, PRM(P, w1, l), N, D, F);
-	matmul_backward(dh, PRM(G, w3, l), NULL, dg3, h2, PRM(P, w3, l), N, D, F);
+	matmul_backward(dh, PRM(G, w13, l), NULL, dg13, h2, PRM(P, w13, l), N, D, 2 * F);
 	rmsnorm_backward(dres, PRM(G, mlp_norm, l), dh, ACT(mid, l), ACT(rstd2, l),
 			      PRM(P, mlp_norm, l), N, D);
 
@@ -213,10 +200,17 @@ static void model_block_backward(mm_model *m, const REAL *P, REAL *G, REAL *A, i
 				      PRM(P, k_norm, l), N * H, hd);
 		dq = dqr, dk = dkr;
 	}
+	// dq, dk, dv side by side as the rows of wqkv's product: one product for dh and dwqkv.
+	REAL *dqkv = ACT(dqkv, 0);
+#pragma omp parallel for schedule(static) if (N >= 64)
+	for (int r = 0; r < N; r++) {
+		REAL *dst = dqkv + (size_t)r * 3 * D;
+		memcpy(dst, dq + (size_t)r * D, (size_t)D * sizeof *dst);
+		memcpy(dst + D, dk + (size_t)r * D, (size_t)D * sizeof *dst);
+		memcpy(dst + 2 * D, dv + (size_t)r * D, (size_t)D * sizeof *dst);
+	}
 	zero(dh, ND);
-	matmul_backward(dh, PRM(G, wq, l), NULL, dq, h1, PRM(P, wq, l), N, D, D);
-	matmul_backward(dh, PRM(G, wk, l), NULL, dk, h1, PRM(P, wk, l), N, D, D);
-	matmul_backward(dh, PRM(G, wv, l), NULL, dv, h1, PRM(P, wv, l), N, D, D);
+	matmul_backward(dh, PRM(G, wqkv, l), NULL, dqkv, h1, PRM(P, wqkv, l), N, D, 3 * D);
 	rmsnorm_backward(dres, PRM(G, attn_norm, l), dh, ACT(res, l), ACT(rstd1, l),
 			      PRM(P, attn_norm, l), N, D);
 }

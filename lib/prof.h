@@ -13,7 +13,7 @@
 	X(swiglu_forward) X(swiglu_backward) X(crossentropy_forward) X(crossentropy_backward) \
 	X(vmse_forward) X(vmse_backward) X(embedding_forward) X(embedding_backward)           \
 	X(timestep_forward) X(residual_forward) X(residual_backward) X(residual_rmsnorm_forward) \
-	X(attention_cached) X(swiglu_rows_forward)
+	X(attention_cached)
 
 enum {
 #define MM_X(name) MM_PROF_##name,

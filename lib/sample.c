@@ -2,9 +2,9 @@
 // ODE samplers (see sample.h).
 //
 // Where each part lives: the embedding and the block are the model's own (mm_model_embed and
-// mm_model_block_forward in lib/model_typed_priv.h, which training runs too), here given the cache as
-// the place of keys and values and the fused projection copies of mm_model_fuse; attention over
-// the cache is mm_attention_cached (lib/kernels_typed_priv.h), with the training mask. This file
+// mm_model_block_forward in lib/model_typed_priv.h, which training runs too, on the model's own
+// weights), here given the cache as the place of keys and values; attention over the cache is
+// mm_attention_cached (lib/kernels_typed_priv.h), with the training mask. This file
 // holds the cache and slot histories, the spans, the heads on the rows that need them and the
 // ODE samplers (token choice and whole documents are lib/generate.c).
 #include "sample.h"
@@ -34,11 +34,8 @@ struct mm_sampler {
 	int *len;
 	mm_span *sp; // (S): the spans of the current call
 	float *rcos, *rsin; // rotary tables of positions 0..T-1, (T, hd/2)
-	// Copies of each layer's wq, wk, wv stacked (L, 3D, D) and w1, w3 stacked (L, 2F, D): one
-	// matrix product for the three projections, one for the two SwiGLU inputs.
-	float *wqkv, *w13;
 	// Scratch for up to rcap rows.
-	float *x, *h, *q, *k, *v, *a, *tmp, *g1, *rstd, *cosb, *sinb;
+	float *x, *h, *q, *k, *v, *a, *tmp, *sw, *rstd, *cosb, *sinb;
 	float *qkv, *g13; // (R, 3D) and (R, 2F): the fused products' rows
 	float *att, *zs, *ts, *ft, *u, *emb, *xp; // att: (nth, MM_ATT_QB, T) scores
 	int32_t *rpos, *rtok, *irows, *ipatch, *orows;
@@ -64,10 +61,9 @@ static size_t sampler_layout(mm_sampler *s, char *base)
 	I32(tok, S * T) I32(patch, S * T) I32(img, S * T) I32(doc, S * T)
 	F32(tt, S * T) F32(zz, S * T * P)
 	F32(rcos, T * (s->hd / 2)) F32(rsin, T * (s->hd / 2))
-	F32(wqkv, (size_t)s->L * 3 * D * D) F32(w13, (size_t)s->L * 2 * s->F * D)
 	F32(qkv, R * 3 * D) F32(g13, R * 2 * s->F)
 	F32(x, R * D) F32(h, R * D) F32(q, R * D) F32(k, R * D) F32(v, R * D) F32(a, R * D)
-	F32(tmp, R * D) F32(g1, R * s->F) F32(rstd, R * s->H)
+	F32(tmp, R * D) F32(sw, R * s->F) F32(rstd, R * s->H)
 	F32(cosb, R * (s->hd / 2)) F32(sinb, R * (s->hd / 2))
 	F32(att, (size_t)s->nth * MM_ATT_QB * T) F32(zs, R * P) F32(ts, R) F32(ft, R * 64) F32(u, R * s->K) F32(emb, R * D) F32(xp, R * P)
 	I32(rpos, R) I32(rtok, R) I32(irows, R) I32(ipatch, R) I32(orows, R)
@@ -110,7 +106,6 @@ int mm_sampler_new(mm_sampler **sp, mm_model *m, int slots)
 		pos[i] = i;
 	mm_rope_table(s->rcos, s->rsin, pos, s->T, s->hd);
 	memset(s->doc, 0, (size_t)slots * s->T * sizeof *s->doc);
-	mm_model_fuse(m, s->wqkv, s->w13);
 	*sp = s;
 	return 0;
 }
@@ -160,18 +155,17 @@ static void embed_rows(mm_sampler *s, int nsp, const mm_span *sp, int R)
 // of keys and values: one scratch array for the residual stream (x), one for the norms (h).
 static void layers(mm_sampler *s, int nsp, const mm_span *sp, int R)
 {
-	size_t cache = (size_t)s->S * s->T * s->D, DD = (size_t)s->D * s->D, FD = (size_t)s->F * s->D;
+	size_t cache = (size_t)s->S * s->T * s->D;
 	mm_block_io io = {
 		.N = R, .x = s->x, .xout = s->x, .h1 = s->h, .rstd1 = s->rstd, .cosb = s->cosb,
 		.sinb = s->sinb, .qkv = s->qkv, .g13 = s->g13, .qr = s->q, .kr = s->k,
 		.qrstd = s->rstd, .krstd = s->rstd, .q = s->q, .k = s->k, .v = s->v, .a = s->a,
-		.mid = s->x, .rstd2 = s->rstd, .h2 = s->h, .s = s->g1, .tmp = s->tmp,
+		.mid = s->x, .rstd2 = s->rstd, .h2 = s->h, .s = s->sw, .tmp = s->tmp,
 		.rstdnext = s->rstd, .doc = s->doc, .img = s->img, .T = s->T, .sp = sp, .nsp = nsp,
 		.nbuf = s->nth, .scores = s->att,
 	};
 	mm_rmsnorm_forward(s->h, s->rstd, s->x, WT(attn_norm, 0), R, s->D);
 	for (int l = 0; l < s->L; l++) {
-		io.wqkv = s->wqkv + 3 * DD * l, io.w13 = s->w13 + 2 * FD * l;
 		io.kc = s->kc + cache * l, io.vc = s->vc + cache * l;
 		io.hnext = l + 1 < s->L ? s->h : NULL;
 		mm_model_block_forward(s->m, s->w, l, &io);

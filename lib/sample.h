@@ -36,8 +36,7 @@
 typedef struct mm_sampler mm_sampler;
 
 // A sampler over m's weights (m must outlive it; its parameters are read, never written) with
-// room for `slots` documents of up to seq_len positions each. It copies each layer's wq, wk, wv
-// and w1, w3 into stacked matrices when made: after the model's weights change, make a new one.
+// room for `slots` documents of up to seq_len positions each.
 int mm_sampler_new(mm_sampler **s, mm_model *m, int slots);
 void mm_sampler_free(mm_sampler *s);
 int mm_sampler_slots(const mm_sampler *s);

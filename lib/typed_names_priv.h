@@ -24,7 +24,6 @@
 #define vmse_forward KFN(vmse_forward)
 #define vmse_backward KFN(vmse_backward)
 #define timestep_forward KFN(timestep_forward)
-#define swiglu_rows_forward KFN(swiglu_rows_forward)
 #define swiglu_backward KFN(swiglu_backward)
 #define rope_table KFN(rope_table)
 #define model_embed KFN(model_embed)

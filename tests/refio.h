@@ -149,7 +149,62 @@ static inline int ref_parse(ref_file *f, const uint8_t *buf, size_t len, const c
 	return 0;
 }
 
-// Reads the file at path whole and parses it.
+// The fixtures name the parameters of version 1 of the model's layout (lib/model.h): separate
+// wq, wk, wv (D, D) and w1, w3 (F, D) per layer. Each group, under any prefix ("grad.", ...),
+// becomes the model's one tensor, rows stacked in that order: ...wqkv (3D, D), ...w13 (2F, D).
+// The values are not touched, so the checks against them are as strict as before.
+static inline int ref_fuse_group(ref_file *f, const char *what, const char *const *parts, int k,
+				 const char *fused)
+{
+	for (int i = 0; i < f->count; i++) {
+		size_t nl = strlen(f->t[i].name), pl = strlen(parts[0]);
+		if (nl < pl + 1 || strcmp(f->t[i].name + nl - pl, parts[0]) || f->t[i].name[nl - pl - 1] != '.')
+			continue;
+		char stem[REF_MAX_NAME + 1], name[REF_MAX_NAME + 64];
+		snprintf(stem, sizeof stem, "%.*s", (int)(nl - pl), f->t[i].name);
+		ref_tensor *g[3];
+		for (int j = 0; j < k; j++) {
+			snprintf(name, sizeof name, "%s%s", stem, parts[j]);
+			g[j] = ref_lookup(f, name);
+			if (!g[j] || g[j]->dtype != REF_F32 || g[j]->ndim != 2 || g[j]->dims[1] != g[0]->dims[1] ||
+			    g[j]->dims[0] != g[0]->dims[0])
+				return mm_fail(MM_EFORMAT, "%s: %s%s: missing, or not the shape of %s%s", what, stem,
+					       parts[j], stem, parts[0]);
+		}
+		size_t n = g[0]->n;
+		float *data = malloc(k * n * sizeof *data);
+		if (!data)
+			return mm_fail(MM_ENOMEM, "%s: %s%s", what, stem, fused);
+		for (int j = 0; j < k; j++)
+			memcpy(data + j * n, g[j]->data, n * sizeof *data);
+		// the first part becomes the fused tensor; the others leave the table
+		free(g[0]->data);
+		g[0]->data = data;
+		g[0]->n = k * n;
+		g[0]->dims[0] *= (uint32_t)k;
+		snprintf(g[0]->name, sizeof g[0]->name, "%s%s", stem, fused);
+		for (int j = 1; j < k; j++) {
+			int at = (int)(g[j] - f->t);
+			free(g[j]->data);
+			f->t[at] = f->t[--f->count];
+			for (int q = j + 1; q < k; q++) // the last entry moved: find the rest again
+				if (g[q] == &f->t[f->count]) g[q] = &f->t[at];
+			if (g[0] == &f->t[f->count])
+				g[0] = &f->t[at];
+		}
+		i = -1; // the table changed: from the start
+	}
+	return 0;
+}
+
+static inline int ref_fuse_v1(ref_file *f, const char *what)
+{
+	static const char *const qkv[] = {"wq", "wk", "wv"}, *const g13[] = {"w1", "w3"};
+	int rc = ref_fuse_group(f, what, qkv, 3, "wqkv");
+	return rc ? rc : ref_fuse_group(f, what, g13, 2, "w13");
+}
+
+// Reads the file at path whole and parses it; the parameters in the model's layout (ref_fuse_v1).
 static inline int ref_load(ref_file *f, const char *path)
 {
 	f->count = 0;
@@ -186,6 +241,8 @@ static inline int ref_load(ref_file *f, const char *path)
 	if (rc == 0)
 		rc = ref_parse(f, buf, len, path);
 	free(buf);
+	if (rc == 0 && (rc = ref_fuse_v1(f, path)) < 0)
+		ref_free(f);
 	return rc;
 }
 

@@ -165,6 +165,21 @@ int main(void)
 		}
 	}
 	CHECK_EQ_INT(accepted, 0);
+	// Written as version 2; version 1 (the parameters' former order, reordered on loading
+	// when the file has a model) is read too, version 3 is not.
+	CHECK_EQ_INT(mm_get_u32(orig + 8), 2);
+	for (uint32_t v = 1; v <= 3; v += 2) {
+		mm_put_u32(orig + 8, v);
+		mm_put_u32(orig + 28, mm_crc32c(0, orig, 28));
+		CHECK(write_bytes("v.mmc", orig, n) == 0);
+		int rc = mm_ckpt_read(&ck, "v.mmc");
+		CHECK_EQ_INT(rc, v == 1 ? 0 : -MM_EVERSION);
+		if (rc == 0) {
+			CHECK_OK(mm_ckpt_need(ck, TAG_B, sizeof w, &data));
+			CHECK(memcmp(data, w, sizeof w) == 0); // no model section: nothing to reorder
+			mm_ckpt_free(ck);
+		}
+	}
 	CHECK(mm_ckpt_read(&ck, "nonexistent.mmc") == -MM_EIO);
 	free(orig);
 	return check_done();

@@ -374,11 +374,14 @@ static void test_attention(void)
 	free(k.a), free(k.b), free(k.c), free(k.r), free(out), free(att), free(dq), free(dk), free(dv);
 }
 
+// k.a holds g (N rows of 2F: gate, then up), k.r the weights of the loss on out (N, F).
+static int sw_rows, sw_f;
+
 static double swiglu_loss(void)
 {
-	double *out = zeros(k.N);
-	mmd_swiglu_forward(out, k.a, k.b, k.N);
-	double l = dot(out, k.r, k.N);
+	double *out = zeros(k.N / 2);
+	mmd_swiglu_forward(out, k.a, sw_rows, sw_f);
+	double l = dot(out, k.r, k.N / 2);
 	free(out);
 	return l;
 }
@@ -386,34 +389,25 @@ static double swiglu_loss(void)
 static void test_swiglu(void)
 {
 	printf("swiglu\n");
-	k.N = 40;
-	k.a = vec(k.N, 4), k.b = vec(k.N, 2), k.r = vec(k.N, 1);
-	double *out = zeros(k.N), *d1 = gradbuf(k.N), *d3 = gradbuf(k.N);
-	mmd_swiglu_forward(out, k.a, k.b, k.N);
-	CHECK(fabs(out[3] - k.a[3] / (1 + exp(-k.a[3])) * k.b[3]) < 1e-15);
-	mmd_swiglu_backward(d1, d3, k.r, k.a, k.b, k.N);
-	ungrad(d1, k.N), ungrad(d3, k.N);
-	gradcheck("swiglu dg1", swiglu_loss, k.a, d1, k.N);
-	gradcheck("swiglu dg3", swiglu_loss, k.b, d3, k.N);
+	sw_rows = 4, sw_f = 10, k.N = 2 * sw_rows * sw_f;
+	int n = k.N / 2;
+	k.a = vec(k.N, 4), k.r = vec(n, 1);
+	double *out = zeros(n), *dg = gradbuf(k.N);
+	mmd_swiglu_forward(out, k.a, sw_rows, sw_f);
+	// row 1, column 3: silu(gate) * up
+	double g = k.a[1 * 20 + 3], u = k.a[1 * 20 + 10 + 3];
+	CHECK(fabs(out[1 * 10 + 3] - g / (1 + exp(-g)) * u) < 1e-15);
+	mmd_swiglu_backward(dg, k.r, k.a, sw_rows, sw_f);
+	ungrad(dg, k.N);
+	gradcheck("swiglu dg", swiglu_loss, k.a, dg, k.N);
 
-	float *f1 = tof(k.a, k.N), *f3 = tof(k.b, k.N), *fr = tof(k.r, k.N), *fo = calloc(k.N, 4);
-	float *fd1 = calloc(k.N, 4), *fd3 = calloc(k.N, 4);
-	mm_swiglu_forward(fo, f1, f3, k.N);
-	mm_swiglu_backward(fd1, fd3, fr, f1, f3, k.N);
-	cmpf("swiglu out", fo, out, k.N, 1e-6);
-	cmpf("swiglu dg1", fd1, d1, k.N, 1e-6);
-	cmpf("swiglu dg3", fd3, d3, k.N, 1e-6);
-	// Rows of a fused product (N, 2F), N = 4, F = 10: the same bits as the split arrays.
-	float *g = malloc(2 * k.N * sizeof *g), *fo2 = malloc(k.N * sizeof *fo2);
-	for (int n = 0; n < 4; n++) {
-		memcpy(g + n * 20, f1 + n * 10, 10 * sizeof *g);
-		memcpy(g + n * 20 + 10, f3 + n * 10, 10 * sizeof *g);
-	}
-	mm_swiglu_rows_forward(fo2, g, 4, 10);
-	CHECK(memcmp(fo, fo2, k.N * sizeof *fo) == 0);
-	free(g), free(fo2);
-	free(f1), free(f3), free(fr), free(fo), free(fd1), free(fd3);
-	free(k.a), free(k.b), free(k.r), free(out), free(d1), free(d3);
+	float *fg = tof(k.a, k.N), *fr = tof(k.r, n), *fo = calloc(n, 4), *fdg = calloc(k.N, 4);
+	mm_swiglu_forward(fo, fg, sw_rows, sw_f);
+	mm_swiglu_backward(fdg, fr, fg, sw_rows, sw_f);
+	cmpf("swiglu out", fo, out, n, 1e-6);
+	cmpf("swiglu dg", fdg, dg, k.N, 1e-6);
+	free(fg), free(fr), free(fo), free(fdg);
+	free(k.a), free(k.r), free(out), free(dg);
 }
 
 static double ce_loss(void)

@@ -98,12 +98,21 @@ static void randomize(mm_model *m, uint64_t seed)
 	}
 }
 
+// The row blocks of a tensor that the model's earlier layout kept as separate tensors: wqkv
+// (q, k, v) and w13 (gate, up). Checks measure each block against its own largest value.
+static size_t row_blocks(const char *name)
+{
+	size_t n = strlen(name);
+	return n >= 4 && !strcmp(name + n - 4, "wqkv") ? 3 : n >= 3 && !strcmp(name + n - 3, "w13") ? 2 : 1;
+}
+
 static void test_table(void)
 {
 	mm_model *m;
 	CHECK_OK(mm_model_new(&m, &cfg_img, 3));
 	size_t off = 0;
 	int nlayer = 0;
+	const mm_tensor *t0;
 	for (int i = 0; i < mm_model_ntensors(m); i++) {
 		const mm_tensor *t = &mm_model_tensors(m)[i];
 		CHECK_EQ_INT(t->offset, off);
@@ -113,7 +122,12 @@ static void test_table(void)
 		nlayer += t->layer >= 0;
 	}
 	CHECK_EQ_INT(off, mm_model_nparams(m));
-	CHECK_EQ_INT(nlayer, 2 * 11); // 11 per-layer tensors with qk-norm
+	CHECK_EQ_INT(nlayer, 2 * 8); // 8 per-layer tensors with qk-norm
+	t0 = mm_model_find(m, "layers.1.wqkv");
+	CHECK(t0 && t0->rows == 3 * 16 && t0->cols == 16 && t0->kind == 'm' && t0->layer == 1);
+	t0 = mm_model_find(m, "layers.0.w13");
+	CHECK(t0 && t0->rows == 2 * 24 && t0->cols == 16 && t0->kind == 'm' && t0->layer == 0);
+	CHECK(mm_model_find(m, "layers.0.wq") == NULL && mm_model_find(m, "layers.0.w1") == NULL);
 	const mm_tensor *t = mm_model_find(m, "layers.1.w2");
 	CHECK(t && t->rows == 16 && t->cols == 24 && t->kind == 'm' && t->layer == 1);
 	t = mm_model_find(m, "layers.0.q_norm");
@@ -121,7 +135,7 @@ static void test_table(void)
 	t = mm_model_find(m, "pe_w1");
 	CHECK(t && t->rows == 3 && t->cols == 4);
 	CHECK(mm_model_find(m, "pe_w") == NULL);   // absent with a bottleneck
-	CHECK(mm_model_find(m, "layers.2.wq") == NULL);
+	CHECK(mm_model_find(m, "layers.2.wqkv") == NULL);
 	CHECK(!strcmp(mm_model_tensors(m)[0].name, "tok_emb"));
 	CHECK(!strcmp(mm_model_tensors(m)[mm_model_ntensors(m) - 1].name, "ph_b"));
 	mm_model_free(m);
@@ -157,9 +171,9 @@ static void test_init(void)
 	CHECK(!memcmp(mm_model_params(a), mm_model_params(b), mm_model_nparams(a) * sizeof(float)));
 	mm_model_init(b, 6);
 	CHECK(memcmp(mm_model_params(a), mm_model_params(b), mm_model_nparams(a) * sizeof(float)));
-	const char *names[] = {"layers.0.wq", "layers.1.w2", "tok_emb"};
-	double want[] = {0.02, 0.02 / 2, 0.02}; // wo, w2 scaled by 1/sqrt(2 L) = 1/2
-	for (int k = 0; k < 3; k++) {
+	const char *names[] = {"layers.0.wqkv", "layers.1.w13", "layers.1.w2", "tok_emb"};
+	double want[] = {0.02, 0.02, 0.02 / 2, 0.02}; // wo, w2 scaled by 1/sqrt(2 L) = 1/2
+	for (int k = 0; k < 4; k++) {
 		const mm_tensor *t = mm_model_find(a, names[k]);
 		double s = 0, mean = 0;
 		for (size_t j = 0; j < t->size; j++) {
@@ -175,6 +189,42 @@ static void test_init(void)
 	CHECK(mm_model_params(a)[u->offset] == 0);
 	mm_model_free(a);
 	mm_model_free(b);
+}
+
+// Version 1's layout had wq, wk, wv (and w1, w3) each as one block of all layers: its value at
+// (tensor j, layer l, element e) moves to row block j of layer l's wqkv (w13), element e.
+static void test_v1_layout(void)
+{
+	mm_config c = cfg_img;
+	c.layers = 3;
+	mm_model *m;
+	CHECK_OK(mm_model_new(&m, &c, 1));
+	size_t np = mm_model_nparams(m), L = 3, DD = 16 * 16, FD = 24 * 16;
+	CHECK_EQ_INT(mm_config_nparams(&c), np);
+	float *p = mm_model_params(m);
+	for (size_t i = 0; i < np; i++)
+		p[i] = (float)i;
+	mm_params_from_v1(&c, p);
+	size_t q0 = mm_model_find(m, "layers.0.wqkv")->offset, g0 = mm_model_find(m, "layers.0.w13")->offset;
+	int bad = 0;
+	for (size_t l = 0; l < L; l++) {
+		char nq[32], ng[32];
+		snprintf(nq, sizeof nq, "layers.%zu.wqkv", l);
+		snprintf(ng, sizeof ng, "layers.%zu.w13", l);
+		const float *qkv = p + mm_model_find(m, nq)->offset, *g13 = p + mm_model_find(m, ng)->offset;
+		for (size_t j = 0; j < 3; j++)
+			for (size_t e = 0; e < DD; e++)
+				bad += qkv[j * DD + e] != (float)(q0 + (j * L + l) * DD + e);
+		for (size_t j = 0; j < 2; j++)
+			for (size_t e = 0; e < FD; e++)
+				bad += g13[j * FD + e] != (float)(g0 + (j * L + l) * FD + e);
+	}
+	CHECK_EQ_INT(bad, 0);
+	// everything else stays
+	const mm_tensor *wo = mm_model_find(m, "layers.2.wo"), *w2 = mm_model_find(m, "layers.0.w2");
+	CHECK(p[wo->offset] == (float)wo->offset && p[w2->offset + 5] == (float)(w2->offset + 5));
+	CHECK(p[np - 1] == (float)(np - 1) && p[0] == 0);
+	mm_model_free(m);
 }
 
 static void test_validation(void)
@@ -363,8 +413,13 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 	mm_rng r;
 	mm_rng_seed(&r, 9, 0);
 	omp_set_num_threads(1);
-	for (int i = 0; i < mm_model_ntensors(m); i++) {
-		const mm_tensor *t = &mm_model_tensors(m)[i];
+	for (int i = 0; i < mm_model_ntensors(m); i++)
+	for (size_t part = 0, nparts = row_blocks(mm_model_tensors(m)[i].name); part < nparts; part++) {
+		// wqkv and w13 by their row blocks, each checked as the separate tensor it was
+		mm_tensor tp = mm_model_tensors(m)[i], *t = &tp;
+		t->size /= nparts, t->offset += part * t->size;
+		char label[64];
+		snprintf(label, sizeof label, nparts > 1 ? "%s/%zu" : "%s", t->name, part);
 		double e = 0, mx = 1e-30;
 		for (size_t j = t->offset; j < t->offset + t->size; j++)
 			mx = fmax(mx, fabs(G[j]));
@@ -381,10 +436,10 @@ static void test_gradcheck(const char *what, const mm_config *c, const char *con
 			P[j] = save;
 			e = fmax(e, fabs((fp - fm) / (2 * h) - G[j]));
 		}
-		printf("  %-20s %2zu of %4zu values  max |grad| %.2e  worst rel err %.1e\n", t->name,
+		printf("  %-20s %2zu of %4zu values  max |grad| %.2e  worst rel err %.1e\n", label,
 		       ns, t->size, mx, e / mx);
-		CHECK_MSG(e / mx < 1e-6, "%s: gradient off by %g", t->name, e / mx);
-		CHECK_MSG(mx > 1e-8, "%s: no gradient", t->name);
+		CHECK_MSG(e / mx < 1e-6, "%s: gradient off by %g", label, e / mx);
+		CHECK_MSG(mx > 1e-8, "%s: no gradient", label);
 		worst = fmax(worst, e / mx);
 	}
 	printf("  worst over all tensors %.1e\n", worst);
@@ -441,14 +496,21 @@ static double ref_compare_tensors(const ref_file *f, const mm_model *m, const fl
 			continue;
 		}
 		const float *r = ref_find(f, name)->data;
-		double e = 0, mx = 1e-30;
-		for (size_t j = 0; j < t->size; j++) {
-			e = fmax(e, fabs(vals[t->offset + j] - r[j]));
-			mx = fmax(mx, fabs(r[j]));
+		// wqkv and w13 by their row blocks (q, k, v; gate, up), each measured against its own
+		// largest value, as when they were separate tensors
+		size_t parts = row_blocks(name), n = t->size / parts;
+		double worst_t = 0;
+		for (size_t p = 0; p < parts; p++) {
+			double e = 0, mx = 1e-30;
+			for (size_t j = p * n; j < (p + 1) * n; j++) {
+				e = fmax(e, fabs(vals[t->offset + j] - r[j]));
+				mx = fmax(mx, fabs(r[j]));
+			}
+			CHECK_MSG(e / mx < tol, "%s (row block %zu): %g", name, p, e / mx);
+			worst_t = fmax(worst_t, e / mx);
 		}
-		printf("  %-28s worst rel err %.1e\n", name, e / mx);
-		CHECK_MSG(e / mx < tol, "%s: %g", name, e / mx);
-		worst = fmax(worst, e / mx);
+		printf("  %-28s worst rel err %.1e\n", name, worst_t);
+		worst = fmax(worst, worst_t);
 	}
 	return worst;
 }
@@ -581,6 +643,7 @@ int main(void)
 	omp_set_num_threads(2);
 	test_table();
 	test_init();
+	test_v1_layout();
 	test_validation();
 	test_mask();
 	test_determinism();

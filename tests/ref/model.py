@@ -1,8 +1,11 @@
 """The mm model in PyTorch: the test oracle for the C model and the speed peer.
 
 It implements the specification at the top of lib/model.h, line by line. Parameter names are
-the names of MM_PARAMS there ("tok_emb", "layers.0.wq", ...) and have the same shapes
-([rows, cols] for matrices, [rows] for vectors), so a state_dict maps 1:1 onto the C tensors.
+the names of MM_PARAMS there ("tok_emb", "layers.0.wo", ...) and have the same shapes
+([rows, cols] for matrices, [rows] for vectors), except that the model's fused wqkv and w13
+are kept here as their row blocks wq, wk, wv and w1 (gate), w3 (up), the version 1 layout
+(lib/model.h): the C tests read these fixtures through tests/refio.h's ref_fuse_v1, which
+stacks the blocks into the model's tensors.
 
 Runs under Debian's torch 1.13 (/usr/bin/python3), which has no scaled_dot_product_attention:
 attention is written out.
@@ -54,7 +57,8 @@ class Config:
 
 
 def param_specs(c):
-    """MM_PARAMS of lib/model.h: (name, rows, cols, per_layer, kind), same order."""
+    """MM_PARAMS of lib/model.h: (name, rows, cols, per_layer, kind), same order, with wqkv
+    and w13 as their row blocks (see the top)."""
     P, K, D = c.pdim, c.bottleneck, c.dim
     hd = D // c.heads
     return [
