@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mm.h"
@@ -96,9 +97,28 @@ double cli_double(const char *opt, const char *s, double lo, double hi)
 	return v;
 }
 
+const char *cli_interrupt_note;
+
+static void write_str(const char *s)
+{
+	size_t n = strlen(s);
+	while (n) {
+		ssize_t k = write(2, s, n);
+		if (k <= 0)
+			return;
+		s += k, n -= (size_t)k;
+	}
+}
+
 static void on_signal(int sig)
 {
 	mm_afile_unlink_all();
+	if (cli_interrupt_note) { // write(2) only: stdio is not safe in a handler
+		write_str(cli_prog);
+		write_str(": ");
+		write_str(cli_interrupt_note);
+		write_str("\n");
+	}
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -110,4 +130,59 @@ void cli_cleanup_on_signal(void)
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+void cli_mkdirs(const char *dir)
+{
+	char *p = strdup(dir);
+	if (!p)
+		die_mm(-MM_ENOMEM);
+	for (char *c = p + 1;; c++) {
+		if (*c && *c != '/')
+			continue;
+		char end = *c;
+		*c = 0;
+		if (mkdir(p, 0777) && errno != EEXIST)
+			die("%s: cannot create: %s", p, strerror(errno));
+		if (!(*c = end))
+			break;
+	}
+	free(p);
+	struct stat st;
+	if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+		die("%s: not a directory", dir);
+}
+
+void cli_output_dir(const char *opt, const char *dir)
+{
+	if (strcmp(dir, "-") == 0)
+		die_usage("%s: '-' is not a directory: this output is files, not a stream", opt);
+	cli_mkdirs(dir);
+	size_t n = strlen(dir) + 32;
+	char *probe = malloc(n);
+	if (!probe)
+		die_mm(-MM_ENOMEM);
+	snprintf(probe, n, "%s/.mm-probe.XXXXXX", dir);
+	int fd = mkstemp(probe);
+	if (fd < 0)
+		die("%s: cannot write there: %s", dir, strerror(errno));
+	close(fd);
+	unlink(probe);
+	free(probe);
+}
+
+void cli_output_file(const char *opt, const char *path)
+{
+	if (strcmp(path, "-") == 0)
+		die_usage("%s: '-' cannot be used: this output is a file, not a stream", opt);
+	if (!*path)
+		die_usage("%s: the path is empty", opt);
+	const char *slash = strrchr(path, '/');
+	if (slash && !slash[1])
+		die_usage("%s: '%s' names a directory, not a file", opt, path);
+	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+	if (!dir)
+		die_mm(-MM_ENOMEM);
+	cli_output_dir(opt, dir);
+	free(dir);
 }

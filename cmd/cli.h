@@ -27,6 +27,21 @@ void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 long long cli_int(const char *opt, const char *s, long long lo, long long hi);
 double cli_double(const char *opt, const char *s, double lo, double hi);
 
+// Outputs are made ready before long work starts, so that hours of work do not end in an
+// unwritable path. Both refuse '-' (a usage error naming opt: the output is files, not a
+// stream), create missing directories with their parents, and check that a file can be created
+// there (by creating and removing one); failures die naming the path.
+// cli_output_file: path is a file or a file-name prefix; its directory is made ready.
+void cli_output_file(const char *opt, const char *path);
+// cli_output_dir: dir itself is made ready.
+void cli_output_dir(const char *opt, const char *dir);
+// Creates dir and any missing parents; dies naming the part that could not be made.
+void cli_mkdirs(const char *dir);
+
+// Printed (with the program's name) by the handlers of cli_cleanup_on_signal before they exit,
+// to say what the interruption left behind; NULL: nothing.
+extern const char *cli_interrupt_note;
+
 // Installs SIGINT/SIGTERM handlers that remove unfinished temporary files and exit 130/143.
 // Tools that checkpoint on a signal install their own instead.
 void cli_cleanup_on_signal(void);

@@ -243,6 +243,10 @@ static void tokenize(struct args *a, int n, char **inputs)
 		mm_tok_free(tok);
 		return;
 	}
+	static char note[600];
+	snprintf(note, sizeof note, "interrupted: no shard written; any shards already under %.500s are as they were",
+		 a->o.prefix);
+	cli_interrupt_note = note;
 	double last = 0;
 	if (isatty(2)) {
 		a->o.progress = progress;
@@ -289,6 +293,12 @@ int main(int argc, char **argv)
 	int n = a.inputs.n;
 	char **rest = a.inputs.v;
 	check(n, rest);
+	if (a.o.prefix)
+		cli_output_file("-o", a.o.prefix);
+	if (a.train)
+		cli_output_file("--train-tokenizer", a.train);
+	if (a.extract)
+		cli_output_dir("--extract", a.extract);
 	if (a.list) {
 		int rc = mm_shards_list(rest, n, stdout);
 		if (fflush(stdout) != 0)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,14 @@ static void slot_release(int i)
 		afile_slots[i] = NULL;
 }
 
+// Sealed files (complete, under their temporary names, waiting for mm_afile_publish) are a list
+// that only grows at its head until published or discarded, so a handler can walk it any time.
+typedef struct sealed {
+	char *tmp, *path;
+	struct sealed *next;
+} sealed;
+static sealed *volatile sealed_head;
+
 void mm_afile_unlink_all(void)
 {
 	for (int i = 0; i < AFILE_SLOTS; i++) {
@@ -37,6 +46,8 @@ void mm_afile_unlink_all(void)
 		if (p)
 			unlink(p);
 	}
+	for (sealed *s = sealed_head; s; s = s->next)
+		unlink(s->tmp);
 }
 
 int mm_afile_open(mm_afile *a, const char *path)
@@ -114,6 +125,20 @@ void mm_afile_abort(mm_afile *a)
 	afile_free(a);
 }
 
+// A rename is durable only once its directory is synced.
+static void sync_dir_of(const char *path)
+{
+	char *dir = strdup(path);
+	if (dir) {
+		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+		free(dir);
+	}
+}
+
 int mm_afile_commit(mm_afile *a)
 {
 	int rc = 0;
@@ -129,18 +154,90 @@ int mm_afile_commit(mm_afile *a)
 		afile_free(a);
 		return rc;
 	}
-	// The rename is durable only once the directory is synced.
-	char *dir = strdup(a->path);
-	if (dir) {
-		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-		free(dir);
-	}
+	sync_dir_of(a->path);
 	afile_free(a);
 	return 0;
+}
+
+int mm_afile_seal(mm_afile *a)
+{
+	int rc = 0;
+	sealed *s = malloc(sizeof *s);
+	if (!s)
+		rc = mm_fail(MM_ENOMEM, "%s: out of memory", a->path);
+	if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0)
+		rc = rc ? rc : mm_fail(MM_EIO, "%s: write failed: %s", a->path, strerror(errno));
+	if (fclose(a->f) != 0 && rc == 0)
+		rc = mm_fail(MM_EIO, "%s: write failed: %s", a->path, strerror(errno));
+	a->f = NULL;
+	if (rc != 0) {
+		free(s);
+		unlink(a->tmp);
+		afile_free(a);
+		return rc;
+	}
+	// Listed before the slot is released: a signal in between finds the file in one or both.
+	*s = (sealed){a->tmp, a->path, sealed_head};
+	__atomic_store_n(&sealed_head, s, __ATOMIC_SEQ_CST);
+	a->tmp = a->path = NULL;
+	afile_free(a);
+	return 0;
+}
+
+static sealed *sealed_take(void)
+{
+	return __atomic_exchange_n(&sealed_head, NULL, __ATOMIC_SEQ_CST);
+}
+
+static void sealed_free(sealed *s)
+{
+	while (s) {
+		sealed *next = s->next;
+		free(s->tmp), free(s->path), free(s);
+		s = next;
+	}
+}
+
+// SIGINT, SIGTERM and SIGHUP held off the calling thread while a set changes on disk (the
+// callers' other threads, if any, have ended by then).
+static void signals_hold(sigset_t *old)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT), sigaddset(&set, SIGTERM), sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+int mm_afile_publish(int (*after)(void *ctx), void *ctx)
+{
+	sigset_t old;
+	signals_hold(&old);
+	sealed *list = sealed_take();
+	int rc = 0;
+	for (sealed *s = list; s; s = s->next) {
+		if (!rc && rename(s->tmp, s->path) != 0)
+			rc = mm_fail(MM_EIO, "%s: cannot rename into place: %s", s->path, strerror(errno));
+		if (rc)
+			unlink(s->tmp);
+	}
+	if (list && !rc)
+		sync_dir_of(list->path);
+	if (!rc && after)
+		rc = after(ctx);
+	sealed_free(list);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+void mm_afile_discard_sealed(void)
+{
+	sigset_t old;
+	signals_hold(&old);
+	sealed *list = sealed_take();
+	for (sealed *s = list; s; s = s->next)
+		unlink(s->tmp);
+	sealed_free(list);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 // Plain system calls rather than stdio: no FILE or stdio buffer to allocate per file, and the

@@ -23,6 +23,16 @@ int mm_afile_write(mm_afile *a, const void *data, size_t n);
 // Flushes, fsyncs, closes, renames over path, fsyncs the directory.
 int mm_afile_commit(mm_afile *a);
 void mm_afile_abort(mm_afile *a);
+
+// Sets of files that appear together (the shards of one mm-tokenize run): each file is sealed
+// (flushed, fsynced, closed, still under its temporary name and still removed by
+// mm_afile_unlink_all), and once all are sealed mm_afile_publish renames every one into place,
+// then calls after(ctx) (NULL: none) to remove what the new set replaces; SIGINT, SIGTERM and
+// SIGHUP are held meanwhile, so an interruption leaves the old set or the new one. On a failure
+// of the seal a is freed and its temporary file removed; mm_afile_discard_sealed removes them all.
+int mm_afile_seal(mm_afile *a);
+int mm_afile_publish(int (*after)(void *ctx), void *ctx);
+void mm_afile_discard_sealed(void);
 // Async-signal-safe: unlinks every temporary file still open. For SIGINT/SIGTERM handlers.
 void mm_afile_unlink_all(void);
 

@@ -3,6 +3,7 @@
 // the shards are the same bytes for every thread count (the pipeline is under "the run").
 #include "ingest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -337,9 +338,7 @@ typedef struct out {
 	mm_shard_info info;
 	mm_shard_writer *w[2]; // train, val
 	uint32_t next[2];      // number of the next shard of each kind
-	char **done;           // shards closed so far (removed if the run fails)
-	int n_done, cap_done;
-	uint64_t bytes_done;
+	uint64_t bytes_done;   // of the shards sealed so far
 } out;
 
 static char *shard_name(const char *prefix, int val, uint32_t k)
@@ -351,29 +350,15 @@ static char *shard_name(const char *prefix, int val, uint32_t k)
 	return p;
 }
 
+// The shards stay under temporary names until the whole set is done (out_finish).
 static int out_close(out *u, int val)
 {
-	if (u->n_done == u->cap_done) {
-		int cap = u->cap_done ? u->cap_done * 2 : 8;
-		char **d = realloc(u->done, (size_t)cap * sizeof *d);
-		if (!d)
-			return mm_fail(MM_ENOMEM, "out of memory");
-		u->done = d, u->cap_done = cap;
-	}
-	char *path = shard_name(u->o->prefix, val, u->next[val] - 1);
-	if (!path)
-		return mm_fail(MM_ENOMEM, "out of memory");
-	int rc = mm_shard_writer_close(u->w[val]);
+	uint64_t bytes = 0;
+	int rc = mm_shard_writer_seal(u->w[val], &bytes);
 	u->w[val] = NULL;
-	if (rc) {
-		free(path);
-		return rc;
-	}
-	struct stat st;
-	if (stat(path, &st) == 0)
-		u->bytes_done += (uint64_t)st.st_size;
-	u->done[u->n_done++] = path;
-	return 0;
+	if (!rc)
+		u->bytes_done += bytes;
+	return rc;
 }
 
 static int out_add(out *u, int val, const mm_doc *doc)
@@ -412,20 +397,63 @@ static uint64_t out_bytes(const out *u)
 	return b;
 }
 
-// All or nothing: the open shards are discarded and the finished ones removed.
+// All or nothing: the open shards and the sealed ones are removed; the final names untouched.
 static void out_discard(out *u)
 {
 	for (int v = 0; v < 2; v++)
 		if (u->w[v])
 			mm_shard_writer_abort(u->w[v]);
-	for (int i = 0; i < u->n_done; i++) {
-		unlink(u->done[i]);
-		free(u->done[i]);
-	}
-	free(u->done);
 	memset(u->w, 0, sizeof u->w);
-	u->done = NULL;
-	u->n_done = 0;
+	mm_afile_discard_sealed();
+}
+
+// The number of a shard of an earlier set under the same prefix: name is
+// "BASE-NNNNN.mms" (*val 0) or "BASE-val-NNNNN.mms" (*val 1), five digits or more; -1 if not.
+static long long stale_number(const char *name, const char *base, int *val)
+{
+	size_t n = strlen(base);
+	if (strncmp(name, base, n) != 0 || name[n] != '-')
+		return -1;
+	const char *p = name + n + 1;
+	*val = strncmp(p, "val-", 4) == 0;
+	p += *val ? 4 : 0;
+	size_t digits = strspn(p, "0123456789");
+	if (digits < 5 || digits > 10 || strcmp(p + digits, ".mms") != 0)
+		return -1;
+	return strtoll(p, NULL, 10);
+}
+
+// After the new set is in place: the shards of an earlier run under the same prefix that the
+// new set did not replace (a larger earlier run) would be read by a glob with the new ones.
+static int out_remove_stale(void *ctx)
+{
+	const out *u = ctx;
+	char *dir = strdup(u->o->prefix);
+	if (!dir)
+		return mm_fail(MM_ENOMEM, "out of memory");
+	char *slash = strrchr(dir, '/');
+	const char *base = slash ? slash + 1 : dir;
+	const char *dname = slash ? (slash == dir ? "/" : dir) : ".";
+	if (slash)
+		*slash = 0;
+	int rc = 0, dfd = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		rc = mm_fail(MM_EIO, "%s: cannot list: %s", dname, strerror(errno));
+	}
+	for (struct dirent *e; d && (e = readdir(d));) {
+		int val = 0;
+		long long k = stale_number(e->d_name, base, &val);
+		if (k >= 0 && k >= u->next[val] && unlinkat(dfd, e->d_name, 0) != 0 && errno != ENOENT && !rc)
+			rc = mm_fail(MM_EIO, "%s/%s: cannot remove the older shard: %s", dname, e->d_name,
+				     strerror(errno));
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	return rc;
 }
 
 static int out_finish(out *u)
@@ -438,11 +466,7 @@ static int out_finish(out *u)
 		out_discard(u);
 		return rc;
 	}
-	for (int i = 0; i < u->n_done; i++)
-		free(u->done[i]);
-	free(u->done);
-	u->done = NULL;
-	return 0;
+	return mm_afile_publish(out_remove_stale, u);
 }
 
 // A fixed function of (seed, document index): the same documents go to validation whatever

@@ -460,6 +460,18 @@ int mm_shard_writer_close(mm_shard_writer *w)
 	return rc;
 }
 
+int mm_shard_writer_seal(mm_shard_writer *w, uint64_t *bytes)
+{
+	int rc = writer_finish(w);
+	*bytes = w->af.written;
+	if (rc)
+		mm_afile_abort(&w->af);
+	else
+		rc = mm_afile_seal(&w->af);
+	writer_free(w);
+	return rc;
+}
+
 // ---------------------------------------------------------------- reader
 
 typedef struct {

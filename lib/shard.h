@@ -45,6 +45,9 @@ uint64_t mm_shard_writer_bytes(const mm_shard_writer *w);
 uint64_t mm_shard_writer_docs(const mm_shard_writer *w);
 // Writes the index and header, fsyncs and renames into place. Frees w in every case.
 int mm_shard_writer_close(mm_shard_writer *w);
+// The same, except that the shard stays under its temporary name, one of a set that
+// mm_afile_publish renames into place together (fileio.h). *bytes: the shard's size.
+int mm_shard_writer_seal(mm_shard_writer *w, uint64_t *bytes);
 // Discards the shard: the temporary file is removed. Frees w.
 void mm_shard_writer_abort(mm_shard_writer *w);
 

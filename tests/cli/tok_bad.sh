@@ -41,5 +41,5 @@ case_ idx-short mm-tokenize --image-size 1 --patch 1 -o out short-idx3-ubyte
 case_ idx-labels-alone mm-tokenize -o out three-idx1-ubyte
 case_ labels-file mm-tokenize --labels nosuch.txt -o out a.png
 case_ not-a-dir mm-tokenize --format dir -o out a.png
-case_ out-dir mm-tokenize -o nodir/out a.png
+case_ out-dir mm-tokenize -o a.png/out a.png
 case_ shard-list mm-tokenize --list a.png
