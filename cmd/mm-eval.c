@@ -224,7 +224,10 @@ int main(int argc, char **argv)
 	// Opened first, so a long evaluation does not end in an unwritable path; written atomically,
 	// so a failed run leaves no half-written file.
 	mm_afile jf = {0};
+	if (o.samples)
+		cli_output_dir("--samples", o.samples);
 	if (o.json_file) {
+		cli_output_file("--json-file", o.json_file);
 		int rc = mm_afile_open(&jf, o.json_file);
 		if (rc)
 			die_mm(rc);

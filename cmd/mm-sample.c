@@ -182,28 +182,6 @@ static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, const 
 		putchar('\n');
 }
 
-// Creates dir and any missing parents.
-static void mkdir_out(const char *dir)
-{
-	char *p = strdup(dir);
-	if (!p)
-		die_mm(-MM_ENOMEM);
-	for (char *c = p + 1;; c++) {
-		if (*c && *c != '/')
-			continue;
-		char end = *c;
-		*c = 0;
-		if (mkdir(p, 0777) && errno != EEXIST)
-			die("%s: cannot create: %s", p, strerror(errno));
-		if (!(*c = end))
-			break;
-	}
-	free(p);
-	struct stat st;
-	if (stat(dir, &st) || !S_ISDIR(st.st_mode))
-		die("%s: not a directory", dir);
-}
-
 static void gen_opts(mm_gen_opts *g)
 {
 	mm_gen_opts_default(g);
@@ -231,8 +209,11 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 	if (need > c->seq_len)
 		die("the prompt takes %lld positions%s; the model's context holds %d", need,
 		    o.image ? " with its image" : "", c->seq_len);
+	// Before the sampling, so that it does not end in an unwritable path.
 	if (o.out)
-		mkdir_out(o.out);
+		cli_output_dir("-o", o.out);
+	if (o.grid)
+		cli_output_file("--grid", o.grid);
 	mm_gen_opts g;
 	gen_opts(&g);
 	int batch = (int)(o.batch < o.samples ? o.batch : o.samples), guided = g.image.cfg != 1;

@@ -125,6 +125,8 @@ static void parse(int argc, char **argv)
 		die_usage("--data is required");
 	if (!c.out)
 		die_usage("--out is required");
+	if (strcmp(c.out, "-") == 0)
+		die_usage("--out: '-' is not a directory: this output is files, not a stream");
 	if (!o.steps && !o.epochs)
 		die_usage("give --steps or --epochs");
 	if (o.steps && o.epochs)
@@ -260,8 +262,8 @@ static void setup(void)
 		if ((rc = mm_train_build(&tr, NULL)))
 			die_mm(rc);
 		// Only now that the run can start: a refused run leaves no directory behind.
-		if (dist_rank() == 0 && mkdir(c.out, 0777) != 0 && errno != EEXIST)
-			die("%s: cannot create: %s", c.out, strerror(errno));
+		if (dist_rank() == 0)
+			cli_output_dir("--out", c.out);
 		rc = mm_train_init(&tr);
 	}
 	if (rc)
