@@ -18,7 +18,7 @@
 #include "sample.h"
 
 static struct {
-	char *model, *prompt, *out, *grid;
+	char *model, *prompt, *prompts, *out, *grid, *caption_list;
 	int ema, image, caption, recompute;
 	long long max_tokens, top_k, steps, samples, batch, seed, threads;
 	double temperature, top_p, cfg, cfg_interval[2], read_t;
@@ -53,6 +53,8 @@ static struct opt table[] = {
 	{"ema", OPT_FLAG, &o.ema, NULL, .help = "use the checkpoint's EMA weights"},
 	OPT_HEAD("Text"),
 	{"prompt", OPT_STR, &o.prompt, "TEXT", .help = "the beginning of the document", .def = "empty"},
+	{"prompts", OPT_STR, &o.prompts, "FILE",
+	 .help = "one prompt a line ('-': standard input), each continued\n--samples times, in batches"},
 	{"max-tokens", OPT_INT, &o.max_tokens, "N", .help = "tokens sampled per document, at most", 0, 1 << 30},
 	{"temperature", OPT_FLOAT, &o.temperature, "T", .help = "0 is greedy", 0, 1000},
 	{"top-k", OPT_INT, &o.top_k, "K", .help = "sample among the K likeliest tokens; 0: all", 0, 1 << 30},
@@ -74,6 +76,8 @@ static struct opt table[] = {
 	{"batch", OPT_INT, &o.batch, "B", .help = "documents generated together", 1, 4096},
 	{"grid", OPT_STR, &o.grid, "FILE.png", .help = "also tile every generated image into one PNG"},
 	{"caption", OPT_FLAG, &o.caption, "IMAGE...", .help = "caption each image: one line 'name<TAB>caption' per image"},
+	{"caption-list", OPT_STR, &o.caption_list, "FILE",
+	 .help = "caption the images named in FILE, one path a line\n('-': standard input)"},
 	{"IMAGE", OPT_ARGS, &o.files, NULL, .help = "the images of --caption"},
 	{"read-t", OPT_FLOAT, &o.read_t, "T",
 	 .help = "read the images to caption at noise level T, z = T x + (1 - T) eps,\n"
@@ -96,12 +100,17 @@ static void parse(int argc, char **argv)
 			o.out[n - 1] = 0;
 	if (!o.model)
 		die_usage("--model is required");
-	if (o.caption && !o.files.n)
+	if (o.caption_list)
+		o.caption = 1;
+	if (o.caption && !o.files.n && !o.caption_list)
 		die_usage("--caption needs at least one image");
 	if (!o.caption && o.files.n)
 		die_usage("unexpected argument '%s'", o.files.v[0]);
-	if (o.caption && (o.prompt || o.image || o.out || o.grid || o.samples != 1))
-		die_usage("--caption excludes --prompt, --image, --out, --grid and --samples");
+	if (o.caption && (o.prompt || o.prompts || o.image || o.out || o.grid || o.samples != 1))
+		die_usage("%s excludes --prompt, --prompts, --image, --out, --grid and --samples",
+			  o.caption_list ? "--caption-list" : "--caption");
+	if (o.prompt && o.prompts)
+		die_usage("--prompt and --prompts cannot be used together");
 	if ((o.top_k || o.top_p < 1) && o.temperature == 0)
 		die_usage("--top-k and --top-p need --temperature above 0");
 	if ((o.image || o.grid) && !o.out)
@@ -154,8 +163,10 @@ static void write_grid(const char *path, const mm_image *im, int n)
 }
 
 // Prints one document (prompt, then what was generated) and writes its images.
-static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, const mm_doc *d, mm_image **grid,
-		 int *nimg)
+// Images are DIR/000.png ... in the order of the run, or with --prompts DIR/pLLL-NNN.png: the
+// line LLL of the prompt, the image's number NNN among that prompt's (*pimg counts them).
+static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, int line, const mm_doc *d,
+		 mm_image **grid, int *nimg, int *pimg)
 {
 	int bol = 1;
 	print_text(tok, pt, npt, &bol);
@@ -166,7 +177,10 @@ static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, const 
 			continue;
 		}
 		char path[4096];
-		snprintf(path, sizeof path, "%s/%03d.png", o.out, *nimg);
+		if (o.prompts)
+			snprintf(path, sizeof path, "%s/p%03d-%03d.png", o.out, line, (*pimg)++);
+		else
+			snprintf(path, sizeof path, "%s/%03d.png", o.out, *nimg);
 		*grid = realloc(*grid, (size_t)(*nimg + 1) * sizeof **grid);
 		if (!*grid)
 			die_mm(-MM_ENOMEM);
@@ -195,20 +209,104 @@ static void gen_opts(mm_gen_opts *g)
 	g->read_t = (float)o.read_t;
 }
 
+// The lines of a file ('-': standard input) that are not blank, with their line numbers (from
+// 1); a trailing CR is dropped. A line over MAX_LINE bytes is refused before more is read.
+#define MAX_LINE (1 << 20)
+struct lines {
+	int n;
+	char **v;
+	int *no;
+};
+
+static void read_lines(const char *opt, const char *path, struct lines *l)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	if (!f)
+		die("%s %s: cannot open: %s", opt, path, strerror(errno));
+	char *buf = malloc(MAX_LINE + 2);
+	if (!buf)
+		die_mm(-MM_ENOMEM);
+	memset(l, 0, sizeof *l);
+	for (int no = 1; fgets(buf, MAX_LINE + 2, f); no++) {
+		size_t len = strlen(buf);
+		if (len > MAX_LINE || (len == MAX_LINE + 1 && buf[len - 1] != '\n'))
+			die("%s %s:%d: a line longer than %d bytes", opt, path, no, MAX_LINE);
+		while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+			buf[--len] = 0;
+		if (!len)
+			continue;
+		if (l->n == INT32_MAX / 2)
+			die("%s %s: too many lines", opt, path);
+		char **v = realloc(l->v, (size_t)(l->n + 1) * sizeof *v);
+		int *nos = realloc(l->no, (size_t)(l->n + 1) * sizeof *nos);
+		if (v)
+			l->v = v;
+		if (nos)
+			l->no = nos;
+		if (!v || !nos || !(l->v[l->n] = strdup(buf)))
+			die_mm(-MM_ENOMEM);
+		l->no[l->n++] = no;
+	}
+	if (ferror(f))
+		die("%s %s: read error", opt, path);
+	if (f != stdin)
+		fclose(f);
+	free(buf);
+	if (!l->n)
+		die("%s %s: no %s in it", opt, path, strcmp(opt, "--prompts") ? "image path" : "prompt");
+}
+
+// The prompts of the run: --prompt (or none), or every line of --prompts, encoded and checked
+// against the model's context before any generation.
+struct prompt {
+	uint32_t *ids;
+	size_t n;
+	int line; // of --prompts; 0 for --prompt
+	mm_doc doc;
+};
+
+static struct prompt *load_prompts(const mm_tokenizer *tok, const mm_config *c, int *np)
+{
+	struct lines l = {1, (char *[]){o.prompt}, (int[]){0}};
+	if (o.prompts)
+		read_lines("--prompts", o.prompts, &l);
+	struct prompt *p = calloc((size_t)l.n, sizeof *p);
+	if (!p)
+		die_mm(-MM_ENOMEM);
+	for (int i = 0; i < l.n; i++) {
+		size_t cap = 0;
+		int rc = 0;
+		p[i].line = l.no[i];
+		mm_doc_init(&p[i].doc);
+		if (l.v[i] && (rc = mm_tok_encode(tok, (const uint8_t *)l.v[i], strlen(l.v[i]), &p[i].ids, &cap, &p[i].n)))
+			die_mm(rc);
+		if (p[i].n && (rc = mm_doc_add_text(&p[i].doc, p[i].ids, (uint32_t)p[i].n)))
+			die_mm(rc);
+		long long need = 1 + (long long)p[i].n + (o.image ? MM_NPATCH(c) + 2 : 0);
+		if (need > c->seq_len && o.prompts)
+			die("--prompts %s:%d: the prompt takes %lld positions%s; the model's context holds %d", o.prompts,
+			    p[i].line, need, o.image ? " with its image" : "", c->seq_len);
+		if (need > c->seq_len)
+			die("the prompt takes %lld positions%s; the model's context holds %d", need,
+			    o.image ? " with its image" : "", c->seq_len);
+		if (o.prompts)
+			free(l.v[i]);
+	}
+	if (o.prompts)
+		free(l.v), free(l.no);
+	*np = l.n;
+	return p;
+}
+
+// Documents are prompt-major: document d continues prompt d / samples, and draws its numbers
+// from (seed, d), whatever the batch.
 static void run_samples(mm_model *m, const mm_tokenizer *tok)
 {
 	const mm_config *c = mm_model_config(m);
-	uint32_t *pt = NULL;
-	size_t cap = 0, npt = 0;
-	int rc;
-	if (o.prompt && (rc = mm_tok_encode(tok, (const uint8_t *)o.prompt, strlen(o.prompt), &pt, &cap, &npt)))
-		die_mm(rc);
+	int rc, np;
 	if (o.image && !MM_NPATCH(c))
 		die("%s: the model has no image geometry: it cannot generate images", o.model);
-	long long need = 1 + (long long)npt + (o.image ? MM_NPATCH(c) + 2 : 0);
-	if (need > c->seq_len)
-		die("the prompt takes %lld positions%s; the model's context holds %d", need,
-		    o.image ? " with its image" : "", c->seq_len);
+	struct prompt *pr = load_prompts(tok, c, &np);
 	// Before the sampling, so that it does not end in an unwritable path.
 	if (o.out)
 		cli_output_dir("-o", o.out);
@@ -216,30 +314,30 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 		cli_output_file("--grid", o.grid);
 	mm_gen_opts g;
 	gen_opts(&g);
-	int batch = (int)(o.batch < o.samples ? o.batch : o.samples), guided = g.image.cfg != 1;
+	long long total = np * o.samples;
+	int batch = (int)(o.batch < total ? o.batch : total), guided = g.image.cfg != 1;
 	mm_sampler *s;
 	if ((rc = mm_sampler_new(&s, m, batch * (guided ? 2 : 1))))
 		die_mm(rc);
 	mm_doc *pre = calloc((size_t)batch, sizeof *pre), *out = calloc((size_t)batch, sizeof *out);
 	if (!pre || !out)
 		die_mm(-MM_ENOMEM);
-	mm_doc prompt;
-	mm_doc_init(&prompt);
-	if (npt && (rc = mm_doc_add_text(&prompt, pt, (uint32_t)npt)))
-		die_mm(rc);
 	mm_image *grid = NULL;
-	int nimg = 0;
+	int nimg = 0, pimg = 0;
 	double t0 = mm_now();
-	for (long long first = 0; first < o.samples; first += batch) {
-		int k = (int)(o.samples - first < batch ? o.samples - first : batch);
+	for (long long first = 0; first < total; first += batch) {
+		int k = (int)(total - first < batch ? total - first : batch);
 		for (int i = 0; i < k; i++)
-			pre[i] = prompt; // shared, read only
+			pre[i] = pr[(first + i) / o.samples].doc; // shared, read only
 		if ((rc = mm_generate(s, pre, k, (uint64_t)first, &g, out)))
 			die_mm(rc);
 		for (int i = 0; i < k; i++) {
+			const struct prompt *p = &pr[(first + i) / o.samples];
 			if (first + i)
 				putchar('\n');
-			emit(tok, pt, npt, &out[i], &grid, &nimg);
+			if ((first + i) % o.samples == 0)
+				pimg = 0;
+			emit(tok, p->ids, p->n, p->line, &out[i], &grid, &nimg, &pimg);
 		}
 		fflush(stdout);
 	}
@@ -253,8 +351,9 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 		mm_image_free(&grid[i]);
 	for (int i = 0; i < batch; i++)
 		mm_doc_free(&out[i]);
-	mm_doc_free(&prompt);
-	free(grid), free(pre), free(out), free(pt);
+	for (int i = 0; i < np; i++)
+		mm_doc_free(&pr[i].doc), free(pr[i].ids);
+	free(grid), free(pre), free(out), free(pr);
 	mm_sampler_free(s);
 }
 
@@ -291,6 +390,18 @@ static void run_captions(mm_model *m, const mm_tokenizer *tok)
 	int rc = mm_prep_check(&p);
 	if (rc)
 		die_mm(rc);
+	if (o.caption_list) { // after the images given as arguments
+		struct lines l;
+		read_lines("--caption-list", o.caption_list, &l);
+		char **v = malloc((size_t)(o.files.n + l.n) * sizeof *v);
+		if (!v)
+			die_mm(-MM_ENOMEM);
+		if (o.files.n)
+			memcpy(v, o.files.v, (size_t)o.files.n * sizeof *v);
+		memcpy(v + o.files.n, l.v, (size_t)l.n * sizeof *v);
+		o.files.v = v, o.files.n += l.n;
+		free(l.v), free(l.no);
+	}
 	// Every image is read before any caption is written: a bad file stops the run cleanly.
 	size_t bytes = mm_prep_bytes(&p);
 	mm_doc *pre = calloc((size_t)o.files.n, sizeof *pre), *out = calloc((size_t)o.files.n, sizeof *out);
