@@ -186,3 +186,13 @@ void cli_output_file(const char *opt, const char *path)
 	cli_output_dir(opt, dir);
 	free(dir);
 }
+
+const char *cli_shortest(double x, char *buf)
+{
+	for (int p = 1; p <= 17; p++) {
+		snprintf(buf, 32, "%.*g", p, x);
+		if (strtod(buf, NULL) == x || x != x)
+			break;
+	}
+	return buf;
+}

@@ -27,6 +27,10 @@ void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 long long cli_int(const char *opt, const char *s, long long lo, long long hi);
 double cli_double(const char *opt, const char *s, double lo, double hi);
 
+// x as the shortest %.{1..17}g that strtod reads back as x (0.1, not 0.10000000000000001),
+// for what a person reads; buf holds 32 bytes. Returns buf.
+const char *cli_shortest(double x, char *buf);
+
 // Outputs are made ready before long work starts, so that hours of work do not end in an
 // unwritable path. Both refuse '-' (a usage error naming opt: the output is files, not a
 // stream), create missing directories with their parents, and check that a file can be created

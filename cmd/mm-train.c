@@ -26,7 +26,7 @@ static mm_train_settings o = {
 };
 static struct {
 	struct opt_list data, val;
-	char *tokenizer, *config, *out, *resume;
+	char *tokenizer, *config, *out, *resume, *show_config;
 	long long threads, ckpt_every, keep, log_every, eval_every, eval_batches;
 	int profile;
 	double dist_timeout; // data parallel: seconds a rank may wait for the others
@@ -73,6 +73,8 @@ static struct opt table[] = {
 	{"log-every", OPT_INT, &c.log_every, "N", .help = "log every N steps", 1, BIG, .saved = 1},
 	{"eval-every", OPT_INT, &c.eval_every, "N", .help = "validate every N steps, and at the end", 1, BIG, .saved = 1},
 	{"eval-batches", OPT_INT, &c.eval_batches, "N", .help = "validation batches per evaluation; 0: all", 0, BIG, .saved = 1},
+	{"show-config", OPT_STR, &c.show_config, "CKPT|DIR",
+	 .help = "print the settings saved in a checkpoint (of a run directory:\nits latest) as 'key = value' lines, and exit"},
 	{"profile", OPT_FLAG, &c.profile, NULL, .help = "print where the time of a step goes, by phase and by kernel"},
 #ifdef MM_MPI
 	OPT_HEAD("Data parallel (mpirun -np N mm-train-mpi ...)"),
@@ -104,9 +106,38 @@ static void check_resume_flags(void)
 	}
 }
 
+// --show-config: the checkpoint's settings through the option table, so that they read as a
+// --config file does (and can be one).
+static noreturn void show_config(void)
+{
+	for (struct opt *t = table; t->name; t++)
+		if (t->set && t->ptr != &c.show_config && t->type != OPT_HEADING)
+			die_usage("--show-config cannot be used with --%s", t->name);
+	char *path, *text;
+	mm_ckpt *ck;
+	int rc = mm_ckpt_resolve(c.show_config, &path);
+	if (!rc)
+		rc = mm_ckpt_read(&ck, path);
+	if (rc)
+		die_mm(rc);
+	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_CONF);
+	if (!s)
+		die("%s: no settings section", path);
+	if ((rc = opts_apply_kv(table, s->data, s->size, path, 1)))
+		die_mm(rc);
+	if (!(text = opts_show(table)))
+		die_mm(-MM_ENOMEM);
+	printf("# %s\n%s", path, text);
+	if (fflush(stdout) || ferror(stdout))
+		die("standard output: write error");
+	exit(0);
+}
+
 static void parse(int argc, char **argv)
 {
 	opts_parse(table, synopsis, about, argc, argv);
+	if (c.show_config)
+		show_config();
 	if (c.resume) {
 		check_resume_flags();
 		return;

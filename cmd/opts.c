@@ -460,7 +460,20 @@ int opts_apply_kv(struct opt *t, const char *text, uint64_t n, const char *name,
 	return rc;
 }
 
+static char *dump(const struct opt *t, int shortest);
+
 char *opts_dump(const struct opt *t)
+{
+	return dump(t, 0);
+}
+
+char *opts_show(const struct opt *t)
+{
+	return dump(t, 1);
+}
+
+// %.17g in checkpoints: their bytes stay those of every earlier version.
+static char *dump(const struct opt *t, int shortest)
 {
 	size_t cap = 4096, len = 0;
 	char *s = malloc(cap);
@@ -477,7 +490,11 @@ char *opts_dump(const struct opt *t)
 			k = snprintf(line, sizeof line, "%s = %lld\n", t->name, int_get(t));
 			break;
 		case OPT_FLOAT:
-			k = snprintf(line, sizeof line, "%s = %.17g\n", t->name, *(double *)t->ptr);
+			if (shortest) {
+				char num[32];
+				k = snprintf(line, sizeof line, "%s = %s\n", t->name, cli_shortest(*(double *)t->ptr, num));
+			} else
+				k = snprintf(line, sizeof line, "%s = %.17g\n", t->name, *(double *)t->ptr);
 			break;
 		case OPT_FLAG:
 			k = snprintf(line, sizeof line, "%s = %d\n", t->name, *(int *)t->ptr);

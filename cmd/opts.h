@@ -70,6 +70,8 @@ void opts_parse(struct opt *t, const char *synopsis, const char *about, int argc
 int opts_apply_kv(struct opt *t, const char *text, uint64_t n, const char *name, int from_ckpt);
 // Writes every saved option as "key = value" lines into a malloc'd string.
 char *opts_dump(const struct opt *t);
+// The same lines for a person: numbers printed shortest (cli_shortest), the saved bytes unchanged.
+char *opts_show(const struct opt *t);
 struct opt *opts_find(struct opt *t, const char *name);
 // The help: the usage, about, then every option with its default.
 void opts_help(const struct opt *t, const char *about);
