@@ -48,7 +48,7 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
 MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
-.PHONY: all deps test demo install uninstall clean ref bench experiment-fashion completion fuzz
+.PHONY: all deps test demo install uninstall clean ref bench experiment-fashion completion fuzz plot
 # The version: lib/mm.h's MM_VERSION, the one place it is written.
 MM_VERSION := $(shell sed -n 's/^\#define MM_VERSION "\(.*\)"/\1/p' lib/mm.h)
 # Objects made on the way to a tool are kept (make would delete them as intermediate files).
@@ -139,6 +139,12 @@ tests/bench/bin/%: tests/bench/%.c $(HEADERS) lib/libmm.a | $(DEPS_OK)
 bench: all $(BENCH_BINS)
 	@sh .ci/deps ref
 	@bash tests/bench/run.sh
+
+# The losses of a run as a PNG (RUN/loss.png) and on the terminal: make plot RUN=out/demo/run.
+plot:
+	@[ -n "$(RUN)" ] || { echo "make plot RUN=DIR: which run?" >&2; exit 2; }
+	@.ci/deps plot
+	sh cmd/plot.sh $(RUN)
 
 # The whole pipeline on the embedded data: tokenize, train a few minutes, sample, evaluate.
 DEMO ?= out/demo
