@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "font.h"
 #include "ingest.h"
 #include "kernels.h"
 #include "mm.h"
@@ -20,12 +21,12 @@
 static struct {
 	char *model, *prompt, *prompts, *out, *grid, *caption_list;
 	int ema, image, caption, recompute;
-	long long max_tokens, top_k, steps, samples, batch, seed, threads;
+	long long max_tokens, top_k, steps, samples, batch, seed, threads, grid_scale;
 	double temperature, top_p, cfg, cfg_interval[2], read_t;
 	int method;
 	struct opt_args files; // --caption's images
 } o = {.max_tokens = 256, .top_p = 1, .steps = 50, .cfg = 2, .cfg_interval = {0, 1}, .samples = 1, .batch = 8,
-       .seed = 1, .method = MM_ODE_HEUN, .read_t = 0.9};
+       .grid_scale = 1, .seed = 1, .method = MM_ODE_HEUN, .read_t = 0.9};
 
 // --cfg-interval A,B: two doubles.
 static const char *parse_interval(void *p, const char *s, char *why, size_t n)
@@ -74,7 +75,8 @@ static struct opt table[] = {
 	{"out", OPT_STR, &o.out, "DIR", .help = "write images as DIR/000.png ... (created, with its parents)", .letter = 'o'},
 	{"samples", OPT_INT, &o.samples, "N", .help = "documents to generate", 1, 1000000, .letter = 'n'},
 	{"batch", OPT_INT, &o.batch, "B", .help = "documents generated together", 1, 4096},
-	{"grid", OPT_STR, &o.grid, "FILE.png", .help = "also tile every generated image into one PNG"},
+	{"grid", OPT_STR, &o.grid, "FILE.png", .help = "also tile every generated image into one PNG\n(with --prompts: a row per prompt, labelled with it)"},
+	{"grid-scale", OPT_INT, &o.grid_scale, "N", .help = "enlarge the grid's images N times (nearest pixel)", 1, 64},
 	{"caption", OPT_FLAG, &o.caption, "IMAGE...", .help = "caption each image: one line 'name<TAB>caption' per image"},
 	{"caption-list", OPT_STR, &o.caption_list, "FILE",
 	 .help = "caption the images named in FILE, one path a line\n('-': standard input)"},
@@ -109,6 +111,8 @@ static void parse(int argc, char **argv)
 	if (o.caption && (o.prompt || o.prompts || o.image || o.out || o.grid || o.samples != 1))
 		die_usage("%s excludes --prompt, --prompts, --image, --out, --grid and --samples",
 			  o.caption_list ? "--caption-list" : "--caption");
+	if (o.grid_scale != 1 && !o.grid)
+		die_usage("--grid-scale needs --grid FILE.png");
 	if (o.prompt && o.prompts)
 		die_usage("--prompt and --prompts cannot be used together");
 	if ((o.top_k || o.top_p < 1) && o.temperature == 0)
@@ -138,35 +142,82 @@ static void print_text(const mm_tokenizer *tok, const uint32_t *ids, size_t n, i
 		*at_bol = buf[len - 1] == '\n';
 }
 
-// Tiles the images in rows of ceil(sqrt(n)), 2 white pixels apart, into one PNG.
-static void write_grid(const char *path, const mm_image *im, int n)
+// A prompt of the run and its tokens.
+struct prompt {
+	char *text; // "" for none
+	uint32_t *ids;
+	size_t n;
+	int line; // of --prompts; 0 for --prompt
+	mm_doc doc;
+};
+
+// The images of the run, each with the number of its prompt, for --grid.
+struct grid {
+	mm_image *im;
+	int *row;
+	int n;
+};
+
+#define LABEL_MAX 48 // characters of a row's label; longer prompts end in "..."
+
+// Tiles the images, 2 white pixels apart, each enlarged o.grid_scale times, into one PNG: rows of
+// ceil(sqrt(n)), or with --prompts one row per prompt, its text at the left.
+static void write_grid(const char *path, const struct grid *gr, const struct prompt *pr, int np)
 {
+	int n = gr->n;
 	if (!n) {
 		warnx("no images were generated: %s not written", path);
 		return;
 	}
-	uint32_t cols = (uint32_t)ceil(sqrt(n)), rows = ((uint32_t)n + cols - 1) / cols, gap = 2;
-	uint32_t w = im[0].w, h = im[0].h, c = im[0].c;
+	uint32_t s = (uint32_t)o.grid_scale, gap = 2, cols = (uint32_t)ceil(sqrt(n)), rows = ((uint32_t)n + cols - 1) / cols;
+	uint32_t w = gr->im[0].w * s, h = gr->im[0].h * s, c = gr->im[0].c, label_w = 0;
+	int *at = calloc((size_t)np, sizeof *at); // images placed in each prompt's row so far
+	char (*label)[LABEL_MAX + 1] = calloc((size_t)np, sizeof *label);
+	if (!at || !label)
+		die_mm(-MM_ENOMEM);
+	if (o.prompts) {
+		cols = 0, rows = (uint32_t)np;
+		for (int i = 0; i < n; i++)
+			if ((uint32_t)++at[gr->row[i]] > cols)
+				cols = (uint32_t)at[gr->row[i]];
+		memset(at, 0, (size_t)np * sizeof *at);
+		for (int r = 0; r < np; r++) {
+			snprintf(label[r], sizeof label[r], "%s", pr[r].text);
+			if (strlen(pr[r].text) > LABEL_MAX)
+				memcpy(label[r] + LABEL_MAX - 3, "...", 3);
+			uint32_t lw = font_width(label[r], s) + 4 * s;
+			label_w = lw > label_w ? lw : label_w;
+		}
+	}
 	mm_image g;
-	int rc = mm_image_alloc(&g, cols * (w + gap) + gap, rows * (h + gap) + gap, c);
+	int rc = mm_image_alloc(&g, label_w + cols * (w + gap) + gap, rows * (h + gap) + gap, c);
 	if (rc)
 		die_mm(rc);
 	memset(g.px, 255, (size_t)g.w * g.h * c);
+	for (int r = 0; o.prompts && r < np; r++) {
+		uint32_t th = FONT_H * s, y = gap + (uint32_t)r * (h + gap) + (h > th ? (h - th) / 2 : 0);
+		font_draw(&g, 2 * s, y, label[r], s, label_w - 2 * s);
+	}
 	for (int i = 0; i < n; i++) {
-		uint32_t x0 = gap + (i % cols) * (w + gap), y0 = gap + (i / cols) * (h + gap);
+		const mm_image *im = &gr->im[i];
+		uint32_t k = o.prompts ? (uint32_t)gr->row[i] * cols + (uint32_t)at[gr->row[i]]++ : (uint32_t)i;
+		uint32_t x0 = label_w + gap + (k % cols) * (w + gap), y0 = gap + (k / cols) * (h + gap);
 		for (uint32_t y = 0; y < h; y++)
-			memcpy(g.px + ((size_t)(y0 + y) * g.w + x0) * c, im[i].px + (size_t)y * w * c, (size_t)w * c);
+			for (uint32_t x = 0; x < w; x++)
+				memcpy(g.px + ((size_t)(y0 + y) * g.w + x0 + x) * c,
+				       im->px + ((size_t)(y / s) * im->w + x / s) * c, c);
 	}
 	if ((rc = mm_image_save_png(path, &g)))
 		die_mm(rc);
 	mm_image_free(&g);
+	free(at), free(label);
 }
 
 // Prints one document (prompt, then what was generated) and writes its images.
 // Images are DIR/000.png ... in the order of the run, or with --prompts DIR/pLLL-NNN.png: the
 // line LLL of the prompt, the image's number NNN among that prompt's (*pimg counts them).
-static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, int line, const mm_doc *d,
-		 mm_image **grid, int *nimg, int *pimg)
+static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, int line, int row, const mm_doc *d,
+		 struct grid *gr, int *pimg)
 {
 	int bol = 1;
 	print_text(tok, pt, npt, &bol);
@@ -180,11 +231,17 @@ static void emit(const mm_tokenizer *tok, const uint32_t *pt, size_t npt, int li
 		if (o.prompts)
 			snprintf(path, sizeof path, "%s/p%03d-%03d.png", o.out, line, (*pimg)++);
 		else
-			snprintf(path, sizeof path, "%s/%03d.png", o.out, *nimg);
-		*grid = realloc(*grid, (size_t)(*nimg + 1) * sizeof **grid);
-		if (!*grid)
+			snprintf(path, sizeof path, "%s/%03d.png", o.out, gr->n);
+		mm_image *im = realloc(gr->im, (size_t)(gr->n + 1) * sizeof *im);
+		int *rows = realloc(gr->row, (size_t)(gr->n + 1) * sizeof *rows);
+		if (im)
+			gr->im = im;
+		if (rows)
+			gr->row = rows;
+		if (!im || !rows)
 			die_mm(-MM_ENOMEM);
-		mm_image *img = &(*grid)[(*nimg)++];
+		gr->row[gr->n] = row;
+		mm_image *img = &gr->im[gr->n++];
 		segment_image(sg, img);
 		int rc = mm_image_save_png(path, img);
 		if (rc)
@@ -258,12 +315,6 @@ static void read_lines(const char *opt, const char *path, struct lines *l)
 
 // The prompts of the run: --prompt (or none), or every line of --prompts, encoded and checked
 // against the model's context before any generation.
-struct prompt {
-	uint32_t *ids;
-	size_t n;
-	int line; // of --prompts; 0 for --prompt
-	mm_doc doc;
-};
 
 static struct prompt *load_prompts(const mm_tokenizer *tok, const mm_config *c, int *np)
 {
@@ -277,6 +328,8 @@ static struct prompt *load_prompts(const mm_tokenizer *tok, const mm_config *c, 
 		size_t cap = 0;
 		int rc = 0;
 		p[i].line = l.no[i];
+		if (!(p[i].text = strdup(l.v[i] ? l.v[i] : "")))
+			die_mm(-MM_ENOMEM);
 		mm_doc_init(&p[i].doc);
 		if (l.v[i] && (rc = mm_tok_encode(tok, (const uint8_t *)l.v[i], strlen(l.v[i]), &p[i].ids, &cap, &p[i].n)))
 			die_mm(rc);
@@ -322,8 +375,8 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 	mm_doc *pre = calloc((size_t)batch, sizeof *pre), *out = calloc((size_t)batch, sizeof *out);
 	if (!pre || !out)
 		die_mm(-MM_ENOMEM);
-	mm_image *grid = NULL;
-	int nimg = 0, pimg = 0;
+	struct grid gr = {0};
+	int pimg = 0;
 	double t0 = mm_now();
 	for (long long first = 0; first < total; first += batch) {
 		int k = (int)(total - first < batch ? total - first : batch);
@@ -337,23 +390,24 @@ static void run_samples(mm_model *m, const mm_tokenizer *tok)
 				putchar('\n');
 			if ((first + i) % o.samples == 0)
 				pimg = 0;
-			emit(tok, p->ids, p->n, p->line, &out[i], &grid, &nimg, &pimg);
+			emit(tok, p->ids, p->n, p->line, (int)((first + i) / o.samples), &out[i], &gr, &pimg);
 		}
 		fflush(stdout);
 	}
 	double secs = mm_now() - t0;
+	int nimg = gr.n;
 	if (nimg)
 		fprintf(stderr, "%s: %d image%s in %.2f s (%.3f images/s)\n", cli_prog, nimg, nimg == 1 ? "" : "s",
 			secs, nimg / secs);
 	if (o.grid)
-		write_grid(o.grid, grid, nimg);
+		write_grid(o.grid, &gr, pr, np);
 	for (int i = 0; i < nimg; i++)
-		mm_image_free(&grid[i]);
+		mm_image_free(&gr.im[i]);
 	for (int i = 0; i < batch; i++)
 		mm_doc_free(&out[i]);
 	for (int i = 0; i < np; i++)
-		mm_doc_free(&pr[i].doc), free(pr[i].ids);
-	free(grid), free(pre), free(out), free(pr);
+		mm_doc_free(&pr[i].doc), free(pr[i].ids), free(pr[i].text);
+	free(gr.im), free(gr.row), free(pre), free(out), free(pr);
 	mm_sampler_free(s);
 }
 
