@@ -8,7 +8,7 @@ F=$DATA/fashion-mnist
 mm-tokenize --format idx $F/train-images-idx3-ubyte.gz $F/train-labels-idx1-ubyte.gz \
 	--labels $F/labels.txt --caption-template 'a photo of a {label}' -o fm 2>/dev/null
 A="--data $PWD/fm-00000.mms --dim 64 --layers 2 --heads 4 --seq-len 80 --batch 4 --log-every 1 --warmup 3
-   --lr 1e-3 --threads 2 --ema 0.9 --steps 40 --ckpt-every 1 --keep 2"
+   --lr 1e-3 --threads 2 --ema 0.9 --steps 80 --ckpt-every 1 --keep 2"
 # The uninterrupted run, under the same --out name (the checkpoint stores it).
 mkdir whole && (cd whole && mm-train $A --out parts 2>/dev/null)
 # Checkpoints equal but for STAT (its seconds of training, and the CRCs over them).
@@ -31,10 +31,10 @@ while :; do
 	fi
 	mm-train "$@" 2>/dev/null &
 	pid=$!
-	# A kill 20 to 400 ms into the run (the run takes a second or more here), from a fixed
+	# A kill 10 to 250 ms into the run (the run takes a second or more here), from a fixed
 	# sequence; after 12 kills, or once it has finished, the run is left alone.
 	seed=$(((seed * 1103515245 + 12345) % 2147483648))
-	ms=$((20 + seed % 381))
+	ms=$((10 + seed % 241))
 	if [ $kills -lt 12 ]; then
 		sleep "$(echo "$ms" | awk '{printf "%.3f", $1 / 1000}')"
 		if kill -KILL $pid 2>/dev/null; then
@@ -45,7 +45,7 @@ while :; do
 			rc=0
 			wait $pid || rc=$?
 			[ $rc = 0 ] || { echo "mm-train $* failed: exit status $rc"; exit 1; }
-			[ "$(cat parts/latest)" = ckpt-40.mmc ] && break
+			[ "$(cat parts/latest)" = ckpt-80.mmc ] && break
 		fi
 		# Whatever the moment, the checkpoint named by latest is whole, and no temporary
 		# file is mistaken for a checkpoint.
@@ -60,7 +60,7 @@ while :; do
 	break
 done
 [ $kills -ge 4 ] && echo "killed at least 4 times and resumed"
-same_ckpt whole/parts/ckpt-40.mmc parts/ckpt-40.mmc && echo "final checkpoint identical to the uninterrupted run's"
+same_ckpt whole/parts/ckpt-80.mmc parts/ckpt-80.mmc && echo "final checkpoint identical to the uninterrupted run's"
 strip whole/parts/log.jsonl > a.txt
 strip parts/log.jsonl > b.txt
 cmp a.txt b.txt && echo "log identical"
