@@ -99,9 +99,11 @@ static const char *parse_separator(void *p, const char *s, char *why, size_t n)
 #define SZ(field) .size = sizeof(field)
 static struct opt table[] = {
 	OPT_HEAD("Input"),
-	{"format", OPT_CHOICE, &a.o.format, "F", .help = "jsonl, dir, idx, text or image", .def = "from each file",
-	 .choices = (const char *const[]){"jsonl", "dir", "idx", "text", "image", NULL},
-	 .values = (const int[]){MM_FMT_JSONL, MM_FMT_DIR, MM_FMT_IDX, MM_FMT_TEXT, MM_FMT_IMAGE}},
+	{"format", OPT_CHOICE, &a.o.format, "F", .help = "jsonl, dir, idx, text, image or wds", .def = "from each file",
+	 .choices = (const char *const[]){"jsonl", "dir", "idx", "text", "image", "wds", NULL},
+	 .values = (const int[]){MM_FMT_JSONL, MM_FMT_DIR, MM_FMT_IDX, MM_FMT_TEXT, MM_FMT_IMAGE, MM_FMT_WDS}},
+	{"text-key", OPT_STR, &a.o.text_key, "NAME", .help = "JSONL, metadata, WebDataset .json: the caption field",
+	 .def = "text"},
 	{"labels", OPT_STR, &a.o.labels, "FILE", .help = "IDX: class names, one per line"},
 	{"caption-template", OPT_STR, &a.o.caption_template, "STR",
 	 .help = "IDX: caption of an image, {label} is its class", .def = "{label}"},
@@ -284,11 +286,18 @@ static void extract(const struct args *a, int n, char **shards)
 		(unsigned long long)st.images, a->extract, st.info.img_w, st.info.img_h, st.info.img_c, st.info.patch);
 }
 
+static void warn_input(void *ctx, const char *msg)
+{
+	(void)ctx;
+	warnx("warning: %s", msg);
+}
+
 int main(int argc, char **argv)
 {
 	cli_init(argv[0]);
 	cli_cleanup_on_signal();
 	mm_ingest_opts_default(&a.o);
+	a.o.warn = warn_input;
 	opts_parse(table, synopsis, about, argc, argv);
 	int n = a.inputs.n;
 	char **rest = a.inputs.v;

@@ -41,8 +41,8 @@ void mm_ingest_opts_default(mm_ingest_opts *o)
 
 int mm_format_parse(const char *name)
 {
-	static const char *const names[] = {"jsonl", "dir", "idx", "text", "image"};
-	for (int i = 0; i < 5; i++)
+	static const char *const names[] = {"jsonl", "dir", "idx", "text", "image", "wds"};
+	for (int i = 0; i < 6; i++)
 		if (strcmp(name, names[i]) == 0)
 			return MM_FMT_JSONL + i;
 	return -1;
@@ -99,7 +99,7 @@ static int load_names(inputs *in, const char *path)
 	return 0;
 }
 
-static int content_format(int f) { return f == MM_FMT_JSONL || f == MM_FMT_TEXT; }
+static int content_format(int f) { return f == MM_FMT_JSONL || f == MM_FMT_TEXT || f == MM_FMT_WDS; }
 
 static int inputs_add(inputs *in, int *cap, const char *path, int format, const char *labels)
 {
@@ -173,7 +173,8 @@ static int inputs_resolve(inputs *in, const mm_ingest_opts *o, char *const *argv
 
 static int source_open(mm_source **s, const inputs *in, const input *p, const mm_ingest_opts *o)
 {
-	mm_source_opts so = {o->doc_separator, in->names, in->n_names, o->caption_template, o->prep.max_pixels};
+	mm_source_opts so = {o->doc_separator, o->text_key, o->warn, o->warn_ctx, in->names, in->n_names,
+			     o->caption_template, o->prep.max_pixels};
 	return mm_source_open(s, p->format, p->path, p->labels, &so);
 }
 
@@ -294,6 +295,12 @@ static int job_segment(job *j, const mm_rawseg *s, const mm_tokenizer *tok, cons
 	if (s->path) { // read here, on the worker: the reader thread only lists names
 		rc = mm_prep_image_file_at(s->lent ? s->dirfd : AT_FDCWD, s->path + s->name, s->path, p, px,
 					   &j->bytes_in);
+	} else if (!s->w) { // an encoded image held in memory (a tar member)
+		mm_image img;
+		rc = mm_image_load_mem(s->px, s->len, j->raw.where ? j->raw.where : "image", p->max_pixels, &img);
+		if (!rc)
+			rc = mm_prep_image(&img, p, px);
+		mm_image_free(&img);
 	} else {
 		mm_image img = {s->w, s->h, 1, s->px};
 		rc = mm_prep_image(&img, p, px);

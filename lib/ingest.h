@@ -42,8 +42,9 @@ enum mm_format {
 	MM_FMT_IDX,
 	MM_FMT_TEXT,
 	MM_FMT_IMAGE, // one image file (with its sidecar caption, as in a folder)
+	MM_FMT_WDS,   // WebDataset tar shards: key.png|jpg|jpeg with key.txt or key.json
 };
-// "jsonl", "dir", "idx", "text", "image" -> format; -1 if unknown.
+// "jsonl", "dir", "idx", "text", "image", "wds" -> format; -1 if unknown.
 int mm_format_parse(const char *name);
 
 typedef struct mm_ingest_stats {
@@ -65,6 +66,9 @@ typedef struct mm_ingest_opts {
 	const char *labels;           // IDX: file of class names, one per line (or NULL)
 	const char *caption_template; // IDX: "{label}" is replaced by the class name (NULL: "{label}")
 	const char *doc_separator;    // text: a line equal to it ends a document (NULL: blank lines)
+	const char *text_key;         // JSONL, metadata, WebDataset .json: the caption field (NULL: "text")
+	void (*warn)(void *ctx, const char *msg); // a note about the input, e.g. text left unread
+	void *warn_ctx;
 	mm_prep prep;
 	// Output (mm_ingest_run only).
 	const char *prefix;   // PREFIX-00000.mms ..., PREFIX-val-00000.mms ...

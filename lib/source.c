@@ -62,6 +62,8 @@ static mm_rawseg *raw_push(mm_rawdoc *d, uint32_t type)
 	return s;
 }
 
+mm_rawseg *mm_rawdoc_push(mm_rawdoc *d, uint32_t type) { return raw_push(d, type); }
+
 // Takes ownership of text (NULL-safe for n == 0).
 static int raw_text(mm_rawdoc *d, uint8_t *text, size_t n)
 {
@@ -314,73 +316,6 @@ static FILE *stdin_content(void)
 
 // ---------------------------------------------------------------- detection
 
-static int idx_magic(const char *path, int *kind)
-{
-	gzFile g = gzopen(path, "rb");
-	if (!g)
-		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
-	uint8_t m[4];
-	int got = gzread(g, m, 4);
-	gzclose(g);
-	if (got != 4)
-		return mm_fail(MM_EFORMAT, "%s: not an IDX file (shorter than its 4-byte magic)", path);
-	uint32_t magic = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
-	if (magic != 0x803 && magic != 0x801)
-		return mm_fail(MM_EFORMAT,
-			       "%s: not an IDX file of bytes (magic 0x%08x; expected 0x00000803 for images or "
-			       "0x00000801 for labels)",
-			       path, magic);
-	*kind = (int)(magic & 0xff);
-	return 0;
-}
-
-int mm_source_detect(const char *path, int forced, int *format, int *idx_kind)
-{
-	*idx_kind = 0;
-	struct stat st;
-	if (stat(path, &st) != 0)
-		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno));
-	int isdir = S_ISDIR(st.st_mode);
-	if (forced == MM_FMT_DIR && !isdir)
-		return mm_fail(MM_EINVAL, "%s: not a directory", path);
-	if (forced != MM_FMT_AUTO && forced != MM_FMT_DIR && isdir)
-		return mm_fail(MM_EINVAL, "%s: is a directory", path);
-	*format = forced;
-	if (forced == MM_FMT_IDX)
-		return idx_magic(path, idx_kind);
-	if (forced != MM_FMT_AUTO)
-		return 0;
-	if (isdir) {
-		*format = MM_FMT_DIR;
-		return 0;
-	}
-	if (has_suffix(path, strlen(path), ".jsonl")) {
-		*format = MM_FMT_JSONL;
-		return 0;
-	}
-	// gzread passes plain files through, so one read sniffs both forms of IDX.
-	uint8_t m[4] = {0};
-	gzFile g = gzopen(path, "rb");
-	if (!g)
-		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
-	int got = gzread(g, m, 4);
-	gzclose(g);
-	if (got == 4 && m[0] == 0 && m[1] == 0 && m[2] == 8 && (m[3] == 1 || m[3] == 3)) {
-		*format = MM_FMT_IDX;
-		*idx_kind = m[3];
-		return 0;
-	}
-	if (got >= 3 && ((m[0] == 0x89 && m[1] == 'P' && m[2] == 'N') || (m[0] == 0xff && m[1] == 0xd8 && m[2] == 0xff))) {
-		*format = MM_FMT_IMAGE;
-		return 0;
-	}
-	// Named like an IDX file but not one: say so rather than read it as text.
-	if (has_suffix(path, strlen(path), ".gz") || has_suffix(path, strlen(path), "-ubyte") || strstr(path, ".idx"))
-		return idx_magic(path, idx_kind);
-	*format = MM_FMT_TEXT;
-	return 0;
-}
-
 uint64_t mm_source_weight(const char *path, int format)
 {
 	struct stat st;
@@ -409,9 +344,12 @@ struct mm_source {
 	char *name; // for messages: the path, or "stdin"
 	mm_source_opts o;
 	uint64_t bytes, size; // bytes read; input size (0 = unknown)
-	// jsonl, text
+	// jsonl, text, wds
 	FILE *f;
 	int own_f;
+	mm_zin *z;   // the decompressing layer under f, or NULL
+	mm_wds *wds; // wds: the tar reader over f
+	int warned;  // jsonl: the unread text keys were named once
 	char *line;
 	size_t line_cap;
 	uint64_t lineno;
@@ -425,6 +363,12 @@ struct mm_source {
 	char **txt; // dir: the .txt files of the folder, sorted (a caption is looked up, not probed)
 	size_t n_txt;
 	int listed; // dir: txt is the whole list of captions
+	// dir without images of its own: its subfolders (splits, classes), read one after another
+	char **subdirs;
+	size_t n_sub, next_sub;
+	mm_source *sub, **done; // the one being read; those read (their paths are lent)
+	char *class_name;       // a class folder: the caption of an image without one
+	int depth;
 	// idx
 	gzFile gi, gl;
 	char *labels_name;
@@ -432,20 +376,19 @@ struct mm_source {
 	uint32_t rows, cols;
 };
 
+// A gzip or zstd stream is decompressed on the way (its magic says so, whatever its name).
 static int open_stream(mm_source *s, const char *path)
 {
-	if (strcmp(path, "-") == 0) {
-		s->f = stdin_content();
-		return 0;
-	}
-	s->f = fopen(path, "rb");
-	if (!s->f)
+	FILE *raw = strcmp(path, "-") == 0 ? stdin_content() : fopen(path, "rb");
+	if (!raw)
 		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno));
-	s->own_f = 1;
+	int own = raw != stdin && raw != stdin_spool;
 	struct stat st;
-	if (fstat(fileno(s->f), &st) == 0 && S_ISREG(st.st_mode))
+	if (own && fstat(fileno(raw), &st) == 0 && S_ISREG(st.st_mode))
 		s->size = (uint64_t)st.st_size;
-	return 0;
+	int rc = mm_zin_open(raw, own, 0, &s->f, &s->z);
+	s->own_f = !rc && (own || s->z);
+	return rc;
 }
 
 // Appends p to the list (l, n, cap).
@@ -465,21 +408,73 @@ static int push_name(char ***l, size_t *n, size_t *cap, char *p)
 // Lists the images of a folder in byte order of their names, so that the output does not
 // depend on the order the file system returns them in, and its .txt files (the captions).
 // The entry's type from readdir saves a stat per file where the file system gives it.
+static char *path_join(const char *dir, const char *name)
+{
+	size_t a = strlen(dir), b = strlen(name);
+	int slash = a && dir[a - 1] == '/';
+	char *p = malloc(a + b + 2);
+	if (p) {
+		memcpy(p, dir, a);
+		p[a] = '/';
+		memcpy(p + a + !slash, name, b + 1);
+	}
+	return p;
+}
+
+static const char *const split_names[] = {"train", "test", "validation", "valid", "val", "dev", NULL};
+
+// A Hugging Face ImageFolder: metadata.jsonl beside the images is the manifest of the folder.
+static int open_metadata(mm_source *s, const char *path, int *found)
+{
+	char *meta = path_join(path, "metadata.jsonl");
+	*found = 0;
+	if (!meta)
+		return mm_fail(MM_ENOMEM, "out of memory");
+	struct stat st;
+	*found = stat(meta, &st) == 0 && S_ISREG(st.st_mode);
+	if (!*found) {
+		free(meta);
+		return 0;
+	}
+	free(s->name);
+	s->name = meta;
+	s->format = MM_FMT_JSONL;
+	int rc = open_stream(s, meta);
+	if (!rc && !(s->dir = dir_prefix(meta)))
+		rc = mm_fail(MM_ENOMEM, "out of memory");
+	return rc;
+}
+
 static int open_dir(mm_source *s, const char *path)
 {
+	int meta;
+	int rc = open_metadata(s, path, &meta);
+	if (rc || meta)
+		return rc;
 	DIR *dir = opendir(path);
 	if (!dir)
 		return mm_fail(MM_EIO, "%s: cannot open: %s", path, strerror(errno));
-	size_t cap = 0, tcap = 0, plen = strlen(path);
+	size_t cap = 0, tcap = 0, scap = 0, plen = strlen(path);
 	int slash = plen && path[plen - 1] == '/';
 	size_t at = plen + !slash; // where each name starts in its path
 	struct dirent *e;
-	int rc = 0;
 	while ((e = readdir(dir)) && !rc) {
 		size_t len = strlen(e->d_name);
 		int img = is_image_name(e->d_name, len), txt = has_suffix(e->d_name, len, ".txt");
-		if (e->d_name[0] == '.' || (!img && !txt))
+		if (e->d_name[0] == '.')
 			continue;
+		if (!img && !txt) { // a subfolder is read when the folder holds no images
+			if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
+				char *p = name_alloc(&s->chunks, len + 1);
+				if (!p)
+					rc = mm_fail(MM_ENOMEM, "out of memory");
+				else {
+					memcpy(p, e->d_name, len + 1);
+					rc = push_name(&s->subdirs, &s->n_sub, &scap, p);
+				}
+			}
+			continue;
+		}
 		char *p = name_alloc(&s->chunks, at + len + 1);
 		if (!p) {
 			rc = mm_fail(MM_ENOMEM, "out of memory");
@@ -506,7 +501,74 @@ static int open_dir(mm_source *s, const char *path)
 	}
 	free(tmp);
 	s->listed = !rc;
+	if (!rc && !s->n_names) {
+		if (s->n_sub)
+			qsort(s->subdirs, s->n_sub, sizeof *s->subdirs, name_cmp);
+		else
+			rc = mm_fail(MM_EFORMAT, "%s: no images (*.png, *.jpg, *.jpeg), metadata.jsonl or subfolders", path);
+	}
 	return rc;
+}
+
+// The next subfolder of a folder without images: a split (train/, test/ ...) is read as a folder
+// of its own; any other subfolder is a class, whose name captions its uncaptioned images.
+static int open_next_sub(mm_source *s, int *opened)
+{
+	*opened = 0;
+	while (s->next_sub < s->n_sub) {
+		const char *name = s->subdirs[s->next_sub++];
+		char *p = path_join(s->name, name);
+		if (!p)
+			return mm_fail(MM_ENOMEM, "out of memory");
+		struct stat st;
+		if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			free(p);
+			continue;
+		}
+		if (s->depth >= 4) {
+			free(p);
+			return mm_fail(MM_EFORMAT, "%s: folders nested deeper than 4 levels", s->name);
+		}
+		mm_source *sub;
+		int rc = mm_source_open(&sub, MM_FMT_DIR, p, NULL, &s->o);
+		free(p);
+		if (rc)
+			return rc;
+		sub->depth = s->depth + 1;
+		int split = 0;
+		for (int i = 0; split_names[i] && !split; i++)
+			split = strcmp(name, split_names[i]) == 0;
+		if (!split && !(sub->class_name = strdup(name))) {
+			mm_source_close(sub);
+			return mm_fail(MM_ENOMEM, "out of memory");
+		}
+		mm_source **dn = realloc(s->done, s->next_sub * sizeof *dn);
+		if (!dn) {
+			mm_source_close(sub);
+			return mm_fail(MM_ENOMEM, "out of memory");
+		}
+		s->done = dn;
+		s->done[s->next_sub - 1] = s->sub = sub;
+		*opened = 1;
+		return 0;
+	}
+	return 0;
+}
+
+static int next_sub(mm_source *s, mm_rawdoc *d)
+{
+	for (;;) {
+		if (s->sub) {
+			int rc = mm_source_next(s->sub, d);
+			if (rc)
+				return rc;
+			s->bytes += mm_source_bytes(s->sub);
+			s->sub = NULL; // kept in done: its documents may still be in flight
+		}
+		int opened, rc = open_next_sub(s, &opened);
+		if (rc || !opened)
+			return rc;
+	}
 }
 
 static int idx_header(gzFile g, const char *path, uint32_t want_magic, uint32_t *dims, int ndims, uint64_t *bytes)
@@ -577,6 +639,10 @@ int mm_source_open(mm_source **out, int format, const char *path, const char *la
 		case MM_FMT_TEXT:
 			rc = open_stream(s, path);
 			break;
+		case MM_FMT_WDS:
+			if (!(rc = open_stream(s, path)))
+				rc = mm_wds_open(&s->wds, s->f, s->name, &s->o);
+			break;
 		case MM_FMT_DIR:
 			rc = open_dir(s, path);
 			break;
@@ -608,6 +674,12 @@ void mm_source_close(mm_source *s)
 {
 	if (!s)
 		return;
+	mm_wds_close(s->wds);
+	for (size_t i = 0; s->done && i < s->next_sub; i++)
+		mm_source_close(s->done[i]);
+	free(s->done);
+	free(s->subdirs);
+	free(s->class_name);
 	if (s->own_f)
 		fclose(s->f);
 	free(s->line);
@@ -634,15 +706,19 @@ double mm_source_progress(const mm_source *s)
 	switch (s->format) {
 	case MM_FMT_DIR:
 	case MM_FMT_IMAGE:
+		if (!s->n_names && s->n_sub)
+			return (double)(s->next_sub - (s->sub != NULL)) / (double)s->n_sub;
 		return s->n_names ? (double)s->next / (double)s->n_names : 1;
 	case MM_FMT_IDX:
 		return s->count ? (double)s->item / (double)s->count : 1;
 	default:
+		if (s->z) // the compressed bytes against the file's size
+			return s->size ? (double)mm_zin_raw_bytes(s->z) / (double)s->size : 0;
 		return s->size ? (double)s->bytes / (double)s->size : 0;
 	}
 }
 
-uint64_t mm_source_bytes(const mm_source *s) { return s->bytes; }
+uint64_t mm_source_bytes(const mm_source *s) { return s->bytes + (s->sub ? mm_source_bytes(s->sub) : 0); }
 
 // ---------------------------------------------------------------- JSONL
 
@@ -704,6 +780,33 @@ static int json_obelics(mm_source *s, mm_rawdoc *d, json_t *texts, json_t *image
 	return 0;
 }
 
+void mm_json_unread_keys(void *jv, const char *name, const char *const *read, int n_read, const mm_source_opts *o,
+			 int *warned)
+{
+	json_t *j = jv;
+	if (*warned || !o->warn)
+		return;
+	char msg[512];
+	int at = snprintf(msg, sizeof msg, "%s:", name), n = 0;
+	const char *key;
+	json_t *v;
+	json_object_foreach(j, key, v) {
+		int r = 0;
+		for (int i = 0; i < n_read && !r; i++)
+			r = strcmp(key, read[i]) == 0;
+		if (r || !json_is_string(v) || !json_string_length(v) || at < 0 || at > (int)sizeof msg - 128)
+			continue;
+		at += snprintf(msg + at, sizeof msg - (size_t)at, "%s \"%.40s\"", n ? "," : "", key);
+		n++;
+	}
+	if (!n)
+		return;
+	*warned = 1;
+	snprintf(msg + at, sizeof msg - (size_t)at, " hold%s text that is not read (--text-key NAME reads a field)",
+		 n > 1 ? "" : "s");
+	o->warn(o->warn_ctx, msg);
+}
+
 // One manifest line into d. Returns 0 or a document error (the caller marks d bad).
 static int json_doc(mm_source *s, mm_rawdoc *d, const char *line, size_t len)
 {
@@ -714,20 +817,26 @@ static int json_doc(mm_source *s, mm_rawdoc *d, const char *line, size_t len)
 		return mm_fail(MM_EFORMAT, "%s:%llu: invalid JSON: %s", s->name, ln, e.text);
 	int rc = 0;
 	json_t *texts = json_object_get(j, "texts"), *images = json_object_get(j, "images");
-	json_t *file = json_object_get(j, "file_name"), *text = json_object_get(j, "text");
+	const char *tkey = s->o.text_key ? s->o.text_key : "text";
+	json_t *file = json_object_get(j, "file_name"), *text = json_object_get(j, tkey);
 	if (!json_is_object(j))
 		rc = mm_fail(MM_EFORMAT, "%s:%llu: expected a JSON object", s->name, ln);
 	else if (texts || images)
 		rc = json_obelics(s, d, texts, images);
 	else if (file || text) {
 		if (text && !json_is_null(text) && !json_is_string(text))
-			rc = mm_fail(MM_EFORMAT, "%s:%llu: \"text\" is not a string", s->name, ln);
+			rc = mm_fail(MM_EFORMAT, "%s:%llu: \"%s\" is not a string", s->name, ln, tkey);
 		else if (json_is_string(text) && json_string_length(text))
 			rc = raw_text_copy(d, json_string_value(text), json_string_length(text));
 		if (!rc && file)
 			rc = json_image(s, d, file, "file_name");
+		if (!rc && !s->warned) {
+			const char *read[] = {"file_name", tkey};
+			mm_json_unread_keys(j, s->name, read, 2, &s->o, &s->warned);
+		}
 	} else
-		rc = mm_fail(MM_EFORMAT, "%s:%llu: no \"file_name\", \"text\", or \"texts\" and \"images\"", s->name, ln);
+		rc = mm_fail(MM_EFORMAT, "%s:%llu: no \"file_name\", \"%s\", or \"texts\" and \"images\"", s->name, ln,
+			     tkey);
 	json_decref(j);
 	return rc;
 }
@@ -754,7 +863,9 @@ static ssize_t read_line(mm_source *s, int *rc)
 		int c = getc_unlocked(s->f);
 		if (c == EOF) {
 			if (ferror(s->f)) {
-				*rc = mm_fail(MM_EIO, "%s: read error: %s", s->name, strerror(errno));
+				const char *ze = mm_zin_error(s->z);
+				*rc = ze ? mm_fail(MM_EFORMAT, "%s: %s", s->name, ze)
+					 : mm_fail(MM_EIO, "%s: read error: %s", s->name, strerror(errno));
 				return -1;
 			}
 			break;
@@ -886,6 +997,8 @@ static int next_image(mm_source *s, mm_rawdoc *d)
 		return 0;
 	char *p = s->names[s->next++];
 	int rc = read_caption(d, p, s->txt, s->n_txt, s->listed);
+	if (!rc && !d->n_segs && s->class_name)
+		rc = raw_text_copy(d, s->class_name, strlen(s->class_name));
 	if (rc)
 		return raw_bad(d, rc);
 	if (d->n_segs)
@@ -988,10 +1101,13 @@ int mm_source_next(mm_source *s, mm_rawdoc *d)
 	case MM_FMT_TEXT:
 		return next_text(s, d);
 	case MM_FMT_DIR:
+		return !s->n_names && s->n_sub ? next_sub(s, d) : next_image(s, d);
 	case MM_FMT_IMAGE:
 		return next_image(s, d);
 	case MM_FMT_IDX:
 		return next_idx(s, d);
+	case MM_FMT_WDS:
+		return mm_wds_next(s->wds, d, &s->bytes);
 	}
 	return mm_fail(MM_EINVAL, "%s: unknown input format", s->name);
 }

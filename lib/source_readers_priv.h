@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 // Longest line of a JSONL manifest or a text input, and longest text document, in bytes
 // (man/mm-tokenize.1, LIMITS): a longer one is refused before more is allocated.
@@ -18,7 +19,7 @@ typedef struct mm_rawseg {
 	size_t len;
 	char *path;   // image file, or NULL when px holds the pixels
 	uint8_t *px;  // h*w gray pixels
-	uint32_t w, h;
+	uint32_t w, h; // 0 x 0 with px set: px holds len bytes of an encoded PNG or JPEG
 	int lent;     // path belongs to the source (a folder), not to the document; then
 	int dirfd;    // the folder is open as dirfd (AT_FDCWD for a single image), and
 	size_t name;  // path + name is the file's name in it (0 when not lent: the whole path)
@@ -40,6 +41,9 @@ void mm_rawdoc_free(mm_rawdoc *d);
 
 typedef struct mm_source_opts {
 	const char *doc_separator;
+	const char *text_key; // JSONL, WebDataset .json: the field holding the text (NULL: "text")
+	void (*warn)(void *ctx, const char *msg); // NULL: no warnings
+	void *warn_ctx;
 	char **label_names; // IDX class names, or NULL
 	uint32_t n_labels;
 	const char *caption_template;
@@ -72,5 +76,38 @@ uint64_t mm_source_weight(const char *path, int format);
 // them), and its content, copied to a temporary file when it must be read twice.
 int mm_stdin_paths(char ***paths, int *n);
 int mm_stdin_spool(void);
+
+// Appends a segment of the given type to d (NULL when out of memory).
+mm_rawseg *mm_rawdoc_push(mm_rawdoc *d, uint32_t type);
+
+// ---------------------------------------------------------------- compressed streams
+
+enum { MM_ZIN_PLAIN, MM_ZIN_GZIP, MM_ZIN_ZSTD };
+typedef struct mm_zin mm_zin;
+// The compression that the magic bytes m[0..n) start (gzip 1f 8b, zstd 28 b5 2f fd).
+int mm_zin_magic(const uint8_t *m, size_t n);
+// A stream of raw's content, decompressed when it starts with a gzip or zstd magic; *z is the
+// layer (NULL when raw is plain, seekable and always is 0: then *out is raw itself). Closing
+// *out closes raw when own.
+int mm_zin_open(FILE *raw, int own, int always, FILE **out, mm_zin **z);
+// Bytes read from the underlying stream; the layer's error after a failed read, or NULL.
+uint64_t mm_zin_raw_bytes(const mm_zin *z);
+const char *mm_zin_error(const mm_zin *z);
+// Up to n bytes of path's content, decompressed, and its compression.
+int mm_zin_peek(const char *path, uint8_t *buf, size_t n, size_t *got, int *kind);
+
+// ---------------------------------------------------------------- WebDataset tar
+
+typedef struct mm_wds mm_wds;
+int mm_wds_open(mm_wds **w, FILE *f, const char *name, const mm_source_opts *o);
+// 1: a sample in d; 0: end; < 0: the stream is unusable. *bytes grows by the bytes read.
+int mm_wds_next(mm_wds *w, mm_rawdoc *d, uint64_t *bytes);
+void mm_wds_close(mm_wds *w);
+// Whether a 512-byte block is a tar header (ustar magic or a valid checksum).
+int mm_tar_header_ok(const uint8_t *h);
+
+// Warns once about the string fields of the JSON object j that hold text but are not read.
+void mm_json_unread_keys(void *j, const char *name, const char *const *read, int n_read,
+			 const mm_source_opts *o, int *warned);
 
 #endif
