@@ -350,6 +350,7 @@ struct mm_source {
 	mm_zin *z;   // the decompressing layer under f, or NULL
 	mm_wds *wds; // wds: the tar reader over f
 	int warned;  // jsonl: the unread text keys were named once
+	mm_csv *csv; // jsonl read from a metadata.csv instead
 	char *line;
 	size_t line_cap;
 	uint64_t lineno;
@@ -423,6 +424,92 @@ static char *path_join(const char *dir, const char *name)
 
 static const char *const split_names[] = {"train", "test", "validation", "valid", "val", "dev", NULL};
 
+// The header row of a metadata.csv: which columns hold the file name and the text.
+static int csv_header(mm_source *s)
+{
+	mm_csv *c = s->csv;
+	int rc = mm_csv_record(c, s->f, s->name, &s->bytes);
+	if (rc <= 0)
+		return rc ? rc : mm_fail(MM_EFORMAT, "%s: empty (a header row is expected)", s->name);
+	size_t total = 0;
+	for (size_t i = 0; i < c->n; i++)
+		total += c->len[i] + 1;
+	if (!(c->header = malloc(total)))
+		return mm_fail(MM_ENOMEM, "out of memory");
+	memcpy(c->header, c->field[0], total); // the fields lie one after another in the buffer
+	c->n_header = c->n;
+	const char *tkey = s->o.text_key ? s->o.text_key : "text";
+	c->file_col = c->text_col = -1;
+	for (size_t i = 0, at = 0; i < c->n; at += c->len[i++] + 1) {
+		if (!strcmp(c->header + at, "file_name"))
+			c->file_col = (int)i;
+		if (!strcmp(c->header + at, tkey))
+			c->text_col = (int)i;
+	}
+	if (c->file_col < 0)
+		return mm_fail(MM_EFORMAT, "%s: no \"file_name\" column in its header row", s->name);
+	return 0;
+}
+
+// One record of a metadata.csv as a [text, image] document.
+static int csv_doc(mm_source *s, mm_rawdoc *d)
+{
+	mm_csv *c = s->csv;
+	s->lineno = c->lineno;
+	if (c->n != c->n_header)
+		return mm_fail(MM_EFORMAT, "%s:%llu: %zu fields, but the header row has %zu", s->name,
+			       (unsigned long long)c->lineno, c->n, c->n_header);
+	int rc = 0;
+	if (c->text_col >= 0 && c->len[c->text_col])
+		rc = raw_text_copy(d, c->field[c->text_col], c->len[c->text_col]);
+	const char *file = c->field[c->file_col];
+	if (!rc && c->len[c->file_col])
+		rc = raw_image_path(d, file[0] == '/' ? "" : s->dir, file);
+	if (rc || s->warned || !s->o.warn)
+		return rc;
+	char msg[512];
+	int at = snprintf(msg, sizeof msg, "%s:", s->name), n = 0;
+	for (size_t i = 0, h = 0; i < c->n; h += strlen(c->header + h) + 1, i++) {
+		char *end;
+		if ((int)i == c->file_col || (int)i == c->text_col || !c->len[i] || at > (int)sizeof msg - 128)
+			continue;
+		strtod(c->field[i], &end);
+		if (!*end) // a number: not text
+			continue;
+		at += snprintf(msg + at, sizeof msg - (size_t)at, "%s \"%.40s\"", n++ ? "," : "", c->header + h);
+	}
+	if (n) {
+		s->warned = 1;
+		snprintf(msg + at, sizeof msg - (size_t)at, " hold%s text that is not read (--text-key NAME reads a column)",
+			 n > 1 ? "" : "s");
+		s->o.warn(s->o.warn_ctx, msg);
+	}
+	return 0;
+}
+
+static int next_csv(mm_source *s, mm_rawdoc *d)
+{
+	for (;;) {
+		int rc = mm_csv_record(s->csv, s->f, s->name, &s->bytes);
+		if (rc <= 0)
+			return rc;
+		if (s->csv->n == 1 && !s->csv->len[0])
+			continue; // a blank line
+		if ((rc = csv_doc(s, d)))
+			return raw_bad(d, rc);
+		if (!d->n_segs)
+			continue;
+		char where[64];
+		snprintf(where, sizeof where, ":%llu", (unsigned long long)s->lineno);
+		size_t a = strlen(s->name), b = strlen(where);
+		if (!(d->where = malloc(a + b + 1)))
+			return mm_fail(MM_ENOMEM, "out of memory");
+		memcpy(d->where, s->name, a);
+		memcpy(d->where + a, where, b + 1);
+		return 1;
+	}
+}
+
 // A Hugging Face ImageFolder: metadata.jsonl beside the images is the manifest of the folder.
 static int open_metadata(mm_source *s, const char *path, int *found)
 {
@@ -434,7 +521,17 @@ static int open_metadata(mm_source *s, const char *path, int *found)
 	*found = stat(meta, &st) == 0 && S_ISREG(st.st_mode);
 	if (!*found) {
 		free(meta);
-		return 0;
+		if (!(meta = path_join(path, "metadata.csv")))
+			return mm_fail(MM_ENOMEM, "out of memory");
+		*found = stat(meta, &st) == 0 && S_ISREG(st.st_mode);
+		if (!*found) {
+			free(meta);
+			return 0;
+		}
+		if (!(s->csv = calloc(1, sizeof *s->csv))) {
+			free(meta);
+			return mm_fail(MM_ENOMEM, "out of memory");
+		}
 	}
 	free(s->name);
 	s->name = meta;
@@ -442,7 +539,7 @@ static int open_metadata(mm_source *s, const char *path, int *found)
 	int rc = open_stream(s, meta);
 	if (!rc && !(s->dir = dir_prefix(meta)))
 		rc = mm_fail(MM_ENOMEM, "out of memory");
-	return rc;
+	return rc || !s->csv ? rc : csv_header(s);
 }
 
 static int open_dir(mm_source *s, const char *path)
@@ -675,6 +772,9 @@ void mm_source_close(mm_source *s)
 	if (!s)
 		return;
 	mm_wds_close(s->wds);
+	if (s->csv)
+		mm_csv_free(s->csv);
+	free(s->csv);
 	for (size_t i = 0; s->done && i < s->next_sub; i++)
 		mm_source_close(s->done[i]);
 	free(s->done);
@@ -1097,7 +1197,7 @@ int mm_source_next(mm_source *s, mm_rawdoc *d)
 	mm_rawdoc_clear(d);
 	switch (s->format) {
 	case MM_FMT_JSONL:
-		return next_jsonl(s, d);
+		return s->csv ? next_csv(s, d) : next_jsonl(s, d);
 	case MM_FMT_TEXT:
 		return next_text(s, d);
 	case MM_FMT_DIR:

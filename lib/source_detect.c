@@ -148,6 +148,10 @@ int mm_source_detect(const char *path, int forced, int *format, int *idx_kind)
 		*format = MM_FMT_JSONL;
 		return 0;
 	}
+	if (got >= 3 && ((m[0] == 0x89 && m[1] == 'P' && m[2] == 'N') || (m[0] == 0xff && m[1] == 0xd8 && m[2] == 0xff))) {
+		*format = MM_FMT_IMAGE; // the 4 bytes already read say so: nothing more per image
+		return 0;
+	}
 	uint8_t buf[SNIFF + 1];
 	size_t n;
 	int z;
@@ -159,11 +163,6 @@ int mm_source_detect(const char *path, int forced, int *format, int *idx_kind)
 	size_t rn = raw ? fread(r, 1, sizeof r, raw) : 0;
 	if (raw)
 		fclose(raw);
-	if (!z && rn >= 3 &&
-	    ((r[0] == 0x89 && r[1] == 'P' && r[2] == 'N') || (r[0] == 0xff && r[1] == 0xd8 && r[2] == 0xff))) {
-		*format = MM_FMT_IMAGE;
-		return 0;
-	}
 	if (n >= 512 && mm_tar_header_ok(buf)) {
 		*format = MM_FMT_WDS;
 		return 0;

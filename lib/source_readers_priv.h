@@ -106,6 +106,23 @@ void mm_wds_close(mm_wds *w);
 // Whether a 512-byte block is a tar header (ustar magic or a valid checksum).
 int mm_tar_header_ok(const uint8_t *h);
 
+// ---------------------------------------------------------------- CSV (an ImageFolder's metadata.csv)
+
+#define MM_CSV_FIELDS_MAX 256
+typedef struct mm_csv {
+	char *buf;
+	size_t cap, n; // the record: n fields, NUL-terminated in buf
+	char *field[MM_CSV_FIELDS_MAX];
+	size_t len[MM_CSV_FIELDS_MAX];
+	uint64_t lineno; // lines read (a quoted field may span several)
+	char *header;    // the header row's names, copied, and its size
+	size_t n_header;
+	int file_col, text_col; // -1: none
+} mm_csv;
+// 1: a record in c; 0: end of input; < 0: an error naming name and the line.
+int mm_csv_record(mm_csv *c, FILE *f, const char *name, uint64_t *bytes);
+void mm_csv_free(mm_csv *c);
+
 // Warns once about the string fields of the JSON object j that hold text but are not read.
 void mm_json_unread_keys(void *j, const char *name, const char *const *read, int n_read,
 			 const mm_source_opts *o, int *warned);

@@ -122,7 +122,8 @@ static void test_idx_pixels(void)
 	mm_tok_free(tok);
 }
 
-// Invalid UTF-8 is kept and counted: overlong, surrogate, truncated, stray continuation.
+// Invalid UTF-8 is kept and counted (overlong, surrogate, truncated, stray continuation) when
+// the input is text by --format; recognised from its content, such a file is refused.
 static void test_utf8_count(void)
 {
 	const char text[] = "plain\n\n\xc0\xaf\n\n\xed\xa0\x80\n\n\xe2\x82\n\n\x80x\n\n"
@@ -135,6 +136,8 @@ static void test_utf8_count(void)
 	mm_tokenizer *tok;
 	CHECK_OK(mm_tok_new_bytes(&tok));
 	mm_ingest_stats st;
+	CHECK_EQ_INT(mm_ingest_run(&o, tok, inputs, 1, &st), -MM_EFORMAT);
+	o.format = MM_FMT_TEXT;
 	CHECK_OK(mm_ingest_run(&o, tok, inputs, 1, &st));
 	CHECK_EQ_INT(st.docs, 7);
 	CHECK_EQ_INT(st.invalid_utf8, 4);
