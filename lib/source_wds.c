@@ -19,6 +19,8 @@
 #define TAR_PATH_MAX 4096u
 // A pax header is read whole to find its path; larger ones are skipped.
 #define TAR_PAX_MAX 65536u
+// Members of one sample that mm reads (images, captions): more is not a WebDataset sample.
+#define WDS_SAMPLE_MEMBERS 1024
 
 enum { M_OTHER, M_IMAGE, M_TXT, M_JSON };
 
@@ -304,7 +306,15 @@ int mm_wds_next(mm_wds *w, mm_rawdoc *d, uint64_t *bytes)
 	uint8_t *txt = NULL, *json = NULL;
 	size_t txt_n = 0, json_n = 0;
 	rc = 0;
+	size_t total = 0, members = 0;
 	while (w->have && key_len(w->path) == kl && memcmp(w->path, key, kl) == 0) {
+		// A sample is held whole: bound it, however many members share its key.
+		total += w->len;
+		if (total > MM_SOURCE_DOC_MAX || ++members > WDS_SAMPLE_MEMBERS) {
+			rc = mm_fail(MM_EFORMAT, "%s: sample \"%.200s\" is over %u bytes or %d members", w->name, key,
+				     MM_SOURCE_DOC_MAX, WDS_SAMPLE_MEMBERS);
+			break;
+		}
 		if (w->kind == M_IMAGE) {
 			mm_rawseg *s = mm_rawdoc_push(d, MM_SEG_IMAGE);
 			if (!s) {
@@ -345,8 +355,9 @@ int mm_wds_next(mm_wds *w, mm_rawdoc *d, uint64_t *bytes)
 		memmove(d->segs + 1, d->segs, (d->n_segs - 1) * sizeof *d->segs);
 		d->segs[0] = t;
 	}
-	if (rc == -MM_ENOMEM || rc == -MM_EIO || rc == -MM_ETRUNC)
-		return rc;
+	if (rc == -MM_ENOMEM || rc == -MM_EIO || rc == -MM_ETRUNC || members > WDS_SAMPLE_MEMBERS ||
+	    total > MM_SOURCE_DOC_MAX)
+		return rc; // the stream is not usable past this point
 	if (rc) { // a bad sample: the caller fails or skips it in order
 		char *where = d->where;
 		d->where = NULL;

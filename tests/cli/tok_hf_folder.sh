@@ -19,6 +19,9 @@ echo "== the same manifest gzip-compressed, read by name"
 gzip -c j/metadata.jsonl >j/m.jsonl.gz
 mm-tokenize $G --text-key caption -o j2 j/m.jsonl.gz 2>/dev/null
 cmp j1-00000.mms j2-00000.mms && echo identical
+echo "== the same on standard input"
+gzip -c j/metadata.jsonl | (cd j && mm-tokenize $G --text-key caption --format jsonl -o ../j3 - 2>/dev/null)
+cmp j1-00000.mms j3-00000.mms && echo identical
 echo "== zstd JSONL; the same bytes under another name are zstd text"
 mm-tokenize -o z1 "$fx"/z.jsonl.zst 2>/dev/null
 mm-tokenize --list z1-00000.mms
