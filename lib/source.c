@@ -16,6 +16,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "ingest.h"
+#include "source_priv.h"
 
 // A caption or a text file named by a manifest is read whole; this bounds the memory.
 #define TEXT_FILE_MAX ((size_t)1 << 30)
@@ -77,7 +78,7 @@ static int raw_text(mm_rawdoc *d, uint8_t *text, size_t n)
 	return 0;
 }
 
-static int raw_text_copy(mm_rawdoc *d, const char *text, size_t n)
+int mm_src_text_copy(mm_rawdoc *d, const char *text, size_t n)
 {
 	uint8_t *t = malloc(n ? n : 1);
 	if (!t)
@@ -86,7 +87,7 @@ static int raw_text_copy(mm_rawdoc *d, const char *text, size_t n)
 	return raw_text(d, t, n);
 }
 
-static int raw_image_path(mm_rawdoc *d, const char *dir, const char *name)
+int mm_src_image_path(mm_rawdoc *d, const char *dir, const char *name)
 {
 	size_t a = strlen(dir), b = strlen(name);
 	char *p = malloc(a + b + 1);
@@ -102,7 +103,7 @@ static int raw_image_path(mm_rawdoc *d, const char *dir, const char *name)
 }
 
 // Marks d bad with the current library message (the caller fails or skips it in order).
-static int raw_bad(mm_rawdoc *d, int rc)
+int mm_src_bad(mm_rawdoc *d, int rc)
 {
 	mm_rawdoc_clear(d);
 	d->err = rc;
@@ -125,7 +126,7 @@ static int is_image_name(const char *name, size_t len)
 }
 
 // "a/b/c.jsonl" -> "a/b/"; "c.jsonl" -> "" (paths in a manifest are relative to it).
-static char *dir_prefix(const char *path)
+char *mm_src_dir_prefix(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 	size_t n = slash ? (size_t)(slash - path) + 1 : 0;
@@ -180,11 +181,11 @@ static void sort_names(char **v, size_t n, size_t d, char **tmp)
 // Names of a listed folder are carved out of chunks, freed together: one allocation per
 // NAME_CHUNK bytes instead of one per name.
 #define NAME_CHUNK ((size_t)64 << 10)
-typedef struct name_chunk {
+struct name_chunk {
 	struct name_chunk *next;
 	size_t used, size;
 	char data[];
-} name_chunk;
+};
 
 static char *name_alloc(name_chunk **head, size_t n)
 {
@@ -339,46 +340,9 @@ uint64_t mm_source_weight(const char *path, int format)
 
 // ---------------------------------------------------------------- the source object
 
-struct mm_source {
-	int format;
-	char *name; // for messages: the path, or "stdin"
-	mm_source_opts o;
-	uint64_t bytes, size; // bytes read; input size (0 = unknown)
-	// jsonl, text, wds
-	FILE *f;
-	int own_f;
-	mm_zin *z;   // the decompressing layer under f, or NULL
-	mm_wds *wds; // wds: the tar reader over f
-	int warned;  // jsonl: the unread text keys were named once
-	mm_csv *csv; // jsonl read from a metadata.csv instead
-	char *line;
-	size_t line_cap;
-	uint64_t lineno;
-	char *dir; // jsonl: prefix of relative paths
-	// dir, image
-	DIR *folder;        // dir: the folder, open until the source closes
-	size_t at;          // dir: where the names start in their paths
-	name_chunk *chunks; // where names and txt point
-	char **names;
-	size_t n_names, next;
-	char **txt; // dir: the .txt files of the folder, sorted (a caption is looked up, not probed)
-	size_t n_txt;
-	int listed; // dir: txt is the whole list of captions
-	// dir without images of its own: its subfolders (splits, classes), read one after another
-	char **subdirs;
-	size_t n_sub, next_sub;
-	mm_source *sub, **done; // the one being read; those read (their paths are lent)
-	char *class_name;       // a class folder: the caption of an image without one
-	int depth;
-	// idx
-	gzFile gi, gl;
-	char *labels_name;
-	uint64_t count, item;
-	uint32_t rows, cols;
-};
 
 // A gzip or zstd stream is decompressed on the way (its magic says so, whatever its name).
-static int open_stream(mm_source *s, const char *path)
+int mm_src_stream(mm_source *s, const char *path)
 {
 	FILE *raw = strcmp(path, "-") == 0 ? stdin_content() : fopen(path, "rb");
 	if (!raw)
@@ -409,143 +373,10 @@ static int push_name(char ***l, size_t *n, size_t *cap, char *p)
 // Lists the images of a folder in byte order of their names, so that the output does not
 // depend on the order the file system returns them in, and its .txt files (the captions).
 // The entry's type from readdir saves a stat per file where the file system gives it.
-static char *path_join(const char *dir, const char *name)
-{
-	size_t a = strlen(dir), b = strlen(name);
-	int slash = a && dir[a - 1] == '/';
-	char *p = malloc(a + b + 2);
-	if (p) {
-		memcpy(p, dir, a);
-		p[a] = '/';
-		memcpy(p + a + !slash, name, b + 1);
-	}
-	return p;
-}
-
-static const char *const split_names[] = {"train", "test", "validation", "valid", "val", "dev", NULL};
-
-// The header row of a metadata.csv: which columns hold the file name and the text.
-static int csv_header(mm_source *s)
-{
-	mm_csv *c = s->csv;
-	int rc = mm_csv_record(c, s->f, s->name, &s->bytes);
-	if (rc <= 0)
-		return rc ? rc : mm_fail(MM_EFORMAT, "%s: empty (a header row is expected)", s->name);
-	size_t total = 0;
-	for (size_t i = 0; i < c->n; i++)
-		total += c->len[i] + 1;
-	if (!(c->header = malloc(total)))
-		return mm_fail(MM_ENOMEM, "out of memory");
-	memcpy(c->header, c->field[0], total); // the fields lie one after another in the buffer
-	c->n_header = c->n;
-	const char *tkey = s->o.text_key ? s->o.text_key : "text";
-	c->file_col = c->text_col = -1;
-	for (size_t i = 0, at = 0; i < c->n; at += c->len[i++] + 1) {
-		if (!strcmp(c->header + at, "file_name"))
-			c->file_col = (int)i;
-		if (!strcmp(c->header + at, tkey))
-			c->text_col = (int)i;
-	}
-	if (c->file_col < 0)
-		return mm_fail(MM_EFORMAT, "%s: no \"file_name\" column in its header row", s->name);
-	return 0;
-}
-
-// One record of a metadata.csv as a [text, image] document.
-static int csv_doc(mm_source *s, mm_rawdoc *d)
-{
-	mm_csv *c = s->csv;
-	s->lineno = c->lineno;
-	if (c->n != c->n_header)
-		return mm_fail(MM_EFORMAT, "%s:%llu: %zu fields, but the header row has %zu", s->name,
-			       (unsigned long long)c->lineno, c->n, c->n_header);
-	int rc = 0;
-	if (c->text_col >= 0 && c->len[c->text_col])
-		rc = raw_text_copy(d, c->field[c->text_col], c->len[c->text_col]);
-	const char *file = c->field[c->file_col];
-	if (!rc && c->len[c->file_col])
-		rc = raw_image_path(d, file[0] == '/' ? "" : s->dir, file);
-	if (rc || s->warned || !s->o.warn)
-		return rc;
-	char msg[512];
-	int at = snprintf(msg, sizeof msg, "%s:", s->name), n = 0;
-	for (size_t i = 0, h = 0; i < c->n; h += strlen(c->header + h) + 1, i++) {
-		char *end;
-		if ((int)i == c->file_col || (int)i == c->text_col || !c->len[i] || at > (int)sizeof msg - 128)
-			continue;
-		strtod(c->field[i], &end);
-		if (!*end) // a number: not text
-			continue;
-		at += snprintf(msg + at, sizeof msg - (size_t)at, "%s \"%.40s\"", n++ ? "," : "", c->header + h);
-	}
-	if (n) {
-		s->warned = 1;
-		snprintf(msg + at, sizeof msg - (size_t)at, " hold%s text that is not read (--text-key NAME reads a column)",
-			 n > 1 ? "" : "s");
-		s->o.warn(s->o.warn_ctx, msg);
-	}
-	return 0;
-}
-
-static int next_csv(mm_source *s, mm_rawdoc *d)
-{
-	for (;;) {
-		int rc = mm_csv_record(s->csv, s->f, s->name, &s->bytes);
-		if (rc <= 0)
-			return rc;
-		if (s->csv->n == 1 && !s->csv->len[0])
-			continue; // a blank line
-		if ((rc = csv_doc(s, d)))
-			return raw_bad(d, rc);
-		if (!d->n_segs)
-			continue;
-		char where[64];
-		snprintf(where, sizeof where, ":%llu", (unsigned long long)s->lineno);
-		size_t a = strlen(s->name), b = strlen(where);
-		if (!(d->where = malloc(a + b + 1)))
-			return mm_fail(MM_ENOMEM, "out of memory");
-		memcpy(d->where, s->name, a);
-		memcpy(d->where + a, where, b + 1);
-		return 1;
-	}
-}
-
-// A Hugging Face ImageFolder: metadata.jsonl beside the images is the manifest of the folder.
-static int open_metadata(mm_source *s, const char *path, int *found)
-{
-	char *meta = path_join(path, "metadata.jsonl");
-	*found = 0;
-	if (!meta)
-		return mm_fail(MM_ENOMEM, "out of memory");
-	struct stat st;
-	*found = stat(meta, &st) == 0 && S_ISREG(st.st_mode);
-	if (!*found) {
-		free(meta);
-		if (!(meta = path_join(path, "metadata.csv")))
-			return mm_fail(MM_ENOMEM, "out of memory");
-		*found = stat(meta, &st) == 0 && S_ISREG(st.st_mode);
-		if (!*found) {
-			free(meta);
-			return 0;
-		}
-		if (!(s->csv = calloc(1, sizeof *s->csv))) {
-			free(meta);
-			return mm_fail(MM_ENOMEM, "out of memory");
-		}
-	}
-	free(s->name);
-	s->name = meta;
-	s->format = MM_FMT_JSONL;
-	int rc = open_stream(s, meta);
-	if (!rc && !(s->dir = dir_prefix(meta)))
-		rc = mm_fail(MM_ENOMEM, "out of memory");
-	return rc || !s->csv ? rc : csv_header(s);
-}
-
 static int open_dir(mm_source *s, const char *path)
 {
 	int meta;
-	int rc = open_metadata(s, path, &meta);
+	int rc = mm_src_open_metadata(s, path, &meta);
 	if (rc || meta)
 		return rc;
 	DIR *dir = opendir(path);
@@ -607,66 +438,6 @@ static int open_dir(mm_source *s, const char *path)
 	return rc;
 }
 
-// The next subfolder of a folder without images: a split (train/, test/ ...) is read as a folder
-// of its own; any other subfolder is a class, whose name captions its uncaptioned images.
-static int open_next_sub(mm_source *s, int *opened)
-{
-	*opened = 0;
-	while (s->next_sub < s->n_sub) {
-		const char *name = s->subdirs[s->next_sub++];
-		char *p = path_join(s->name, name);
-		if (!p)
-			return mm_fail(MM_ENOMEM, "out of memory");
-		struct stat st;
-		if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
-			free(p);
-			continue;
-		}
-		if (s->depth >= 4) {
-			free(p);
-			return mm_fail(MM_EFORMAT, "%s: folders nested deeper than 4 levels", s->name);
-		}
-		mm_source *sub;
-		int rc = mm_source_open(&sub, MM_FMT_DIR, p, NULL, &s->o);
-		free(p);
-		if (rc)
-			return rc;
-		sub->depth = s->depth + 1;
-		int split = 0;
-		for (int i = 0; split_names[i] && !split; i++)
-			split = strcmp(name, split_names[i]) == 0;
-		if (!split && !(sub->class_name = strdup(name))) {
-			mm_source_close(sub);
-			return mm_fail(MM_ENOMEM, "out of memory");
-		}
-		mm_source **dn = realloc(s->done, s->next_sub * sizeof *dn);
-		if (!dn) {
-			mm_source_close(sub);
-			return mm_fail(MM_ENOMEM, "out of memory");
-		}
-		s->done = dn;
-		s->done[s->next_sub - 1] = s->sub = sub;
-		*opened = 1;
-		return 0;
-	}
-	return 0;
-}
-
-static int next_sub(mm_source *s, mm_rawdoc *d)
-{
-	for (;;) {
-		if (s->sub) {
-			int rc = mm_source_next(s->sub, d);
-			if (rc)
-				return rc;
-			s->bytes += mm_source_bytes(s->sub);
-			s->sub = NULL; // kept in done: its documents may still be in flight
-		}
-		int opened, rc = open_next_sub(s, &opened);
-		if (rc || !opened)
-			return rc;
-	}
-}
 
 static int idx_header(gzFile g, const char *path, uint32_t want_magic, uint32_t *dims, int ndims, uint64_t *bytes)
 {
@@ -729,15 +500,15 @@ int mm_source_open(mm_source **out, int format, const char *path, const char *la
 	if (!rc) {
 		switch (format) {
 		case MM_FMT_JSONL:
-			rc = open_stream(s, path);
-			if (!rc && !(s->dir = dir_prefix(strcmp(path, "-") == 0 ? "" : path)))
+			rc = mm_src_stream(s, path);
+			if (!rc && !(s->dir = mm_src_dir_prefix(strcmp(path, "-") == 0 ? "" : path)))
 				rc = mm_fail(MM_ENOMEM, "out of memory");
 			break;
 		case MM_FMT_TEXT:
-			rc = open_stream(s, path);
+			rc = mm_src_stream(s, path);
 			break;
 		case MM_FMT_WDS:
-			if (!(rc = open_stream(s, path)))
+			if (!(rc = mm_src_stream(s, path)))
 				rc = mm_wds_open(&s->wds, s->f, s->name, &s->o);
 			break;
 		case MM_FMT_DIR:
@@ -827,7 +598,7 @@ uint64_t mm_source_bytes(const mm_source *s) { return s->bytes + (s->sub ? mm_so
 static int json_text(mm_source *s, mm_rawdoc *d, json_t *v)
 {
 	if (json_is_string(v))
-		return raw_text_copy(d, json_string_value(v), json_string_length(v));
+		return mm_src_text_copy(d, json_string_value(v), json_string_length(v));
 	json_t *f = json_is_object(v) ? json_object_get(v, "file") : NULL;
 	if (!json_is_string(f))
 		return mm_fail(MM_EFORMAT, "%s:%llu: a text is neither a string nor {\"file\": NAME}", s->name,
@@ -855,7 +626,7 @@ static int json_image(mm_source *s, mm_rawdoc *d, json_t *v, const char *key)
 		return mm_fail(MM_EFORMAT, "%s:%llu: \"%s\" holds a non-string image name", s->name,
 			       (unsigned long long)s->lineno, key);
 	const char *name = json_string_value(v);
-	return raw_image_path(d, name[0] == '/' ? "" : s->dir, name);
+	return mm_src_image_path(d, name[0] == '/' ? "" : s->dir, name);
 }
 
 static int json_obelics(mm_source *s, mm_rawdoc *d, json_t *texts, json_t *images)
@@ -880,32 +651,6 @@ static int json_obelics(mm_source *s, mm_rawdoc *d, json_t *texts, json_t *image
 	return 0;
 }
 
-void mm_json_unread_keys(void *jv, const char *name, const char *const *read, int n_read, const mm_source_opts *o,
-			 int *warned)
-{
-	json_t *j = jv;
-	if (*warned || !o->warn)
-		return;
-	char msg[512];
-	int at = snprintf(msg, sizeof msg, "%s:", name), n = 0;
-	const char *key;
-	json_t *v;
-	json_object_foreach(j, key, v) {
-		int r = 0;
-		for (int i = 0; i < n_read && !r; i++)
-			r = strcmp(key, read[i]) == 0;
-		if (r || !json_is_string(v) || !json_string_length(v) || at < 0 || at > (int)sizeof msg - 128)
-			continue;
-		at += snprintf(msg + at, sizeof msg - (size_t)at, "%s \"%.40s\"", n ? "," : "", key);
-		n++;
-	}
-	if (!n)
-		return;
-	*warned = 1;
-	snprintf(msg + at, sizeof msg - (size_t)at, " hold%s text that is not read (--text-key NAME reads a field)",
-		 n > 1 ? "" : "s");
-	o->warn(o->warn_ctx, msg);
-}
 
 // One manifest line into d. Returns 0 or a document error (the caller marks d bad).
 static int json_doc(mm_source *s, mm_rawdoc *d, const char *line, size_t len)
@@ -927,7 +672,7 @@ static int json_doc(mm_source *s, mm_rawdoc *d, const char *line, size_t len)
 		if (text && !json_is_null(text) && !json_is_string(text))
 			rc = mm_fail(MM_EFORMAT, "%s:%llu: \"%s\" is not a string", s->name, ln, tkey);
 		else if (json_is_string(text) && json_string_length(text))
-			rc = raw_text_copy(d, json_string_value(text), json_string_length(text));
+			rc = mm_src_text_copy(d, json_string_value(text), json_string_length(text));
 		if (!rc && file)
 			rc = json_image(s, d, file, "file_name");
 		if (!rc && !s->warned) {
@@ -1000,7 +745,7 @@ static int next_jsonl(mm_source *s, mm_rawdoc *d)
 			continue; // blank lines separate nothing
 		int rc = json_doc(s, d, s->line, (size_t)len);
 		if (rc)
-			return raw_bad(d, rc);
+			return mm_src_bad(d, rc);
 		if (!d->n_segs)
 			continue;
 		char where[64];
@@ -1098,14 +843,14 @@ static int next_image(mm_source *s, mm_rawdoc *d)
 	char *p = s->names[s->next++];
 	int rc = read_caption(d, p, s->txt, s->n_txt, s->listed);
 	if (!rc && !d->n_segs && s->class_name)
-		rc = raw_text_copy(d, s->class_name, strlen(s->class_name));
+		rc = mm_src_text_copy(d, s->class_name, strlen(s->class_name));
 	if (rc)
-		return raw_bad(d, rc);
+		return mm_src_bad(d, rc);
 	if (d->n_segs)
 		s->bytes += d->segs[0].len;
 	mm_rawseg *seg = raw_push(d, MM_SEG_IMAGE);
 	if (!seg)
-		return raw_bad(d, mm_fail(MM_ENOMEM, "out of memory"));
+		return mm_src_bad(d, mm_fail(MM_ENOMEM, "out of memory"));
 	seg->path = p; // lent: the name stays with the source
 	seg->lent = 1;
 	seg->dirfd = s->folder ? dirfd(s->folder) : AT_FDCWD; // an image input: its path
@@ -1186,7 +931,7 @@ static int next_idx(mm_source *s, mm_rawdoc *d)
 		rc = mm_fail(MM_ENOMEM, "out of memory");
 	if (rc) {
 		free(px);
-		return rc == -MM_ENOMEM ? rc : raw_bad(d, rc);
+		return rc == -MM_ENOMEM ? rc : mm_src_bad(d, rc);
 	}
 	im->px = px, im->w = s->cols, im->h = s->rows;
 	return 1;
@@ -1197,11 +942,11 @@ int mm_source_next(mm_source *s, mm_rawdoc *d)
 	mm_rawdoc_clear(d);
 	switch (s->format) {
 	case MM_FMT_JSONL:
-		return s->csv ? next_csv(s, d) : next_jsonl(s, d);
+		return s->csv ? mm_src_next_csv(s, d) : next_jsonl(s, d);
 	case MM_FMT_TEXT:
 		return next_text(s, d);
 	case MM_FMT_DIR:
-		return !s->n_names && s->n_sub ? next_sub(s, d) : next_image(s, d);
+		return !s->n_names && s->n_sub ? mm_src_next_sub(s, d) : next_image(s, d);
 	case MM_FMT_IMAGE:
 		return next_image(s, d);
 	case MM_FMT_IDX:

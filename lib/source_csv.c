@@ -69,7 +69,9 @@ int mm_csv_record(mm_csv *c, FILE *f, const char *name, uint64_t *bytes)
 				n--;
 			int r = grow(c, n + 1);
 			if (r)
-				return r < 0 ? mm_fail(MM_ENOMEM, "out of memory") : mm_fail(MM_EFORMAT, "%s:%llu: record too long", name, (unsigned long long)line0);
+				return r < 0 ? mm_fail(MM_ENOMEM, "out of memory")
+					     : mm_fail(MM_EFORMAT, "%s:%llu: record longer than %u bytes", name,
+						       (unsigned long long)line0, MM_SOURCE_LINE_MAX);
 			c->buf[n++] = 0;
 			if (++c->n == MM_CSV_FIELDS_MAX)
 				return mm_fail(MM_EFORMAT, "%s:%llu: more than %d fields", name, (unsigned long long)line0,
