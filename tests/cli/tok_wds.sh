@@ -22,6 +22,20 @@ cmp a-00000.mms b-00000.mms && echo stdin identical
 cat one.tar two.tar | gzip >both.tar.gz
 mm-tokenize $G --text-key caption -o c both.tar.gz 2>/dev/null
 cmp a-00000.mms c-00000.mms && echo gzip identical
+# Keys of 120 characters: GNU long names and pax path records; a ustar prefix (a folder of 80).
+L=$(printf 'k%.0s' $(seq 1 120))
+D=$(printf 'd%.0s' $(seq 1 80))
+mkdir "s/$D"
+cp "$fx"/a.png "s/$L.png"
+echo "long caption" >"s/$L.txt"
+cp "$fx"/b.png "s/$D/x.png"
+echo "in a folder" >"s/$D/x.txt"
+(cd s && tar --format=gnu -cf ../gnu.tar "$L.png" "$L.txt" && tar --format=pax -cf ../pax.tar "$L.png" "$L.txt" &&
+	tar --format=ustar -cf ../ustar.tar "$D/x.png" "$D/x.txt")
+for f in gnu pax ustar; do
+	mm-tokenize $G -o "$f" "$f.tar" 2>/dev/null
+	mm-tokenize --list "$f-00000.mms" | tail -n 1
+done
 # Without --text-key the .json caption is left unread, and the warning names it.
 mm-tokenize $G -o d one.tar 2>&1 | sed 's/[0-9]* bytes out, ratio [0-9.]*/N bytes out, ratio R/'
 # Truncated in a member; a header that is not one; a size field out of range.
