@@ -24,6 +24,9 @@
 #define LLVMFuzzerTestOneInput fuzz_idx
 #include "fuzz/fuzz_idx.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_wds
+#include "fuzz/fuzz_wds.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_png
 #include "fuzz/fuzz_png.c"
 #undef LLVMFuzzerTestOneInput
@@ -51,6 +54,7 @@ static const struct {
 	{"jsonl", fuzz_jsonl, NULL},
 	{"text", fuzz_text, NULL},
 	{"idx", fuzz_idx, NULL},
+	{"wds", fuzz_wds, NULL},
 	{"png", fuzz_png, NULL},
 	{"jpeg", fuzz_jpeg, NULL},
 	{"kv", fuzz_kv, NULL},

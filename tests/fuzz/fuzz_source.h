@@ -1,5 +1,5 @@
 // Shared by the fuzz targets of the ingest's input readers (fuzz_jsonl.c, fuzz_text.c,
-// fuzz_idx.c): reads every document of a source and checks what comes back.
+// fuzz_idx.c, fuzz_wds.c): reads every document of a source and checks what comes back.
 #ifndef MM_FUZZ_SOURCE_H
 #define MM_FUZZ_SOURCE_H
 
@@ -37,7 +37,8 @@ static void fuzz_source(int format, const char *path, const char *labels, const 
 			if (g->type == MM_SEG_TEXT) {
 				if (g->len && !g->text)
 					abort();
-			} else if (g->type != MM_SEG_IMAGE || (!g->path && (!g->px || !g->w || !g->h))) {
+			} else if (g->type != MM_SEG_IMAGE || (!g->path && !g->px) || (g->px && !g->w != !g->h)) {
+				// an image: a file, gray pixels (w x h), or encoded bytes in memory (0 x 0)
 				abort();
 			}
 		}
