@@ -453,6 +453,7 @@ static void run_captions(mm_model *m, const mm_tokenizer *tok)
 		if (o.files.n)
 			memcpy(v, o.files.v, (size_t)o.files.n * sizeof *v);
 		memcpy(v + o.files.n, l.v, (size_t)l.n * sizeof *v);
+		free(o.files.v); // the parser's list, whose strings are argv's
 		o.files.v = v, o.files.n += l.n;
 		free(l.v), free(l.no);
 	}

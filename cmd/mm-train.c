@@ -128,6 +128,9 @@ static noreturn void show_config(void)
 	if (!(text = opts_show(table)))
 		die_mm(-MM_ENOMEM);
 	printf("# %s\n%s", path, text);
+	free(text);
+	free(path);
+	mm_ckpt_free(ck);
 	if (fflush(stdout) || ferror(stdout))
 		die("standard output: write error");
 	exit(0);

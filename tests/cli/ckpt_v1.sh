@@ -14,7 +14,18 @@ mm-sample --model g --max-tokens 12 --prompt 'a photo of' --threads 2 2>/dev/nul
 mm-tokenize --format idx $F/train-images-idx3-ubyte.gz $F/train-labels-idx1-ubyte.gz --labels $F/labels.txt \
 	--caption-template 'a photo of a {label}' --train-tokenizer tok.bin --vocab-size 264 --val-fraction 0.1 \
 	-o fm 2>/dev/null
-mm-eval --model g --data fm-val-00000.mms --max-docs 20 --threads 2 --json 2>/dev/null
+mm-eval --model g --data fm-val-00000.mms --max-docs 20 --threads 2 --json 2>/dev/null >eval.json
+# The release's evaluation (tests/golden/ckpt-v1.eval.json): the same bytes; under make test
+# SANITIZE=1, whose instrumented code sums in another order, the same numbers to 1e-8 relative.
+if [ -z "${MM_SAN_FLAGS:-}" ]; then
+	cmp eval.json $T/golden/ckpt-v1.eval.json && echo "evaluation: the release's, byte for byte"
+else
+	tr ',:{}[]' '\n\n\n\n\n\n' < eval.json > a.txt
+	tr ',:{}[]' '\n\n\n\n\n\n' < $T/golden/ckpt-v1.eval.json > b.txt
+	paste a.txt b.txt | awk -F'\t' '$1 != $2 { d = $1 - $2; if (d < 0) d = -d; m = $2 < 0 ? -$2 : $2;
+		if (!(m > 0 && d / m < 1e-8)) bad++ } END { exit bad > 0 }' &&
+		echo "evaluation: the release's, byte for byte"
+fi
 # Resumed: step 4's losses come from the restored weights and data position alone (exact); the
 # steps after it also depend on the gradient's rounding, which may differ by a last bit.
 mm-train --resume g 2>/dev/null
