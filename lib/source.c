@@ -111,6 +111,19 @@ int mm_src_bad(mm_rawdoc *d, int rc)
 	return d->msg ? 1 : mm_fail(MM_ENOMEM, "out of memory");
 }
 
+// d->where = "NAME:LINE" for a document read from line s->lineno; 1, or an error.
+int mm_src_where_line(const mm_source *s, mm_rawdoc *d)
+{
+	char where[64];
+	snprintf(where, sizeof where, ":%llu", (unsigned long long)s->lineno);
+	size_t a = strlen(s->name), b = strlen(where);
+	if (!(d->where = malloc(a + b + 1)))
+		return mm_fail(MM_ENOMEM, "out of memory");
+	memcpy(d->where, s->name, a);
+	memcpy(d->where + a, where, b + 1);
+	return 1;
+}
+
 // ---------------------------------------------------------------- small helpers
 
 // Whether the name s, of length a, ends in suf (any case).
@@ -748,14 +761,7 @@ static int next_jsonl(mm_source *s, mm_rawdoc *d)
 			return mm_src_bad(d, rc);
 		if (!d->n_segs)
 			continue;
-		char where[64];
-		snprintf(where, sizeof where, ":%llu", (unsigned long long)s->lineno);
-		size_t a = strlen(s->name), b = strlen(where);
-		if (!(d->where = malloc(a + b + 1)))
-			return mm_fail(MM_ENOMEM, "out of memory");
-		memcpy(d->where, s->name, a);
-		memcpy(d->where + a, where, b + 1);
-		return 1;
+		return mm_src_where_line(s, d);
 	}
 }
 

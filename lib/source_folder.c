@@ -104,14 +104,7 @@ int mm_src_next_csv(mm_source *s, mm_rawdoc *d)
 			return mm_src_bad(d, rc);
 		if (!d->n_segs)
 			continue;
-		char where[64];
-		snprintf(where, sizeof where, ":%llu", (unsigned long long)s->lineno);
-		size_t a = strlen(s->name), b = strlen(where);
-		if (!(d->where = malloc(a + b + 1)))
-			return mm_fail(MM_ENOMEM, "out of memory");
-		memcpy(d->where, s->name, a);
-		memcpy(d->where + a, where, b + 1);
-		return 1;
+		return mm_src_where_line(s, d);
 	}
 }
 

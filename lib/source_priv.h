@@ -52,6 +52,7 @@ int mm_src_text_copy(mm_rawdoc *d, const char *text, size_t n);
 int mm_src_image_path(mm_rawdoc *d, const char *dir, const char *name);
 // Marks d bad with the current library message (the caller fails or skips it in order).
 int mm_src_bad(mm_rawdoc *d, int rc);
+int mm_src_where_line(const mm_source *s, mm_rawdoc *d);
 // "a/b/c.jsonl" -> "a/b/"; "c.jsonl" -> "".
 char *mm_src_dir_prefix(const char *path);
 // dir/name, one slash between.
