@@ -151,7 +151,9 @@ DEMO ?= out/demo
 DEMO_STEPS ?= 1500
 FM = data/fashion-mnist
 demo: all
+	@sh .ci/deps plot
 	@mkdir -p $(DEMO)
+	@date +%s > $(DEMO)/start-time
 	@echo "== tokenize: 2,000 Fashion-MNIST images with captions, a BPE tokenizer learned from them"
 	cmd/mm-tokenize --format idx $(FM)/train-images-idx3-ubyte.gz $(FM)/train-labels-idx1-ubyte.gz \
 		--labels $(FM)/labels.txt --caption-template 'a photo of a {label}' \
@@ -174,11 +176,16 @@ demo: all
 		-n 8 --steps 25 --max-tokens 0 --grid $(DEMO)/grid-bag.png >/dev/null
 	cmd/mm-sample --model $(DEMO)/run --ema --prompt 'a photo of a dress' --image -o $(DEMO)/samples/dress \
 		-n 8 --steps 25 --max-tokens 0 --grid $(DEMO)/grid-dress.png >/dev/null
-	cmd/mm-sample --model $(DEMO)/run --ema --max-tokens 20 --caption $(DEMO)/samples/*/000.png
+	cmd/mm-sample --model $(DEMO)/run --ema --max-tokens 20 --caption $(DEMO)/samples/*/000.png > $(DEMO)/captions.tsv && \
+		cat $(DEMO)/captions.tsv
 	@echo "== evaluate on 300 held-out images: losses, bits per dimension, captioning accuracy"
 	sed 's/^/a photo of a /' $(FM)/labels.txt > $(DEMO)/classes.txt
 	cmd/mm-eval --model $(DEMO)/run --ema --data $(DEMO)/test-00000.mms --max-docs 300 --bpd --bpd-samples 2 \
-		--classes $(DEMO)/classes.txt --json-file $(DEMO)/eval.json
+		--classes $(DEMO)/classes.txt --json-file $(DEMO)/eval.json > $(DEMO)/figures.txt && \
+		cat $(DEMO)/figures.txt
+	@echo "== the loss plot and one page: $(DEMO)/index.html"
+	sh cmd/plot.sh $(DEMO)/run $(DEMO)/loss.png
+	sh cmd/demo_page.sh $(DEMO) $$(( $$(date +%s) - $$(cat $(DEMO)/start-time) ))
 	@echo
 	@echo "tokenizer:   $(DEMO)/tok.bin"
 	@echo "shards:      $(DEMO)/train-00000.mms $(DEMO)/test-00000.mms"
