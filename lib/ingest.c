@@ -39,15 +39,6 @@ void mm_ingest_opts_default(mm_ingest_opts *o)
 	o->zstd_level = 1;
 }
 
-int mm_format_parse(const char *name)
-{
-	static const char *const names[] = {"jsonl", "dir", "idx", "text", "image", "wds"};
-	for (int i = 0; i < 6; i++)
-		if (strcmp(name, names[i]) == 0)
-			return MM_FMT_JSONL + i;
-	return -1;
-}
-
 // ---------------------------------------------------------------- inputs
 
 typedef struct input {

@@ -44,8 +44,6 @@ enum mm_format {
 	MM_FMT_IMAGE, // one image file (with its sidecar caption, as in a folder)
 	MM_FMT_WDS,   // WebDataset tar shards: key.png|jpg|jpeg with key.txt or key.json
 };
-// "jsonl", "dir", "idx", "text", "image", "wds" -> format; -1 if unknown.
-int mm_format_parse(const char *name);
 
 typedef struct mm_ingest_stats {
 	uint64_t docs;          // documents written (train + val)

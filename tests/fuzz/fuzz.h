@@ -46,6 +46,16 @@ static inline void fuzz_refused(const char *name)
 	}
 }
 
+// A writable copy of the input, for targets that mend its checksums before reading it.
+static inline uint8_t *fuzz_copy(const uint8_t *data, size_t n)
+{
+	uint8_t *b = malloc(n ? n : 1);
+	if (!b)
+		abort();
+	memcpy(b, data, n);
+	return b;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #endif

@@ -32,10 +32,7 @@ static void ckpt_fuzz_fix_crcs(uint8_t *b, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *b = malloc(size ? size : 1);
-	if (!b)
-		abort();
-	memcpy(b, data, size);
+	uint8_t *b = fuzz_copy(data, size);
 	ckpt_fuzz_fix_crcs(b, size);
 	const char *path = fuzz_file(0, b, size);
 	free(b);

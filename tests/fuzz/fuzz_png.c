@@ -21,10 +21,7 @@ static void png_fuzz_fix_crcs(uint8_t *b, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *b = malloc(size ? size : 1);
-	if (!b)
-		abort();
-	memcpy(b, data, size);
+	uint8_t *b = fuzz_copy(data, size);
 	png_fuzz_fix_crcs(b, size);
 	fuzz_image(b, size);
 	free(b);

@@ -22,10 +22,7 @@ static void tok_fuzz_check(const mm_tokenizer *t, const uint8_t *text, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *b = malloc(size ? size : 1);
-	if (!b)
-		abort();
-	memcpy(b, data, size);
+	uint8_t *b = fuzz_copy(data, size);
 	if (size >= 4)
 		mm_put_u32(b + size - 4, mm_crc32c(0, b, size - 4));
 	const char *path = fuzz_file(0, b, size);
