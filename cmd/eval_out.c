@@ -11,6 +11,7 @@
 #include "image.h"
 
 #include "cli.h"
+#include "font.h"
 
 static double pct(uint64_t a, uint64_t b) { return b ? 100.0 * (double)a / (double)b : NAN; }
 
@@ -107,6 +108,30 @@ static void table_t2i(FILE *f, const struct eval_report *r)
 	print_confusion(f, r->classes, t->confusion, t->n, "generated images");
 }
 
+static void table_ret(FILE *f, const struct eval_report *r)
+{
+	const mm_eval_ret *t = &r->ret;
+	fprintf(f, "\nCaption retrieval (%s; %llu images ranked among the %d captions of %s, %llu caption pairs "
+		   "not in the list; images read at t = %g)\n",
+		r->weights, (unsigned long long)t->images, t->n, r->captions_file, (unsigned long long)t->unmatched,
+		r->read_t);
+	fprintf(f, "  %-35s%11.2f%%\n", "top-1", pct(t->top1, t->images));
+	fprintf(f, "  %-35s%11.2f%%\n", "top-5", pct(t->top5, t->images));
+	fprintf(f, "  %-35s%12g\n", "median rank", t->median_rank);
+	fprintf(f, "  %-35s%12.1f\n", "captions scored whole per image", t->images ? (double)t->scored / t->images : 0.0);
+}
+
+static void table_nn(FILE *f, const struct eval_report *r)
+{
+	const mm_eval_nn *t = &r->nn;
+	fprintf(f, "\nText-to-image retrieval (%s; %d images per caption of %s, %s sampler, %d steps, guidance %g; "
+		   "nearest of %llu reference images by L2 on %dx%d RGB thumbnails; %d captions without one)\n",
+		r->weights, t->per_class, r->t2i_file, r->sampler, r->steps, r->cfg, (unsigned long long)t->refs,
+		MM_THUMB, MM_THUMB, t->without_ref);
+	fprintf(f, "  %-35s%11.2f%%\n", "top-1", pct(t->top1, t->generated));
+	fprintf(f, "  %-35s%11.2f%%\n", "top-5", pct(t->top5, t->generated));
+}
+
 void eval_print_table(FILE *f, const struct eval_report *r)
 {
 	fprintf(f, "mm-eval: %s on %llu documents (seed %lld, %lld threads)\n", r->model, (unsigned long long)r->docs,
@@ -119,6 +144,10 @@ void eval_print_table(FILE *f, const struct eval_report *r)
 		table_classes(f, r);
 	if (r->has_t2i)
 		table_t2i(f, r);
+	if (r->has_ret)
+		table_ret(f, r);
+	if (r->has_nn)
+		table_nn(f, r);
 }
 
 // ---- JSON ----
@@ -230,6 +259,26 @@ void eval_print_json(FILE *f, const struct eval_report *r)
 		json_object_set_new(o, "classes", json_classes(r));
 	if (r->has_t2i)
 		json_object_set_new(o, "t2i", json_t2i(r));
+	if (r->has_ret) {
+		const mm_eval_ret *t = &r->ret;
+		json_object_set_new(o, "caption_retrieval",
+				    json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "weights", r->weights,
+					      "captions", r->captions_file, "n", t->n, "images", cnt(t->images),
+					      "unmatched", cnt(t->unmatched), "scored", cnt(t->scored), "read_t", num(r->read_t),
+					      "top1", num(pct(t->top1, t->images) / 100), "top5",
+					      num(pct(t->top5, t->images) / 100), "median_rank", num(t->median_rank)));
+	}
+	if (r->has_nn) {
+		const mm_eval_nn *t = &r->nn;
+		json_object_set_new(o, "t2i_retrieval",
+				    json_pack("{s:s, s:s, s:i, s:s, s:i, s:o, s:o, s:i, s:o, s:i, s:o, s:o}", "weights",
+					      r->weights, "captions", r->t2i_file, "per_caption", t->per_class,
+					      "sampler", r->sampler, "steps", r->steps, "cfg", num(r->cfg), "references",
+					      cnt(t->refs), "thumbnail", MM_THUMB, "generated", cnt(t->generated),
+					      "without_reference", t->without_ref, "top1",
+					      num(pct(t->top1, t->generated) / 100), "top5",
+					      num(pct(t->top5, t->generated) / 100)));
+	}
 	char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(17));
 	if (!s)
 		die("out of memory");
@@ -280,4 +329,38 @@ void eval_write_grids(const char *dir, const mm_eval_classes *c, const mm_config
 	}
 	mm_image_free(&grid);
 	mm_image_free(&one);
+}
+
+void eval_write_compare(const char *path, const mm_eval_classes *c, const mm_config *cfg, const mm_eval_nn *nn,
+			const uint8_t *images, int rows, int scale)
+{
+	uint32_t h = (uint32_t)cfg->img_h, w = (uint32_t)cfg->img_w, ch = (uint32_t)cfg->img_c, p = (uint32_t)cfg->patch;
+	size_t np = (size_t)h * w * ch;
+	int cols = nn->per_class + 2;
+	rows = rows < c->n ? rows : c->n;
+	mm_image *im = calloc((size_t)rows * cols, sizeof *im);
+	const mm_image **cell = calloc((size_t)rows * cols, sizeof *cell);
+	if (!im || !cell)
+		die("out of memory for the comparison grid");
+	for (int r = 0; r < rows; r++)
+		for (int k = 0; k < cols; k++) {
+			const uint8_t *src = k == 0 ? (nn->own[r] >= 0 ? nn->ref_px + (size_t)nn->own[r] * np : NULL)
+					   : k == cols - 1
+					       ? nn->ref_px + (size_t)nn->nearest[(size_t)r * nn->per_class] * np
+					       : images + ((size_t)r * nn->per_class + (size_t)(k - 1)) * np;
+			mm_image *a = &im[r * cols + k];
+			if (!src)
+				continue;
+			if (mm_image_alloc(a, w, h, ch))
+				die("out of memory for the comparison grid");
+			mm_image_from_patches(src, h, w, ch, p, a->px);
+			cell[r * cols + k] = a;
+		}
+	int rc = grid_save(path, cell, rows, cols, (const char *const *)c->text, (uint32_t)scale);
+	for (int i = 0; i < rows * cols; i++)
+		if (cell[i])
+			mm_image_free(&im[i]);
+	free(im), free(cell);
+	if (rc)
+		die_mm(rc);
 }

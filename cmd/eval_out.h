@@ -25,6 +25,12 @@ struct eval_report {
 	const char *sampler;
 	int steps;
 	double cfg;
+	const char *captions_file; // --captions: caption retrieval
+	int has_ret;
+	mm_eval_ret ret;
+	const char *t2i_file;      // --t2i: text-to-image retrieval
+	int has_nn;
+	mm_eval_nn nn;
 };
 
 void eval_print_table(FILE *f, const struct eval_report *r);
@@ -33,5 +39,10 @@ void eval_print_json(FILE *f, const struct eval_report *r);
 // ceil(sqrt(per_class)) columns, 2 white pixels apart. Dies on failure.
 void eval_write_grids(const char *dir, const mm_eval_classes *c, const mm_config *cfg, const uint8_t *images,
 		      int per_class);
+
+// Writes a PNG of rows [own reference image | generated images | nearest reference image] for
+// the first `rows` captions of the --t2i list, each labelled with its caption. Dies on failure.
+void eval_write_compare(const char *path, const mm_eval_classes *c, const mm_config *cfg, const mm_eval_nn *nn,
+			const uint8_t *images, int rows, int scale);
 
 #endif

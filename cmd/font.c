@@ -1,7 +1,10 @@
 // A 5x7 bitmap font of printable ASCII, drawn for the labels of image grids.
 #include "font.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "err.h"
 
 // Rows top to bottom; bit 4 of a row is its leftmost pixel. Glyphs for ' ' (32) to '~' (126).
 static const unsigned char glyphs[95][FONT_H] = {
@@ -122,4 +125,48 @@ void font_draw(mm_image *im, uint32_t x0, uint32_t y0, const char *s, uint32_t s
 				memset(im->px + ((size_t)y * im->w + x) * im->c, 0, im->c);
 			}
 	}
+}
+
+int grid_save(const char *path, const mm_image *const *im, int rows, int cols, const char *const *label,
+	      uint32_t s)
+{
+	const mm_image *first = NULL;
+	for (int i = 0; i < rows * cols && !first; i++)
+		first = im[i];
+	if (!first)
+		return mm_fail(MM_EINVAL, "%s: no images for the grid", path);
+	uint32_t gap = 2, w = first->w * s, h = first->h * s, c = first->c, label_w = 0;
+	char buf[GRID_LABEL_MAX + 1];
+	for (int r = 0; label && r < rows; r++) {
+		snprintf(buf, sizeof buf, "%s", label[r]);
+		if (strlen(label[r]) > GRID_LABEL_MAX)
+			memcpy(buf + GRID_LABEL_MAX - 3, "...", 3);
+		uint32_t lw = font_width(buf, s) + 4 * s;
+		label_w = lw > label_w ? lw : label_w;
+	}
+	mm_image g;
+	int rc = mm_image_alloc(&g, label_w + (uint32_t)cols * (w + gap) + gap, (uint32_t)rows * (h + gap) + gap, c);
+	if (rc)
+		return rc;
+	memset(g.px, 255, (size_t)g.w * g.h * c);
+	for (int r = 0; label && r < rows; r++) {
+		snprintf(buf, sizeof buf, "%s", label[r]);
+		if (strlen(label[r]) > GRID_LABEL_MAX)
+			memcpy(buf + GRID_LABEL_MAX - 3, "...", 3);
+		uint32_t th = FONT_H * s, y = gap + (uint32_t)r * (h + gap) + (h > th ? (h - th) / 2 : 0);
+		font_draw(&g, 2 * s, y, buf, s, label_w - 2 * s);
+	}
+	for (int k = 0; k < rows * cols; k++) {
+		const mm_image *a = im[k];
+		if (!a || a->w * s != w || a->h * s != h || a->c != c)
+			continue;
+		uint32_t x0 = label_w + gap + (uint32_t)(k % cols) * (w + gap), y0 = gap + (uint32_t)(k / cols) * (h + gap);
+		for (uint32_t y = 0; y < h; y++)
+			for (uint32_t x = 0; x < w; x++)
+				memcpy(g.px + ((size_t)(y0 + y) * g.w + x0 + x) * c,
+				       a->px + ((size_t)(y / s) * a->w + x / s) * c, c);
+	}
+	rc = mm_image_save_png(path, &g);
+	mm_image_free(&g);
+	return rc;
 }

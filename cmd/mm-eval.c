@@ -19,13 +19,14 @@
 #include "sample.h"
 
 static struct {
-	struct opt_list data;
-	char *model, *classes, *sampler, *samples, *json_file, *bpd_t1;
+	struct opt_list data, reference;
+	char *model, *classes, *sampler, *samples, *json_file, *bpd_t1, *captions, *t2i, *compare;
 	int ema, bpd, bpd_uncond, no_losses, json, help;
-	long long max_docs, batch, buckets, bpd_samples, per_class, steps, seed, threads;
+	long long max_docs, batch, buckets, bpd_samples, per_class, steps, seed, threads, per_caption;
+	long long compare_rows, compare_scale;
 	double bpd_t0, cfg, read_t;
 } o = {.batch = 32, .buckets = 10, .bpd_samples = 10, .bpd_t0 = 1e-3, .steps = 50, .cfg = 2,
-       .seed = 1, .read_t = 0.9};
+       .seed = 1, .read_t = 0.9, .per_caption = 1, .compare_rows = 24, .compare_scale = 2};
 
 #define BIG 1e18
 static double t1 = 0;                // --bpd-t1, 0 for auto
@@ -58,7 +59,7 @@ static struct opt table[] = {
 	OPT_HEAD("Input"),
 	{"model", OPT_STR, &o.model, "CKPT|DIR", .help = "checkpoint file, or run directory (its latest checkpoint)"},
 	{"data", OPT_LIST, &o.data, "PATTERN", .help = "held-out shards: a file, a directory or a quoted glob (repeatable)"},
-	{"ema", OPT_FLAG, &o.ema, NULL, .help = "the EMA weights for --bpd, --classes and --per-class (the losses show both)"},
+	{"ema", OPT_FLAG, &o.ema, NULL, .help = "the EMA weights for --bpd, --classes, --per-class, --captions\nand --t2i (the losses show both)"},
 	{"max-docs", OPT_INT, &o.max_docs, "N", .help = "read only the first N documents; 0: all", 0, BIG},
 	{"batch", OPT_INT, &o.batch, "B", .help = "rows of the model's context per model call", 1, 65536},
 	OPT_HEAD("Losses"),
@@ -80,6 +81,14 @@ static struct opt table[] = {
 	{"steps", OPT_INT, &o.steps, "N", .help = "sampler steps", 1, 100000},
 	{"cfg", OPT_FLOAT, &o.cfg, "G", .help = "classifier-free guidance scale, 1 = none", 0, 100},
 	{"samples", OPT_STR, &o.samples, "DIR", .help = "write a grid of the generated images of each class into DIR"},
+	OPT_HEAD("Retrieval"),
+	{"captions", OPT_STR, &o.captions, "FILE", .help = "an open list of captions, one a line: rank each caption pair's\nown caption among them by likelihood"},
+	{"t2i", OPT_STR, &o.t2i, "FILE", .help = "captions, one a line: generate from each and find the nearest\nreference image"},
+	{"per-caption", OPT_INT, &o.per_caption, "N", .help = "images generated per --t2i caption", 1, 1000000},
+	{"reference", OPT_LIST, &o.reference, "PATTERN", .help = "shards of --t2i's reference images (repeatable); default: --data"},
+	{"compare", OPT_STR, &o.compare, "FILE.png", .help = "a PNG of the first --compare-rows --t2i captions: real image,\ngenerated ones, nearest reference"},
+	{"compare-rows", OPT_INT, &o.compare_rows, "N", .help = "captions shown in --compare", 1, 100000},
+	{"compare-scale", OPT_INT, &o.compare_scale, "N", .help = "enlarge --compare's images N times (nearest pixel)", 1, 64},
 	OPT_HEAD("Output"),
 	{"json", OPT_FLAG, &o.json, NULL, .help = "print one JSON object instead of the table"},
 	{"json-file", OPT_STR, &o.json_file, "FILE", .help = "also write the JSON object into FILE"},
@@ -89,8 +98,8 @@ static struct opt table[] = {
 	OPT_STD_END,
 };
 
-static const char synopsis[] = "--model CKPT|DIR --data PATTERN [--bpd] [--classes FILE [--per-class N]] [options]";
-static const char about[] = "Measure a checkpoint on held-out shards: losses, bits per dimension, classification.";
+static const char synopsis[] = "--model CKPT|DIR --data PATTERN [--bpd] [--classes FILE] [--captions FILE] [--t2i FILE] [options]";
+static const char about[] = "Measure a checkpoint on held-out shards: losses, bits per dimension, classification,\nretrieval.";
 
 static void parse(int argc, char **argv)
 {
@@ -105,8 +114,12 @@ static void parse(int argc, char **argv)
 		die_usage("--per-class needs --classes");
 	if (o.samples && !o.per_class)
 		die_usage("--samples needs --per-class");
-	if (o.no_losses && !o.bpd && !o.classes)
-		die_usage("nothing to evaluate: --no-losses without --bpd or --classes");
+	if (o.no_losses && !o.bpd && !o.classes && !o.captions && !o.t2i)
+		die_usage("nothing to evaluate: --no-losses without --bpd, --classes, --captions or --t2i");
+	if (o.reference.n && !o.t2i)
+		die_usage("--reference needs --t2i");
+	if (o.compare && !o.t2i)
+		die_usage("--compare needs --t2i");
 	o.sampler = sampler == MM_ODE_EULER ? "euler" : "heun";
 }
 
@@ -142,6 +155,10 @@ static struct run {
 	mm_eval *e;
 	mm_eval_gen *gen;
 	uint8_t *images; // the generated images, for --samples
+	mm_eval_classes captions, t2i; // --captions, --t2i
+	mm_eval *ref;    // --reference (NULL: e)
+	mm_eval_gen *gen_t2i;
+	uint8_t *t2i_images;
 } run;
 
 static void load(struct eval_report *r)
@@ -169,10 +186,24 @@ static void load(struct eval_report *r)
 		check(mm_eval_classes_load(&run.classes, o.classes, run.tok, run.cfg));
 		r->classes = &run.classes;
 	}
+	if (o.captions) {
+		check(mm_eval_classes_load(&run.captions, o.captions, run.tok, run.cfg));
+		r->captions_file = o.captions;
+	}
+	if (o.t2i) {
+		check(mm_eval_classes_load(&run.t2i, o.t2i, run.tok, run.cfg));
+		r->t2i_file = o.t2i;
+	}
 	check(mm_eval_open(&run.e, (const char *const *)o.data.v, o.data.n, run.cfg, run.tok, &eo));
+	if (o.reference.n) {
+		mm_eval_opts ro = eo;
+		ro.max_docs = 0; // the whole reference set
+		check(mm_eval_open(&run.ref, (const char *const *)o.reference.v, o.reference.n, run.cfg, run.tok, &ro));
+	}
 	r->docs = mm_eval_docs(run.e);
-	if (o.bpd && !run.cfg->patch)
-		die("%s: the model reads no images, so --bpd has nothing to measure", o.model);
+	if ((o.bpd || o.captions || o.t2i) && !run.cfg->patch)
+		die("%s: the model reads no images, so --%s has nothing to measure", o.model,
+		    o.bpd ? "bpd" : o.captions ? "captions" : "t2i");
 }
 
 static void evaluate(struct eval_report *r)
@@ -214,6 +245,30 @@ static void evaluate(struct eval_report *r)
 		if (o.samples)
 			eval_write_grids(o.samples, &run.classes, run.cfg, run.images, to.per_class);
 	}
+	if (o.captions) {
+		double t0 = mm_now();
+		check(mm_eval_retrieve_captions(run.e, run.main, &run.captions, 128, &r->ret));
+		r->has_ret = 1;
+		timed("caption retrieval", t0);
+	}
+	if (o.t2i) {
+		mm_eval_t2i_opts to = {.per_class = (int)o.per_caption, .steps = (int)o.steps, .cfg = o.cfg,
+				       .seed = (uint64_t)o.seed};
+		r->sampler = o.sampler ? o.sampler : "heun";
+		to.method = strcmp(r->sampler, "euler") ? MM_ODE_HEUN : MM_ODE_EULER;
+		r->steps = to.steps, r->cfg = to.cfg;
+		size_t bytes = (size_t)run.t2i.n * to.per_class * MM_NPATCH(run.cfg) * MM_PDIM(run.cfg);
+		if (!(run.t2i_images = malloc(bytes)))
+			die("out of memory for %zu MiB of images", bytes >> 20);
+		double t0 = mm_now();
+		check(mm_eval_gen_new(&run.gen_t2i, run.e, run.main, run.tok, &run.t2i, (int)o.batch));
+		check(mm_eval_t2i_nearest(run.ref ? run.ref : run.e, run.gen_t2i, &to, &r->nn, run.t2i_images));
+		r->has_nn = 1;
+		timed("text-to-image retrieval", t0);
+		if (o.compare)
+			eval_write_compare(o.compare, &run.t2i, run.cfg, &r->nn, run.t2i_images, (int)o.compare_rows,
+					   (int)o.compare_scale);
+	}
 }
 
 int main(int argc, char **argv)
@@ -226,6 +281,8 @@ int main(int argc, char **argv)
 	mm_afile jf = {0};
 	if (o.samples)
 		cli_output_dir("--samples", o.samples);
+	if (o.compare)
+		cli_output_file("--compare", o.compare);
 	if (o.json_file) {
 		cli_output_file("--json-file", o.json_file);
 		int rc = mm_afile_open(&jf, o.json_file);
@@ -252,6 +309,13 @@ int main(int argc, char **argv)
 	mm_eval_t2i_free(&r.t2i);
 	mm_eval_gen_free(run.gen);
 	free(run.images);
+	mm_eval_ret_free(&r.ret);
+	mm_eval_nn_free(&r.nn);
+	mm_eval_gen_free(run.gen_t2i);
+	free(run.t2i_images);
+	mm_eval_close(run.ref);
+	mm_eval_classes_free(&run.captions);
+	mm_eval_classes_free(&run.t2i);
 	mm_eval_close(run.e);
 	mm_eval_classes_free(&run.classes);
 	mm_model_free(run.m[0]);

@@ -158,10 +158,8 @@ struct grid {
 	int n;
 };
 
-#define LABEL_MAX 48 // characters of a row's label; longer prompts end in "..."
-
-// Tiles the images, 2 white pixels apart, each enlarged o.grid_scale times, into one PNG: rows of
-// ceil(sqrt(n)), or with --prompts one row per prompt, its text at the left.
+// Tiles the images, each enlarged o.grid_scale times, into one PNG: rows of ceil(sqrt(n)), or
+// with --prompts one row per prompt, its text at the left.
 static void write_grid(const char *path, const struct grid *gr, const struct prompt *pr, int np)
 {
 	int n = gr->n;
@@ -169,48 +167,29 @@ static void write_grid(const char *path, const struct grid *gr, const struct pro
 		warnx("no images were generated: %s not written", path);
 		return;
 	}
-	uint32_t s = (uint32_t)o.grid_scale, gap = 2, cols = (uint32_t)ceil(sqrt(n)), rows = ((uint32_t)n + cols - 1) / cols;
-	uint32_t w = gr->im[0].w * s, h = gr->im[0].h * s, c = gr->im[0].c, label_w = 0;
+	int cols = (int)ceil(sqrt(n)), rows = (n + cols - 1) / cols;
 	int *at = calloc((size_t)np, sizeof *at); // images placed in each prompt's row so far
-	char (*label)[LABEL_MAX + 1] = calloc((size_t)np, sizeof *label);
+	const char **label = calloc((size_t)np, sizeof *label);
 	if (!at || !label)
 		die_mm(-MM_ENOMEM);
 	if (o.prompts) {
-		cols = 0, rows = (uint32_t)np;
+		cols = 0, rows = np;
 		for (int i = 0; i < n; i++)
-			if ((uint32_t)++at[gr->row[i]] > cols)
-				cols = (uint32_t)at[gr->row[i]];
+			if (++at[gr->row[i]] > cols)
+				cols = at[gr->row[i]];
 		memset(at, 0, (size_t)np * sizeof *at);
-		for (int r = 0; r < np; r++) {
-			snprintf(label[r], sizeof label[r], "%s", pr[r].text);
-			if (strlen(pr[r].text) > LABEL_MAX)
-				memcpy(label[r] + LABEL_MAX - 3, "...", 3);
-			uint32_t lw = font_width(label[r], s) + 4 * s;
-			label_w = lw > label_w ? lw : label_w;
-		}
+		for (int r = 0; r < np; r++)
+			label[r] = pr[r].text;
 	}
-	mm_image g;
-	int rc = mm_image_alloc(&g, label_w + cols * (w + gap) + gap, rows * (h + gap) + gap, c);
+	const mm_image **cell = calloc((size_t)rows * cols, sizeof *cell);
+	if (!cell)
+		die_mm(-MM_ENOMEM);
+	for (int i = 0; i < n; i++)
+		cell[o.prompts ? gr->row[i] * cols + at[gr->row[i]]++ : i] = &gr->im[i];
+	int rc = grid_save(path, cell, rows, cols, o.prompts ? label : NULL, (uint32_t)o.grid_scale);
 	if (rc)
 		die_mm(rc);
-	memset(g.px, 255, (size_t)g.w * g.h * c);
-	for (int r = 0; o.prompts && r < np; r++) {
-		uint32_t th = FONT_H * s, y = gap + (uint32_t)r * (h + gap) + (h > th ? (h - th) / 2 : 0);
-		font_draw(&g, 2 * s, y, label[r], s, label_w - 2 * s);
-	}
-	for (int i = 0; i < n; i++) {
-		const mm_image *im = &gr->im[i];
-		uint32_t k = o.prompts ? (uint32_t)gr->row[i] * cols + (uint32_t)at[gr->row[i]]++ : (uint32_t)i;
-		uint32_t x0 = label_w + gap + (k % cols) * (w + gap), y0 = gap + (k / cols) * (h + gap);
-		for (uint32_t y = 0; y < h; y++)
-			for (uint32_t x = 0; x < w; x++)
-				memcpy(g.px + ((size_t)(y0 + y) * g.w + x0 + x) * c,
-				       im->px + ((size_t)(y / s) * im->w + x / s) * c, c);
-	}
-	if ((rc = mm_image_save_png(path, &g)))
-		die_mm(rc);
-	mm_image_free(&g);
-	free(at), free(label);
+	free(at), free(label), free(cell);
 }
 
 // Prints one document (prompt, then what was generated) and writes its images.

@@ -49,6 +49,7 @@ static struct opt table[] = {
 	{"qk-norm", OPT_INT, &o.qk_norm, "0|1", .help = "RMSNorm on queries and keys", 0, 1, .saved = 1},
 	{"seq-len", OPT_INT, &o.seq_len, "T", .help = "positions per row", 8, 1 << 16, .saved = 1},
 	{"image-weight", OPT_FLOAT, &o.image_weight, "W", .help = "lambda: weight of the image loss", 0, 1e6, .saved = 1},
+	{"noise-shift", OPT_FLOAT, &o.noise_shift, "S", .help = "shift noise levels toward noise by S (training and sampling);\n0: sqrt(image values / 784), at least 1", 0, 100, .saved = 1},
 	OPT_HEAD("Training"),
 	{"steps", OPT_INT, &o.steps, "N", .help = "optimizer steps (or --epochs)", 0, BIG, .saved = 1, .def = ""},
 	{"epochs", OPT_FLOAT, &o.epochs, "E", .help = "passes over the training documents (or --steps)", 0, 1e9, .saved = 1, .def = ""},

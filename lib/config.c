@@ -19,6 +19,8 @@ int mm_config_format(const mm_config *c, char *buf, size_t n)
 	CONFIG_FIELDS(FMT)
 #undef FMT
 	k += (size_t)snprintf(buf + (k < n ? k : n), k < n ? n - k : 0, "image-weight = %.9g\n", c->image_weight);
+	k += (size_t)snprintf(buf + (k < n ? k : n), k < n ? n - k : 0, "noise-shift = %.9g\n",
+			      (double)mm_noise_shift(c));
 	return k < n ? 0 : mm_fail(MM_ERANGE, "config text longer than %zu bytes", n);
 }
 
@@ -32,8 +34,10 @@ int mm_config_parse(const char *text, size_t n, const char *name, mm_config *c)
 	memset(c, 0, sizeof *c);
 	for (int i = 0; i < count && !rc; i++) {
 		char *end;
-		if (strcmp(kv[i].key, "image-weight") == 0) {
-			c->image_weight = strtof(kv[i].value, &end);
+		float *real = strcmp(kv[i].key, "image-weight") == 0 ? &c->image_weight
+			      : strcmp(kv[i].key, "noise-shift") == 0 ? &c->noise_shift : NULL;
+		if (real) { // a checkpoint without noise-shift (before format 2.1) was trained with 1
+			*real = strtof(kv[i].value, &end);
 			if (end == kv[i].value || *end)
 				rc = mm_fail(MM_EFORMAT, "%s:%d: bad number", name, kv[i].line);
 			continue;

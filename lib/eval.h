@@ -190,6 +190,49 @@ typedef struct mm_eval_t2i_opts {
 int mm_eval_t2i_run(mm_eval *e, mm_model *m, mm_eval_gen *g, const mm_eval_t2i_opts *o, mm_eval_t2i *r,
 		    uint8_t *images);
 
+// Caption retrieval over an open list: each caption pair of e whose caption is one of c's is
+// ranked against every caption of c by likelihood (the score of mm_eval_score: the caption's
+// tokens and EOS after BOS BOI image EOI, the image read at read_t with the eps of stream k for
+// the k-th ranked image). The image's prefix runs once through a KV cache (lib/sample.h) and
+// the captions continue copies of it, slots at a time; and only the captions that can still
+// outscore the own one are scored whole: a caption's log-probability only falls as tokens are
+// added, so one whose first token alone scores below the own caption ranks below it. The ranks
+// are exact; the cost is the prefix plus the captions scored whole (scored).
+typedef struct mm_eval_ret {
+	int n;               // captions in the list
+	uint64_t images;     // images ranked
+	uint64_t unmatched;  // caption pairs whose caption is not in the list (not ranked)
+	uint64_t top1, top5; // images whose own caption ranks first / in the first five
+	uint64_t scored;     // captions scored whole, over all images (the own ones included)
+	double median_rank;  // 1 = first (0 without images)
+	uint32_t *rank;      // (images): each image's rank, 1-based, in reading order
+} mm_eval_ret;
+int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c, int slots, mm_eval_ret *r);
+void mm_eval_ret_free(mm_eval_ret *r);
+
+// Text-to-image retrieval: per_class images generated from each caption of g's list (as
+// mm_eval_t2i_run does), each compared with every image of ref (the images of its documents,
+// caption pairs or not) by the squared L2 distance between thumbnails (mm_eval_thumb); a
+// generated image counts at top k when a reference image whose caption is the generating one
+// is among its k nearest.
+#define MM_THUMB 16
+typedef struct mm_eval_nn {
+	int n, per_class;      // captions, images per caption
+	uint64_t refs;         // reference images
+	uint64_t generated;    // n * per_class
+	uint64_t top1, top5;
+	int without_ref;       // captions with no reference image of their own (never counted right)
+	int32_t *nearest;      // (n, per_class): the nearest reference image (its index in ref)
+	int32_t *own;          // (n): a reference image with that caption, -1 for none
+	uint8_t *ref_px;       // (refs, NP P): the reference images, patch order
+} mm_eval_nn;
+int mm_eval_t2i_nearest(mm_eval *ref, mm_eval_gen *g, const mm_eval_t2i_opts *o, mm_eval_nn *r, uint8_t *images);
+void mm_eval_nn_free(mm_eval_nn *r);
+// The thumbnail of an image (px: h x w x ch in patches of p; raster: room for h w ch bytes): a
+// MM_THUMB x MM_THUMB grid of cells, each the mean of its pixels per channel (grey repeated
+// three times), in [0, 1]: out holds MM_THUMB^2 x 3 floats.
+void mm_eval_thumb(const uint8_t *px, int h, int w, int ch, int p, uint8_t *raster, float *out);
+
 // The class whose caption the bytes are (-1: none).
 int mm_eval_class_of(const mm_eval_classes *c, const uint8_t *text, size_t n);
 

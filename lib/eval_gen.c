@@ -107,8 +107,7 @@ int mm_eval_caption(void *ctx, const uint8_t *px, int n, uint64_t index0, int *p
 	return rc;
 }
 
-// Generates the images of class j into px (per_class of them).
-static int generate_class(mm_eval_gen *g, int j, int per_class, const mm_gen_opts *o, uint8_t *px)
+int ev_generate(mm_eval_gen *g, int j, int per_class, const mm_gen_opts *o, uint8_t *px)
 {
 	size_t np = (size_t)MM_NPATCH(g->cfg) * MM_PDIM(g->cfg);
 	int rc = 0;
@@ -130,6 +129,19 @@ static int generate_class(mm_eval_gen *g, int j, int per_class, const mm_gen_opt
 	return rc;
 }
 
+const mm_eval_classes *ev_gen_classes(const mm_eval_gen *g) { return g->c; }
+
+void ev_t2i_gen_opts(const mm_eval_t2i_opts *to, mm_gen_opts *o)
+{
+	mm_gen_opts_default(o);
+	o->image_first = 1;
+	o->max_tokens = 0; // the image, nothing after it
+	o->seed = to->seed;
+	o->image.method = to->method;
+	o->image.steps = to->steps;
+	o->image.cfg = (float)to->cfg;
+}
+
 int mm_eval_t2i_run(mm_eval *e, mm_model *m, mm_eval_gen *g, const mm_eval_t2i_opts *to, mm_eval_t2i *r,
 		    uint8_t *images)
 {
@@ -140,13 +152,7 @@ int mm_eval_t2i_run(mm_eval *e, mm_model *m, mm_eval_gen *g, const mm_eval_t2i_o
 	if (to->per_class < 1)
 		return mm_fail(MM_EINVAL, "eval: %d images per class", to->per_class);
 	mm_gen_opts o;
-	mm_gen_opts_default(&o);
-	o.image_first = 1;
-	o.max_tokens = 0; // the image, nothing after it
-	o.seed = to->seed;
-	o.image.method = to->method;
-	o.image.steps = to->steps;
-	o.image.cfg = (float)to->cfg;
+	ev_t2i_gen_opts(to, &o);
 	size_t np = (size_t)e->NP * e->P, N = (size_t)to->per_class;
 	r->n = c->n, r->per_class = to->per_class;
 	r->confusion = calloc((size_t)c->n * c->n, sizeof *r->confusion);
@@ -157,7 +163,7 @@ int mm_eval_t2i_run(mm_eval *e, mm_model *m, mm_eval_gen *g, const mm_eval_t2i_o
 		rc = mm_fail(MM_ENOMEM, "out of memory");
 	for (int j = 0; j < c->n && !rc; j++) {
 		uint8_t *px = images ? images + (size_t)j * N * np : own;
-		if ((rc = generate_class(g, j, to->per_class, &o, px)) || (rc = mm_eval_score(e, m, c, px, (int)N, (uint64_t)j * N, ll)))
+		if ((rc = ev_generate(g, j, to->per_class, &o, px)) || (rc = mm_eval_score(e, m, c, px, (int)N, (uint64_t)j * N, ll)))
 			break;
 		for (size_t i = 0; i < N; i++) {
 			const double *li = ll + i * c->n;

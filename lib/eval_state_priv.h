@@ -50,4 +50,11 @@ double ev_logprob(const mm_eval *e, const mm_model *m, int i);
 int ev_order(const mm_doc *d, uint32_t *order);
 void ev_progress(const mm_eval *e, const char *stage, uint64_t done, uint64_t total);
 
+// Generated images (lib/eval_gen.c): the options of mm_eval_t2i_run's generation, the captions
+// of g, and per_class images of caption j into px (patch order), documents j * per_class + i.
+struct mm_gen_opts;
+void ev_t2i_gen_opts(const mm_eval_t2i_opts *to, struct mm_gen_opts *o);
+const mm_eval_classes *ev_gen_classes(const mm_eval_gen *g);
+int ev_generate(mm_eval_gen *g, int j, int per_class, const struct mm_gen_opts *o, uint8_t *px);
+
 #endif

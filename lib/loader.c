@@ -651,3 +651,9 @@ int mm_loader_next(mm_loader *l, mm_batch *b)
 	}
 	return used;
 }
+
+void mm_loader_set_noise(mm_loader *l, double mu, double sigma)
+{
+	l->o.t_mu = mu;
+	l->o.t_sigma = sigma;
+}

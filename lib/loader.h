@@ -88,6 +88,8 @@ typedef struct mm_loader mm_loader;
 // refused. A path named twice (the same string) is read once. Training mode also needs at least world documents.
 int mm_loader_open(mm_loader **l, const char *const *patterns, int n_patterns, const mm_loader_opts *o);
 void mm_loader_close(mm_loader *l);
+// Sets the noise level distribution (t_mu, t_sigma of the options) before the first batch.
+void mm_loader_set_noise(mm_loader *l, double mu, double sigma);
 
 // What the shards promise (tokenizer, vocab size, image geometry), with n_docs the number of
 // documents of all shards together: mm-train builds its configuration from it.

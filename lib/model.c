@@ -46,6 +46,8 @@ int mm_config_check(const mm_config *c)
 		return mm_fail(MM_EINVAL, "config: qk_norm %d is not 0 or 1", c->qk_norm);
 	if (!(c->image_weight >= 0 && c->image_weight <= 1e6f))
 		return mm_fail(MM_EINVAL, "config: image_weight %g not in [0, 1e6]", c->image_weight);
+	if (!(c->noise_shift == 0 || (c->noise_shift >= 0.01f && c->noise_shift <= 100)))
+		return mm_fail(MM_EINVAL, "config: noise_shift %g not in [0.01, 100]", c->noise_shift);
 	int any = c->img_h || c->img_w || c->img_c || c->patch;
 	if (any && (!in_range(c->img_h, 1, 1 << 14) || !in_range(c->img_w, 1, 1 << 14) ||
 		    !in_range(c->img_c, 1, 4) || !in_range(c->patch, 1, 256) || c->img_h % c->patch ||
@@ -361,4 +363,21 @@ const float *mm_model_x_pred(const mm_model *m, int *n, const int32_t **rows)
 	if (rows)
 		*rows = m->img_rows;
 	return m->acts + m->al.off.xpred;
+}
+
+float mm_noise_shift(const mm_config *c) { return c->noise_shift > 0 ? c->noise_shift : 1; }
+
+double mm_noise_shift_default(int img_h, int img_w, int img_c)
+{
+	double s = sqrt((double)img_h * img_w * img_c / 784.0);
+	return s > 1 ? s : 1;
+}
+
+// logit(t') = logit(t) - log S, i.e. t' = t / (t + S (1 - t)); exact at 0 and 1.
+float mm_shift_t(float t, float shift)
+{
+	if (shift == 1)
+		return t;
+	double u = t;
+	return (float)(u / (u + (double)shift * (1 - u)));
 }

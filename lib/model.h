@@ -56,7 +56,18 @@ typedef struct mm_config {
 	int qk_norm;                 // 0 or 1
 	int seq_len;                 // T, the longest row
 	float image_weight;          // lambda
+	float noise_shift;           // S: noise levels shifted toward noise (0 means 1: none)
 } mm_config;
+
+// The noise shift S moves every noise level t (0 noise, 1 clean) to t' with
+// logit(t') = logit(t) - log S: training draws t = sigmoid(MM_T_MU - log S + MM_T_SIGMA n), and
+// the samplers' grid i/N becomes t'(i/N). An image of more values keeps more of its signal at a
+// given t (its mean over a patch is less noisy), so it needs noisier levels to learn and to
+// generate its layout; mm-train's default is S = sqrt(values / 784), at least 1 (1 at 28x28x1,
+// the geometry the other defaults were measured on; 3.96 at 64x64x3).
+float mm_noise_shift(const mm_config *c);
+double mm_noise_shift_default(int img_h, int img_w, int img_c);
+float mm_shift_t(float t, float shift);
 
 // The parameter tensors, in storage order: X(name, rows, cols, per_layer, kind).
 // rows x cols is the shape (cols = 1 for vectors); kind: 'm' matrix (weight decay), 'v' vector

@@ -172,10 +172,10 @@ static void layers(mm_sampler *s, int nsp, const mm_span *sp, int R)
 	}
 }
 
-// The heads: the final norm on the rows in orows[0..no), then y @ w^T + b into out (no, OC).
-static void head(mm_sampler *s, int no, const float *w, const float *b, int OC, float *out)
+// The heads: the final norm on the rows rows[0..no), then y @ w^T + b into out (no, OC).
+static void head(mm_sampler *s, int no, const int32_t *rows, const float *w, const float *b, int OC, float *out)
 {
-	mm_embedding_forward(s->h, s->x, s->orows, no, s->D);
+	mm_embedding_forward(s->h, s->x, rows, no, s->D);
 	mm_rmsnorm_forward(s->h, s->rstd, s->h, WT(final_norm, 0), no, s->D);
 	mm_matmul_forward(out, s->h, w, b, no, s->D, OC);
 }
@@ -204,7 +204,7 @@ static void run_spans(mm_sampler *s, int nsp, mm_span *sp, int logits, int xp_la
 		}
 		if (no) { // rows in order of the spans that have any; spread to one row per span
 			float *lg = s->logits + (size_t)first * s->V;
-			head(s, no, WT(lm_head, 0), NULL, s->V, lg);
+			head(s, no, s->orows, WT(lm_head, 0), NULL, s->V, lg);
 			for (int i = last - 1, k = no - 1; i >= first && k < i - first; i--)
 				if (sp[i].n)
 					memmove(lg + (size_t)(i - first) * s->V, lg + (size_t)k-- * s->V,
@@ -217,7 +217,7 @@ static void run_spans(mm_sampler *s, int nsp, mm_span *sp, int logits, int xp_la
 				for (int j = xp_last; j > 0; j--)
 					s->orows[no++] = row - j;
 			}
-			head(s, no, WT(ph_w, 0), WT(ph_b, 0), s->P, xpred + (size_t)first * xp_last * s->P);
+			head(s, no, s->orows, WT(ph_w, 0), WT(ph_b, 0), s->P, xpred + (size_t)first * xp_last * s->P);
 		}
 		first = last;
 	}
@@ -266,6 +266,92 @@ int mm_sampler_append_tokens(mm_sampler *s, int ns, const int *slots, const int3
 			s->len[slots[i]] += n[i];
 	}
 	return rc;
+}
+
+int mm_sampler_copy(mm_sampler *s, int dst, int src)
+{
+	if (dst < 0 || dst >= s->S || src < 0 || src >= s->S)
+		return mm_fail(MM_EINVAL, "sampler: slot %d or %d does not exist", dst, src);
+	if (dst == src)
+		return 0;
+	size_t n = (size_t)s->len[src], T = (size_t)s->T, D = (size_t)s->D, P = (size_t)s->P;
+	size_t a = (size_t)dst * T, b = (size_t)src * T;
+	for (int l = 0; l < s->L; l++) {
+		size_t c = (size_t)l * s->S * T;
+		memcpy(s->kc + (c + a) * D, s->kc + (c + b) * D, n * D * sizeof(float));
+		memcpy(s->vc + (c + a) * D, s->vc + (c + b) * D, n * D * sizeof(float));
+	}
+	memcpy(s->tok + a, s->tok + b, n * sizeof *s->tok);
+	memcpy(s->patch + a, s->patch + b, n * sizeof *s->patch);
+	memcpy(s->img + a, s->img + b, n * sizeof *s->img);
+	memcpy(s->tt + a, s->tt + b, n * sizeof *s->tt);
+	memcpy(s->zz + a * P, s->zz + b * P, n * P * sizeof(float));
+	s->len[dst] = (int)n;
+	return 0;
+}
+
+int mm_sampler_score(mm_sampler *s, int ns, const int *slots, const int32_t *const *tok, const int *n,
+		     double *ll)
+{
+	int rc = check_slots(s, ns, slots, 0);
+	mm_span *sp = s->sp;
+	int V = s->V;
+	for (int i = 0; i < ns && !rc; i++) {
+		int sl = slots[i], start = s->len[sl];
+		if (n[i] < 1 || n[i] > s->T - start)
+			rc = mm_fail(MM_ERANGE, "sampler: %d tokens after %d positions do not fit the context of %d",
+				     n[i], start, s->T);
+		for (int j = 0; j < n[i] && !rc; j++) {
+			size_t at = (size_t)sl * s->T + start + j;
+			if (tok[i][j] < 0 || tok[i][j] >= V)
+				rc = mm_fail(MM_EINVAL, "sampler: token %d not in the vocabulary of %d", tok[i][j], V);
+			else
+				s->tok[at] = tok[i][j], s->img[at] = -1, s->patch[at] = -1, s->tt[at] = 0;
+		}
+		sp[i] = (mm_span){sl, start, n[i], 0};
+		ll[i] = 0;
+	}
+	if (rc)
+		return rc;
+	// As run_spans, with the head on every row but each span's last, in pieces of at most S
+	// rows (the room of s->logits, whose contents are undefined afterwards).
+	for (int first = 0; first < ns;) {
+		int last = first, R = 0;
+		while (last < ns && R + sp[last].n <= s->rcap) {
+			sp[last].row0 = R;
+			R += sp[last++].n;
+		}
+		if (last == first) // one span longer than rcap cannot happen: n <= T <= rcap
+			return mm_fail(MM_ERANGE, "sampler: span of %d rows", sp[first].n);
+		embed_rows(s, last - first, sp + first, R);
+		mm_embedding_forward(s->cosb, s->rcos, s->rpos, R, s->hd / 2);
+		mm_embedding_forward(s->sinb, s->rsin, s->rpos, R, s->hd / 2);
+		layers(s, last - first, sp + first, R);
+		int no = 0;
+		for (int i = first; i < last; i++) // rows with a next token, their spans and places
+			for (int j = 0; j + 1 < sp[i].n; j++) {
+				s->orows[no] = sp[i].row0 + j;
+				s->rtok[no] = i; // rtok and irows are free after embed_rows
+				s->irows[no++] = j;
+			}
+		for (int o0 = 0; o0 < no; o0 += s->S) {
+			int m = no - o0 < s->S ? no - o0 : s->S;
+			head(s, m, s->orows + o0, WT(lm_head, 0), NULL, V, s->logits);
+			for (int r = 0; r < m; r++) {
+				int i = s->rtok[o0 + r], j = s->irows[o0 + r];
+				const float *lg = s->logits + (size_t)r * V;
+				float mx = lg[0];
+				for (int v = 1; v < V; v++)
+					mx = lg[v] > mx ? lg[v] : mx;
+				double sum = 0;
+				for (int v = 0; v < V; v++)
+					sum += exp((double)(lg[v] - mx));
+				ll[i] += (double)(lg[tok[i][j + 1]] - mx) - log(sum);
+			}
+		}
+		first = last;
+	}
+	return 0;
 }
 
 // Writes an image's NP patches z (NP, P) at noise level t into the history of a slot from its
@@ -370,8 +456,11 @@ static int integrate(ode *e, float *z, float *v1, float *v2, float *ze)
 {
 	const mm_image_opts *o = e->o;
 	int N = o->steps, n = e->n, rc = 0;
+	float shift = mm_noise_shift(mm_model_config(mm_sampler_model(e->s)));
 	for (int i = 0; i < N && !rc; i++) {
-		float t0 = (float)((double)i / N), t1 = (float)((double)(i + 1) / N), dt = t1 - t0;
+		float t0 = mm_shift_t((float)((double)i / N), shift), dt;
+		float t1 = mm_shift_t((float)((double)(i + 1) / N), shift);
+		dt = t1 - t0;
 		if ((rc = velocity(e, z, t0, v1)))
 			break;
 		if (o->method == MM_ODE_EULER || i + 1 == N) {

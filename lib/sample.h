@@ -51,6 +51,15 @@ void mm_sampler_clear(mm_sampler *s, int slot);
 // out of the vocabulary.
 int mm_sampler_append_tokens(mm_sampler *s, int ns, const int *slots, const int32_t *const *tok,
 			     const int *n);
+// Copies slot src's cached positions (history, keys and values) into slot dst, which then holds
+// the same document: one prefix computed once and continued in several ways.
+int mm_sampler_copy(mm_sampler *s, int dst, int src);
+// Scores continuations: for each of ns distinct slots, the n[i] >= 1 tokens tok[i] as they
+// would be appended; ll[i] = sum over j >= 1 of log p(tok[i][j] | the slot, tok[i][0..j-1])
+// (the first token's probability is the caller's, from the logits of the slot's last position).
+// Nothing is added to the slots. MM_ERANGE when tokens would pass seq_len.
+int mm_sampler_score(mm_sampler *s, int ns, const int *slots, const int32_t *const *tok, const int *n,
+		     double *ll);
 // Logits (V) at the last position appended to the i-th slot of the last append call.
 const float *mm_sampler_logits(const mm_sampler *s, int i);
 // Appends one image to each of ns slots: its NP patches z (ns, NP, P) at noise level t, then

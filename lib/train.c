@@ -57,6 +57,8 @@ static int config_from_settings(mm_trainer *tr)
 	c->qk_norm = (int)s->qk_norm;
 	c->seq_len = (int)s->seq_len;
 	c->image_weight = (float)s->image_weight;
+	c->noise_shift = (float)(s->noise_shift > 0 ? s->noise_shift
+				  : c->patch ? mm_noise_shift_default(c->img_h, c->img_w, c->img_c) : 1);
 	return mm_config_check(c);
 }
 
@@ -69,6 +71,11 @@ int mm_train_build(mm_trainer *tr, const mm_config *c)
 		return rc;
 	if ((rc = mm_model_new(&tr->model, &tr->cfg, (int)tr->s.batch)))
 		return rc;
+	// The noise levels follow the model's shift (a resumed run's: its checkpoint's).
+	double mu = MM_T_MU - log((double)mm_noise_shift(&tr->cfg));
+	mm_loader_set_noise(tr->train, mu, MM_T_SIGMA);
+	if (tr->val)
+		mm_loader_set_noise(tr->val, mu, MM_T_SIGMA);
 	size_t np = mm_model_nparams(tr->model);
 	if ((rc = mm_optim_new(&tr->opt, np)))
 		return rc;

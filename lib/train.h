@@ -19,6 +19,7 @@
 typedef struct mm_train_settings {
 	long long dim, layers, heads, mlp, bottleneck, qk_norm, seq_len; // mlp 0: 8/3 dim, rounded up to 64
 	double image_weight;
+	double noise_shift; // 0: mm_noise_shift_default of the shards' image geometry
 	long long steps;  // the schedule's length, or 0 and epochs: passes over the training documents
 	double epochs;
 	long long batch;  // rows per step and rank
