@@ -48,7 +48,7 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
 MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
-.PHONY: all deps test demo install uninstall clean ref bench experiment-fashion completion fuzz plot
+.PHONY: all deps test demo install uninstall clean ref bench experiment-fashion experiment-twemoji completion fuzz plot
 # The version: lib/mm.h's MM_VERSION, the one place it is written.
 MM_VERSION := $(shell sed -n 's/^\#define MM_VERSION "\(.*\)"/\1/p' lib/mm.h)
 # Objects made on the way to a tool are kept (make would delete them as intermediate files).
@@ -256,6 +256,86 @@ experiment-fashion: all
 	@echo
 	@cat $(EXP)/times.txt
 	@echo "figures: $(EXP)/figures.txt $(EXP)/figures.json; samples: $(EXP)/samples/"
+
+# The Twemoji experiment: every emoji of npm emoji-datasource-twitter 16.0.0 with a 64x64
+# Twitter image (1,911, RGBA over white), its lower-cased name as its caption, 191 names held
+# out (data/twemoji-heldout.txt). Tokenize (patch 8: 64 patches of 192 values, as wide as a
+# row of the model needs; patch 4 would be 256 patches, four times the positions), train on the
+# training names, then measure on both sets: caption retrieval among all 1,910 names, text-to-
+# image retrieval against all 1,911 emoji, bits per dimension on the held-out emoji, and grids
+# of generated emoji beside the real ones. Everything lands in $(TW); the figures, grids and
+# times are copied to data/results/twemoji/ by `make experiment-twemoji TW_SAVE=1`.
+# A quick end-to-end check: make experiment-twemoji TW_STEPS=5 TW_DIM=32 TW_LAYERS=1 TW_HEADS=2
+#   TW_T2I_TRAIN=8 TW_RET_DOCS=8 TW_SAMPLE_STEPS=2
+TW ?= out/twemoji
+TW_VOCAB ?= 1024
+TW_DIM ?= 256
+TW_LAYERS ?= 6
+TW_HEADS ?= 4
+TW_SEQ ?= 88
+TW_BATCH ?= 32
+TW_STEPS ?= 4500
+TW_LR ?= 1e-3
+TW_WARMUP ?= 100
+TW_EMA ?= 0.999
+TW_IMAGE_FIRST ?= 0.2
+TW_THREADS ?= 2
+TW_TRAIN_ARGS ?=
+TW_SAMPLER ?= heun
+TW_SAMPLE_STEPS ?= 25
+TW_CFG ?= 2
+TW_T2I_TRAIN ?= 0
+TW_RET_DOCS ?= 0
+TW_BPD_SAMPLES ?= 4
+TW_SAVE ?= 0
+experiment-twemoji: all
+	@sh .ci/deps data
+	@mkdir -p $(TW)
+	@echo "== data: npm emoji-datasource-twitter"
+	sh data/twemoji-full.sh $(TW)/set
+	@if [ "$(TW_T2I_TRAIN)" != 0 ]; then head -n $(TW_T2I_TRAIN) $(TW)/set/train-captions.txt > $(TW)/t2i-train.txt; \
+	else cp $(TW)/set/train-captions.txt $(TW)/t2i-train.txt; fi
+	@echo "== tokenize: $$(wc -l < $(TW)/set/train.jsonl) training and $$(wc -l < $(TW)/set/heldout.jsonl) held-out emoji"
+	cmd/mm-tokenize --format jsonl $(TW)/set/train.jsonl --image-size 64 --channels 3 --patch 8 \
+		--train-tokenizer $(TW)/tok.bin --vocab-size $(TW_VOCAB) --threads $(TW_THREADS) -o $(TW)/train
+	cmd/mm-tokenize --format jsonl $(TW)/set/heldout.jsonl --image-size 64 --channels 3 --patch 8 \
+		--tokenizer $(TW)/tok.bin --threads $(TW_THREADS) -o $(TW)/heldout
+	@echo "== train: $(TW_STEPS) steps"
+	rm -rf $(TW)/run
+	start=$$(date +%s); \
+	cmd/mm-train --data '$(TW)/train-*.mms' --tokenizer $(TW)/tok.bin --dim $(TW_DIM) --layers $(TW_LAYERS) \
+		--heads $(TW_HEADS) --seq-len $(TW_SEQ) --batch $(TW_BATCH) --steps $(TW_STEPS) --lr $(TW_LR) \
+		--warmup $(TW_WARMUP) --ema $(TW_EMA) --image-first $(TW_IMAGE_FIRST) --threads $(TW_THREADS) \
+		--log-every 50 --ckpt-every 1000 $(TW_TRAIN_ARGS) --out $(TW)/run && \
+	echo "training: $$(( $$(date +%s) - start )) s" > $(TW)/times.txt
+	@echo "== evaluate: held-out names"
+	cmd/mm-eval --model $(TW)/run --ema --data '$(TW)/heldout-*.mms' --bpd --bpd-samples $(TW_BPD_SAMPLES) \
+		--captions $(TW)/set/captions.txt --t2i $(TW)/set/heldout-captions.txt \
+		--reference '$(TW)/train-*.mms' --reference '$(TW)/heldout-*.mms' --sampler $(TW_SAMPLER) \
+		--steps $(TW_SAMPLE_STEPS) --cfg $(TW_CFG) --compare $(TW)/heldout-t2i.png --compare-scale 2 \
+		--threads $(TW_THREADS) --json-file $(TW)/heldout.json > $(TW)/heldout.txt 2> $(TW)/heldout.log \
+		|| { cat $(TW)/heldout.log; exit 1; }
+	@echo "== evaluate: training names"
+	cmd/mm-eval --model $(TW)/run --ema --data '$(TW)/train-*.mms' --max-docs $(TW_RET_DOCS) --no-losses \
+		--captions $(TW)/set/captions.txt --t2i $(TW)/t2i-train.txt \
+		--reference '$(TW)/train-*.mms' --reference '$(TW)/heldout-*.mms' --sampler $(TW_SAMPLER) \
+		--steps $(TW_SAMPLE_STEPS) --cfg $(TW_CFG) --compare $(TW)/train-t2i.png --compare-scale 2 \
+		--threads $(TW_THREADS) --json-file $(TW)/train.json > $(TW)/train.txt 2> $(TW)/train.log \
+		|| { cat $(TW)/train.log; exit 1; }
+	@echo "== greedy captions of 24 held-out emoji, beside their names"
+	head -n 24 $(TW)/set/heldout.jsonl | jq -r '"$(TW)/set/" + .file_name' > $(TW)/heldout-images.txt
+	cmd/mm-sample --model $(TW)/run --ema --caption-list $(TW)/heldout-images.txt --threads $(TW_THREADS) \
+		> $(TW)/heldout-greedy.tsv 2> $(TW)/caption.log || { cat $(TW)/caption.log; exit 1; }
+	head -n 24 $(TW)/set/heldout.jsonl | jq -r .text | paste $(TW)/heldout-greedy.tsv - \
+		| awk -F'\t' 'BEGIN { print "| emoji | name | generated caption |"; print "|---|---|---|" } \
+			{ n = split($$1, p, "/"); print "| " p[n] " | " $$3 " | " $$2 " |" }' > $(TW)/heldout-captions.md
+	sed -n 's/^mm-eval: \(.*: [0-9.]* s\)$$/held-out \1/p' $(TW)/heldout.log >> $(TW)/times.txt
+	sed -n 's/^mm-eval: \(.*: [0-9.]* s\)$$/training \1/p' $(TW)/train.log >> $(TW)/times.txt
+	@cat $(TW)/heldout.txt $(TW)/train.txt $(TW)/times.txt
+	@if [ "$(TW_SAVE)" = 1 ]; then mkdir -p data/results/twemoji && \
+		cp $(TW)/heldout.txt $(TW)/heldout.json $(TW)/train.txt $(TW)/train.json $(TW)/times.txt \
+		   $(TW)/heldout-t2i.png $(TW)/train-t2i.png $(TW)/heldout-captions.md data/results/twemoji/ && \
+		echo "saved to data/results/twemoji/"; fi
 
 # `make fuzz FUZZ_TARGET=name FUZZ_SECONDS=600`: builds tests/fuzz/fuzz_NAME.c with clang's
 # libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer against libmm's sources compiled the
