@@ -274,7 +274,7 @@ TW_LAYERS ?= 6
 TW_HEADS ?= 4
 TW_SEQ ?= 88
 TW_BATCH ?= 32
-TW_STEPS ?= 4500
+TW_STEPS ?= 5500
 TW_LR ?= 1e-3
 TW_WARMUP ?= 100
 TW_EMA ?= 0.999
@@ -284,7 +284,7 @@ TW_TRAIN_ARGS ?=
 TW_SAMPLER ?= heun
 TW_SAMPLE_STEPS ?= 25
 TW_CFG ?= 2
-TW_T2I_TRAIN ?= 0
+TW_T2I_TRAIN ?= 600
 TW_RET_DOCS ?= 0
 TW_BPD_SAMPLES ?= 4
 TW_SAVE ?= 0
@@ -293,8 +293,9 @@ experiment-twemoji: all
 	@mkdir -p $(TW)
 	@echo "== data: npm emoji-datasource-twitter"
 	sh data/twemoji-full.sh $(TW)/set
-	@if [ "$(TW_T2I_TRAIN)" != 0 ]; then head -n $(TW_T2I_TRAIN) $(TW)/set/train-captions.txt > $(TW)/t2i-train.txt; \
-	else cp $(TW)/set/train-captions.txt $(TW)/t2i-train.txt; fi
+	@# TW_T2I_TRAIN = N: N training names evenly spaced in byte order (0: all)
+	awk -v n=$(TW_T2I_TRAIN) 'NR == FNR { total++; next } n == 0 || int((FNR - 1) * n / total) != int(FNR * n / total) \
+		' $(TW)/set/train-captions.txt $(TW)/set/train-captions.txt > $(TW)/t2i-train.txt
 	@echo "== tokenize: $$(wc -l < $(TW)/set/train.jsonl) training and $$(wc -l < $(TW)/set/heldout.jsonl) held-out emoji"
 	cmd/mm-tokenize --format jsonl $(TW)/set/train.jsonl --image-size 64 --channels 3 --patch 8 \
 		--train-tokenizer $(TW)/tok.bin --vocab-size $(TW_VOCAB) --threads $(TW_THREADS) -o $(TW)/train

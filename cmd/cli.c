@@ -187,6 +187,56 @@ void cli_output_file(const char *opt, const char *path)
 	free(dir);
 }
 
+const char *cli_shortest_float(float x, char *buf)
+{
+	for (int p = 1; p <= 9; p++) {
+		snprintf(buf, 32, "%.*g", p, (double)x);
+		if (strtof(buf, NULL) == x || x != x)
+			break;
+	}
+	return buf;
+}
+
+void cli_json_shortest(char *s)
+{
+	char *w = s, num[40];
+	for (const char *r = s; *r;) {
+		if (*r == '"') { // a string, escapes and all, copied as it is
+			*w++ = *r++;
+			while (*r && *r != '"') {
+				if (*r == '\\' && r[1])
+					*w++ = *r++;
+				*w++ = *r++;
+			}
+			if (*r)
+				*w++ = *r++;
+			continue;
+		}
+		if (*r != '-' && !(*r >= '0' && *r <= '9')) {
+			*w++ = *r++;
+			continue;
+		}
+		size_t n = strspn(r, "-+0123456789.eE");
+		if (n >= sizeof num || (!memchr(r, '.', n) && !memchr(r, 'e', n) && !memchr(r, 'E', n))) {
+			memmove(w, r, n); // an integer (or something too long to be a double): as it is
+			w += n, r += n;
+			continue;
+		}
+		memcpy(num, r, n);
+		num[n] = 0;
+		char out[40];
+		cli_shortest(strtod(num, NULL), out);
+		if (!strpbrk(out, ".eEin"))
+			strcat(out, ".0");
+		size_t m = strlen(out);
+		if (m > n) // never longer than what it replaces
+			memcpy(out, num, (m = n) + 1);
+		memcpy(w, out, m);
+		w += m, r += n;
+	}
+	*w = 0;
+}
+
 const char *cli_shortest(double x, char *buf)
 {
 	for (int p = 1; p <= 17; p++) {

@@ -30,6 +30,13 @@ double cli_double(const char *opt, const char *s, double lo, double hi);
 // x as the shortest %.{1..17}g that strtod reads back as x (0.1, not 0.10000000000000001),
 // for what a person reads; buf holds 32 bytes. Returns buf.
 const char *cli_shortest(double x, char *buf);
+// The same for a float: the shortest %.{1..9}g that reads back as the same float (the loss
+// 0.1f prints 0.1, not 0.100000001).
+const char *cli_shortest_float(float x, char *buf);
+// Rewrites, in place, every real number of the JSON text s (outside strings) as the shortest
+// form that reads back as the same double, keeping a '.' or an exponent so it stays a real:
+// jansson prints 17 digits. The text only gets shorter.
+void cli_json_shortest(char *s);
 
 // Outputs are made ready before long work starts, so that hours of work do not end in an
 // unwritable path. Both refuse '-' (a usage error naming opt: the output is files, not a

@@ -282,6 +282,7 @@ void eval_print_json(FILE *f, const struct eval_report *r)
 	char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(17));
 	if (!s)
 		die("out of memory");
+	cli_json_shortest(s);
 	fprintf(f, "%s\n", s);
 	free(s);
 	json_decref(o);

@@ -363,11 +363,13 @@ static void save(double run_seconds)
 // mpirun kills it, before the checkpoint is written.
 static void log_step(const mm_train_info *s, double pps, double eta, double padding, int quiet)
 {
+	char a[32], b[32], d[32], e[32], g[32];
 	fprintf(logf,
-		"{\"step\":%llu,\"loss\":%.9g,\"loss_text\":%.9g,\"loss_image\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
+		"{\"step\":%llu,\"loss\":%s,\"loss_text\":%s,\"loss_image\":%s,\"lr\":%s,\"grad_norm\":%s,"
 		"\"positions_per_s\":%.1f,\"epoch\":%.4f,\"padding\":%.4f}\n",
-		(unsigned long long)tr.step, s->loss, s->loss_text, s->loss_image, s->lr, s->grad_norm, pps,
-		mm_loader_epochs_done(tr.train), padding);
+		(unsigned long long)tr.step, cli_shortest_float(s->loss, a), cli_shortest_float(s->loss_text, b),
+		cli_shortest_float(s->loss_image, d), cli_shortest_float(s->lr, e), cli_shortest(s->grad_norm, g),
+		pps, mm_loader_epochs_done(tr.train), padding);
 	log_flush();
 	if (quiet)
 		return;
@@ -386,8 +388,9 @@ static void validate(int log0)
 		die_mm(rc);
 	if (!log0)
 		return;
-	fprintf(logf, "{\"step\":%llu,\"val_loss_text\":%.9g,\"val_loss_image\":%.9g}\n", (unsigned long long)tr.step,
-		vt, vi);
+	char a[32], b[32];
+	fprintf(logf, "{\"step\":%llu,\"val_loss_text\":%s,\"val_loss_image\":%s}\n", (unsigned long long)tr.step,
+		cli_shortest_float((float)vt, a), cli_shortest_float((float)vi, b));
 	log_flush();
 	fprintf(stderr, "%sstep %llu  val text %.4f  val image %.4f\n", isatty(2) ? "\r\033[K" : "",
 		(unsigned long long)tr.step, vt, vi);

@@ -49,13 +49,17 @@ void mm_rope_backward(float *dx, const float *cosb, const float *sinb, int N, in
 // The exp is lib/fastexp.h's (under 3e-7 relative error). Both attentions (rows, cache) use it.
 void mm_softmax_masked(float *p, int n);
 
-// q, k, v, out (B*T, H*hd), head h in columns h*hd..; doc, img (B, T) give the mask of
-// lib/model.h. att (B, H, T, T) receives the softmax probabilities (0 where masked).
-// Two small GEMMs per (row, head).
-void mm_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-			  const int32_t *doc, const int32_t *img, int B, int T, int H, int hd);
-// Queries per block of mm_attention_cached: a score buffer is (MM_ATT_QB, T).
+// Queries per block of the attentions: a score buffer is (MM_ATT_QB, T).
 #define MM_ATT_QB 64
+// q, k, v, out (B*T, H*hd), head h in columns h*hd..; doc, img (B, T) give the mask of
+// lib/model.h. lse (B, H, T) receives each query's log-sum-exp of its scores, which the backward
+// reads. Block by block: per (row, head) and block of MM_ATT_QB queries, the scores of only the
+// keys their documents and images allow at most (from the first key of the first query's
+// document to the last query, or to the end of its image), never a (T, T) matrix. scratch holds
+// nbuf buffers of (2, MM_ATT_QB, T), one per thread: at most nbuf threads run, and the result does
+// not depend on how many.
+void mm_attention_forward(float *out, float *lse, float *scratch, int nbuf, const float *q, const float *k,
+			  const float *v, const int32_t *doc, const int32_t *img, int B, int T, int H, int hd);
 // A span of new positions: positions [start, start + n) of the document in cache slot `slot`,
 // held in rows [row0, row0 + n) of the queries.
 typedef struct mm_span {
@@ -69,11 +73,11 @@ typedef struct mm_span {
 void mm_attention_cached(float *out, float *scores, int nbuf, const float *q, const float *kc,
 			 const float *vc, const int32_t *doc, const int32_t *img, const mm_span *sp,
 			 int nsp, int T, int H, int hd);
-// dq, dk, dv (B*T, H*hd) += gradients from dout (B*T, H*hd), with att and the inputs of forward;
-// scratch (B, H, T, T) is overwritten.
-void mm_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
-			   const float *att, const float *q, const float *k, const float *v, int B,
-			   int T, int H, int hd);
+// dq, dk, dv (B*T, H*hd) += gradients from dout (B*T, H*hd), with lse and the inputs of the
+// forward, over the same blocks; scratch and nbuf as in the forward.
+void mm_attention_backward(float *dq, float *dk, float *dv, float *scratch, int nbuf, const float *dout,
+			   const float *lse, const float *q, const float *k, const float *v, const int32_t *doc,
+			   const int32_t *img, int B, int T, int H, int hd);
 
 // Over the rows of w13's product g (N, 2F), gate then up: out (N, F) = silu(g[:, :F]) * g[:, F:].
 void mm_swiglu_forward(float *out, const float *g, int N, int F);

@@ -307,30 +307,110 @@ void softmax_masked(REAL *p, int n)
 		p[j] /= sum;
 }
 
-// The same by matrix products, per (row, head): scores = q k^T as one GEMM into att, the mask
-// and softmax in place, out = att v. Masked scores are computed and thrown away (half of them
-// under a causal mask): a small GEMM is still several times faster than the loops above.
-void attention_forward(REAL *out, REAL *att, const REAL *q, const REAL *k, const REAL *v,
-			    const int32_t *doc, const int32_t *img, int B, int T, int H, int hd)
+// Block-wise attention over a batch's rows. Per (row, head), queries in blocks of MM_ATT_QB;
+// a block's queries may see only keys of their own documents, up to the last of them or to the
+// end of its image (bidirectional), so each block takes the key range [lo, hi) that holds all of
+// those (att_block_range) and nothing else: the scores of that range by one GEMM into the
+// thread's buffer, the mask and softmax of lib/model.h, the weighted values by a second GEMM.
+// A causal row of T positions computes about half of T x T scores, and a row packed with short
+// documents a small part; no (T, T) matrix is ever held. lse keeps each query's log-sum-exp of
+// its scores, from which the backward rebuilds the probabilities.
+
+// Whether the documents and images of a row lie in runs of one value each, in increasing order
+// (as every packer of mm lays them out); when not, every block takes the whole row, which the
+// mask still makes exact.
+static int att_row_runs(const int32_t *doc, const int32_t *img, int T)
+{
+	int32_t last_doc = -1, last_img = -1;
+	for (int i = 0; i < T; i++) {
+		if (doc[i] >= 0 && (i == 0 || doc[i - 1] != doc[i])) {
+			if (doc[i] <= last_doc)
+				return 0;
+			last_doc = doc[i];
+		}
+		if (img[i] >= 0 && (i == 0 || img[i - 1] != img[i])) {
+			if (img[i] <= last_img)
+				return 0;
+			last_img = img[i];
+		}
+	}
+	return 1;
+}
+
+// The key range [*lo, *hi) of queries [i0, i1) of a row: from the start of the first query's
+// document (or the first query, outside any document) to the last query, or to the end of the
+// image the last query is in.
+static void att_block_range(const int32_t *doc, const int32_t *img, int T, int runs, int i0, int i1, int *lo,
+			    int *hi)
+{
+	if (!runs) {
+		*lo = 0, *hi = T;
+		return;
+	}
+	int a = i0, b = i1;
+	if (doc[i0] >= 0)
+		while (a > 0 && doc[a - 1] == doc[i0])
+			a--;
+	int e = i1 - 1;
+	if (doc[e] >= 0 && img[e] >= 0)
+		while (b < T && img[b] == img[e] && doc[b] == doc[e])
+			b++;
+	*lo = a, *hi = b;
+}
+
+// softmax_masked, and the log-sum-exp of the row's scores (mx + log sum).
+static REAL softmax_masked_lse(REAL *p, int n)
+{
+	REAL mx = -INFINITY, lane[8] = {0}, sum = 0;
+#pragma omp simd reduction(max : mx)
+	for (int j = 0; j < n; j++)
+		mx = p[j] > mx ? p[j] : mx;
+	MM_EXP_UNMASKED(p, n, mx);
+	int j = 0;
+	for (; j + 8 <= n; j += 8)
+		for (int l = 0; l < 8; l++)
+			lane[l] += p[j + l];
+	for (; j < n; j++)
+		sum += p[j];
+	for (int l = 0; l < 8; l++)
+		sum += lane[l];
+	for (j = 0; j < n; j++)
+		p[j] /= sum;
+	return mx + log(sum);
+}
+
+void attention_forward(REAL *out, REAL *lse, REAL *scratch, int nbuf, const REAL *q, const REAL *k,
+			    const REAL *v, const int32_t *doc, const int32_t *img, int B, int T, int H, int hd)
 {
 	MM_KPROF(attention_forward);
-	int D = H * hd;
+	int D = H * hd, nt = omp_get_max_threads() < nbuf ? omp_get_max_threads() : nbuf;
 	REAL scale = 1 / sqrt((REAL)hd);
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
-			size_t base = (size_t)b * T * D + h * hd;
-			REAL *p = att + ((size_t)b * H + h) * T * T;
-			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + base, D,
-				k + base, D, 0, p, T);
-			for (int i = 0; i < T; i++, p += T) {
-				att_mask_row(p, bd, bi, i, T);
-				softmax_masked(p, T);
+	long tasks = (long)B * H;
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
+	for (long task = 0; task < tasks; task++) {
+		int b = (int)(task / H), h = (int)(task % H);
+		const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
+		int runs = att_row_runs(bd, bi, T);
+		size_t base = (size_t)b * T * D + h * hd;
+		REAL *sc = scratch + (size_t)omp_get_thread_num() * 2 * MM_ATT_QB * T;
+		REAL *ls = lse + ((size_t)b * H + h) * T;
+		for (int i0 = 0; i0 < T; i0 += MM_ATT_QB) {
+			int i1 = i0 + MM_ATT_QB < T ? i0 + MM_ATT_QB : T, nq = i1 - i0, lo, hi;
+			att_block_range(bd, bi, T, runs, i0, i1, &lo, &hi);
+			int nk = hi - lo;
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q + base + (size_t)i0 * D, D,
+				k + base + (size_t)lo * D, D, 0, sc, nk);
+			for (int r = 0; r < nq; r++) {
+				REAL *p = sc + (size_t)r * nk;
+				int i = i0 + r;
+				for (int j = 0; j < nk; j++)
+					p[j] = mm_att_allowed(bd, bi, i, lo + j) ? p[j] : -INFINITY;
+				ls[i] = softmax_masked_lse(p, nk);
 			}
-			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1,
-				att + ((size_t)b * H + h) * T * T, T, v + base, D, 0, out + base, D);
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, v + base + (size_t)lo * D, D,
+				0, out + base + (size_t)i0 * D, D);
 		}
+	}
 }
 
 // Attention of new positions over a cache. Per span, head and block of up to MM_ATT_QB queries:
@@ -369,45 +449,58 @@ void attention_cached(REAL *out, REAL *scores, int nbuf, const REAL *q, const RE
 	}
 }
 
-// scratch (B, H, T, T) holds dL/dscores on the way.
-void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, const REAL *dout,
-			     const REAL *att, const REAL *q, const REAL *k, const REAL *v, int B, int T,
-			     int H, int hd)
+// The backward of attention_forward, block by block over the same key ranges: the
+// probabilities rebuilt from the scores and lse, dP = dout v^T, dS = P (dP - rowsum(P dP)) / sqrt(hd),
+// then dq += dS k, dk += dS^T q, dv += P^T dout. One (row, head) is one task, its blocks in
+// order, so the sums into dk and dv have one order whatever the number of threads.
+void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, int nbuf, const REAL *dout,
+			     const REAL *lse, const REAL *q, const REAL *k, const REAL *v, const int32_t *doc,
+			     const int32_t *img, int B, int T, int H, int hd)
 {
 	MM_KPROF(attention_backward);
-	int D = H * hd;
+	int D = H * hd, nt = omp_get_max_threads() < nbuf ? omp_get_max_threads() : nbuf;
 	REAL scale = 1 / sqrt((REAL)hd);
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < H; h++) {
-			size_t base = (size_t)b * T * D + h * hd, at = ((size_t)b * H + h) * T * T;
-			const REAL *p = att + at;
-			REAL *ds = scratch + at;
-			// dv += p^T dout; dp = dout v^T
-			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, p, T, dout + base, D,
-				1, dv + base, D);
-			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1, dout + base, D,
-				v + base, D, 0, ds, T);
-			for (int i = 0; i < T; i++) { // softmax backward, with the 1/sqrt(hd) of the scores
-				const REAL *pi = p + (size_t)i * T;
-				REAL *di = ds + (size_t)i * T, pdp = 0, lane[8] = {0};
-				int j = 0;
-				for (; j + 8 <= T; j += 8) // 8 lanes in a fixed order, as in softmax_masked
+	long tasks = (long)B * H;
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
+	for (long task = 0; task < tasks; task++) {
+		int b = (int)(task / H), h = (int)(task % H);
+		const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
+		int runs = att_row_runs(bd, bi, T);
+		size_t base = (size_t)b * T * D + h * hd;
+		REAL *pb = scratch + (size_t)omp_get_thread_num() * 2 * MM_ATT_QB * T, *ds = pb + (size_t)MM_ATT_QB * T;
+		const REAL *ls = lse + ((size_t)b * H + h) * T;
+		for (int i0 = 0; i0 < T; i0 += MM_ATT_QB) {
+			int i1 = i0 + MM_ATT_QB < T ? i0 + MM_ATT_QB : T, nq = i1 - i0, lo, hi;
+			att_block_range(bd, bi, T, runs, i0, i1, &lo, &hi);
+			int nk = hi - lo;
+			const REAL *qb = q + base + (size_t)i0 * D, *kb = k + base + (size_t)lo * D;
+			const REAL *vb = v + base + (size_t)lo * D, *gb = dout + base + (size_t)i0 * D;
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, qb, D, kb, D, 0, pb, nk);
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1, gb, D, vb, D, 0, ds, nk);
+			for (int r = 0; r < nq; r++) {
+				REAL *p = pb + (size_t)r * nk, *di = ds + (size_t)r * nk, pdp = 0, lane[8] = {0};
+				int i = i0 + r, j = 0;
+				for (int jj = 0; jj < nk; jj++)
+					p[jj] = mm_att_allowed(bd, bi, i, lo + jj) ? p[jj] : -INFINITY;
+				MM_EXP_UNMASKED(p, nk, ls[i]);
+				for (; j + 8 <= nk; j += 8) // 8 lanes in a fixed order, as in softmax_masked
 					for (int l = 0; l < 8; l++)
-						lane[l] += pi[j + l] * di[j + l];
-				for (; j < T; j++)
-					pdp += pi[j] * di[j];
+						lane[l] += p[j + l] * di[j + l];
+				for (; j < nk; j++)
+					pdp += p[j] * di[j];
 				for (int l = 0; l < 8; l++)
 					pdp += lane[l];
-				for (j = 0; j < T; j++)
-					di[j] = pi[j] * (di[j] - pdp) * scale;
+				for (j = 0; j < nk; j++)
+					di[j] = p[j] * (di[j] - pdp) * scale;
 			}
-			// dq += ds k; dk += ds^T q
-			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, ds, T, k + base, D,
-				1, dq + base, D);
-			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, ds, T, q + base, D,
-				1, dk + base, D);
+			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1, pb, nk, gb, D, 1,
+				dv + base + (size_t)lo * D, D);
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, ds, nk, kb, D, 1,
+				dq + base + (size_t)i0 * D, D);
+			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1, ds, nk, qb, D, 1,
+				dk + base + (size_t)lo * D, D);
 		}
+	}
 }
 
 // silu(a) * b: the one SwiGLU of the forward, whatever the layout of its inputs.

@@ -12,6 +12,7 @@
 //   lib/sample.c       the KV cache and spans of new positions, calling model_embed and
 //                      model_block_forward per layer on the model's own weights
 #include <cblas.h>
+#include <omp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,7 +94,7 @@ static size_t layout_acts(mm_model *m)
 	const mm_config *c = &m->c;
 	size_t L = c->layers, T = c->seq_len, N = (size_t)m->max_batch * T, NI = m->P ? N : 0;
 	size_t D = c->dim, F = c->mlp, H = c->heads, V = c->vocab, P = m->P, K = c->bottleneck;
-	size_t hd = m->hd, qk = c->qk_norm, off = 0;
+	size_t hd = m->hd, qk = c->qk_norm, NT = (size_t)m->nth, off = 0;
 	double total = 0; // the same sum, immune to overflow
 	// each activation starts on a 64-byte line
 #define MM_X(nm, copies, size)                             \
@@ -121,6 +122,7 @@ int mm_model_new(mm_model **mp, const mm_config *c, int max_batch)
 	openblas_set_num_threads(1); // the kernels split matmuls across OpenMP threads themselves
 	m->c = *c;
 	m->max_batch = max_batch;
+	m->nth = omp_get_max_threads() < 1 ? 1 : omp_get_max_threads(); // attention's buffers
 	m->hd = c->dim / c->heads;
 	m->P = MM_PDIM(c);
 	m->NP = MM_NPATCH(c);
@@ -138,7 +140,7 @@ int mm_model_new(mm_model **mp, const mm_config *c, int max_batch)
 	m->params = calloc(m->nparams, sizeof(float));
 	m->grads = calloc(m->nparams, sizeof(float));
 	m->acts = calloc(m->nacts, sizeof(float));
-	m->ints = calloc(5 * N, sizeof(int32_t));
+	m->ints = calloc(7 * N, sizeof(int32_t));
 	if (!m->tensors || !m->params || !m->grads || !m->acts || !m->ints) {
 		size_t mib = ((2 * m->nparams + m->nacts) * sizeof(float) + 5 * N * 4) >> 20;
 		mm_model_free(m);
@@ -149,6 +151,8 @@ int mm_model_new(mm_model **mp, const mm_config *c, int max_batch)
 	m->text_tgt = m->ints + 2 * N;
 	m->img_rows = m->ints + 3 * N;
 	m->img_patch = m->ints + 4 * N;
+	m->doc = m->ints + 5 * N;
+	m->img = m->ints + 6 * N;
 	*mp = m;
 	return 0;
 }
@@ -306,6 +310,8 @@ int mm_model_prepare(mm_model *m, const mm_batch *b)
 		}
 	}
 	m->B = b->B, m->T = b->T, m->nt = nt, m->ni = ni;
+	memcpy(m->doc, b->doc, (size_t)b->B * b->T * sizeof *m->doc); // the mask, for the backward
+	memcpy(m->img, b->img, (size_t)b->B * b->T * sizeof *m->img);
 	m->nt_norm = nt, m->ni_norm = ni;
 	return 0;
 }

@@ -8,7 +8,7 @@
 
 // Activations and scratch, in one allocation: X(name, copies, values per copy); layer l uses copy l.
 // In scope where it expands: L, N (max_batch * seq_len rows), NI (rows of the image slab: N, or
-// 0 for a text-only model), D, F, H, T, V, P, K, hd, qk (0 or 1).
+// 0 for a text-only model), D, F, H, T, V, P, K, hd, qk (0 or 1), NT (threads at creation).
 #define MM_ACTS(X)                                                                      \
 	X(rope_cos, 1, N * (hd / 2))                                                    \
 	X(rope_sin, 1, N * (hd / 2))                                                    \
@@ -23,7 +23,7 @@
 	X(q, L, N * D) /* q and k as attention sees them: normed, rotated */            \
 	X(k, L, N * D)                                                                  \
 	X(v, L, N * D)                                                                  \
-	X(att, L, N * H * T)                                                            \
+	X(att, L, N * H) /* each query's log-sum-exp of its attention scores */         \
 	X(a, L, N * D)                                                                  \
 	X(rstd2, L, N)                                                                  \
 	X(h2, L, N * D)                                                                 \
@@ -58,7 +58,7 @@
 	X(dk, 1, N * D)                                                                 \
 	X(dv, 1, N * D)                                                                 \
 	X(dqkv, 1, N * 3 * D) /* dq, dk, dv side by side, as wqkv's product */           \
-	X(datt, 1, N * H * T)                                                           \
+	X(attbuf, 1, NT * 2 * MM_ATT_QB * T) /* one score buffer pair per thread */     \
 	X(dqr, 1, qk * N * D)                                                           \
 	X(dkr, 1, qk * N * D)                                                           \
 	X(dlogits, 1, N * V)                                                            \
@@ -90,12 +90,14 @@ struct mm_model {
 	mm_tensor *tensors;
 	int ntensors;
 	float *params, *grads, *acts;
-	int32_t *ints; // one allocation for the five index lists below, N each
+	int32_t *ints; // one allocation for the seven index lists below, N each
 	int32_t *tok_ids;    // token id per position, -1 at image and padding-without-token positions
 	int32_t *text_rows;  // positions (b*T + t) with a target, in order; text_tgt their targets
 	int32_t *text_tgt;
 	int32_t *img_rows;   // image positions in order; img_patch their patch indices
 	int32_t *img_patch;
+	int32_t *doc, *img;  // the last batch's mask, (B, T): the attention backward reads it
+	int nth;             // OpenMP threads at creation: attention has a pair of buffers for each
 	// the last batch (set by mm_model_prepare)
 	int B, T, nt, ni;
 	double nt_norm, ni_norm; // the losses' denominators for the backward (nt, ni unless set)
@@ -126,11 +128,11 @@ int mm_model_prepare(mm_model *m, const mm_batch *b);
 		R *hnext, *rstdnext; /* rmsnorm(xout) * the next attn_norm; NULL: last block */ \
 		const int32_t *doc, *img; /* the mask: (B, T) rows, or (S, T) cache slots */   \
 		int B, T;                                                                      \
-		R *att;              /* rows: (B, H, T, T) probabilities */                     \
+		R *att;              /* rows: (B, H, T) log-sum-exp of each query's scores */   \
 		R *kc, *vc;          /* cache: this layer's (S, T, D), or NULL */               \
 		const mm_span *sp;   /* cache: the spans of the rows, row0 from 0 */            \
 		int nsp, nbuf;                                                                 \
-		R *scores;           /* cache: nbuf buffers of (MM_ATT_QB, T) */                \
+		R *scores;           /* nbuf buffers: cache (MM_ATT_QB, T), rows (2, MM_ATT_QB, T) */ \
 	}
 typedef MM_BLOCK_IO(float) mm_block_io;
 typedef MM_BLOCK_IO(double) mmd_block_io;

@@ -82,8 +82,8 @@ void model_block_forward(const mm_model *m, const REAL *P, int l, const block_io
 		attention_cached(io->a, io->scores, io->nbuf, io->q, io->kc, io->vc, io->doc,
 				      io->img, io->sp, io->nsp, io->T, H, hd);
 	} else {
-		attention_forward(io->a, io->att, io->q, io->k, io->v, io->doc, io->img, io->B,
-				       io->T, H, hd);
+		attention_forward(io->a, io->att, io->scores, io->nbuf, io->q, io->k, io->v, io->doc, io->img,
+				       io->B, io->T, H, hd);
 	}
 	matmul_forward(io->tmp, io->a, PRM(P, wo, l), NULL, N, D, D);
 	residual_rmsnorm_forward(io->mid, io->x, io->tmp, io->h2, io->rstd2, PRM(P, mlp_norm, l),
@@ -129,6 +129,7 @@ static void model_forward_pass(mm_model *m, const REAL *P, REAL *A, const mm_bat
 			.hnext = l + 1 < L ? ACT(h1, l + 1) : NULL,
 			.rstdnext = l + 1 < L ? ACT(rstd1, l + 1) : NULL,
 			.doc = b->doc, .img = b->img, .B = m->B, .T = m->T, .att = ACT(att, l),
+			.scores = ACT(attbuf, 0), .nbuf = m->nth,
 		};
 		model_block_forward(m, P, l, &io);
 	}
@@ -186,8 +187,8 @@ static void model_block_backward(mm_model *m, const REAL *P, REAL *G, REAL *A, i
 	zero(dq, ND);
 	zero(dk, ND);
 	zero(dv, ND);
-	attention_backward(dq, dk, dv, ACT(datt, 0), da, ACT(att, l), ACT(q, l), ACT(k, l),
-				ACT(v, l), m->B, m->T, H, hd);
+	attention_backward(dq, dk, dv, ACT(attbuf, 0), m->nth, da, ACT(att, l), ACT(q, l), ACT(k, l),
+				ACT(v, l), m->doc, m->img, m->B, m->T, H, hd);
 	rope_backward(dq, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
 	rope_backward(dk, ACT(rope_cos, 0), ACT(rope_sin, 0), N, H, hd);
 	if (c->qk_norm) {

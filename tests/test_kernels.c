@@ -297,14 +297,37 @@ static void test_rope(void)
 	free(k.a), free(k.r), free(k.cosb), free(k.sinb);
 }
 
+// Room for the attention kernels' score buffers: one pair per thread.
+static int att_nbuf(void) { return omp_get_max_threads(); }
+static size_t att_scratch(int T) { return (size_t)att_nbuf() * 2 * MM_ATT_QB * T; }
+
 static double attention_loss(void)
 {
 	size_t n = (size_t)k.B * k.T * k.H * k.hd;
-	double *out = zeros(n), *att = zeros((size_t)k.B * k.H * k.T * k.T);
-	mmd_attention_forward(out, att, k.a, k.b, k.c, k.doc, k.img, k.B, k.T, k.H, k.hd);
+	double *out = zeros(n), *lse = zeros((size_t)k.B * k.H * k.T), *sc = zeros(att_scratch(k.T));
+	mmd_attention_forward(out, lse, sc, att_nbuf(), k.a, k.b, k.c, k.doc, k.img, k.B, k.T, k.H, k.hd);
 	double l = dot(out, k.r, n);
-	free(out), free(att);
+	free(out), free(lse), free(sc);
 	return l;
+}
+
+// The block-wise kernels (double) against the loops of tests/kernels_naive.h on rows of B x T:
+// out, dq, dk, dv; returns the worst relative error. lse and the gradients' inputs as given.
+static double attention_vs_naive(const int32_t *doc, const int32_t *img, int B, int T, int H, int hd,
+				 double *out, double *dq, double *dk, double *dv)
+{
+	size_t n = (size_t)B * T * H * hd, na = (size_t)B * H * T * T;
+	double *q = vec(n, 1), *kk = vec(n, 1), *v = vec(n, 1), *r = vec(n, 1);
+	double *lse = zeros((size_t)B * H * T), *sc = zeros(att_scratch(T));
+	mmd_attention_forward(out, lse, sc, att_nbuf(), q, kk, v, doc, img, B, T, H, hd);
+	mmd_attention_backward(dq, dk, dv, sc, att_nbuf(), r, lse, q, kk, v, doc, img, B, T, H, hd);
+	double *out2 = zeros(n), *att2 = zeros(na), *dq2 = zeros(n), *dk2 = zeros(n), *dv2 = zeros(n);
+	mmd_attention_forward_naive(out2, att2, q, kk, v, doc, img, B, T, H, hd);
+	mmd_attention_backward_naive(dq2, dk2, dv2, r, att2, q, kk, v, B, T, H, hd);
+	double e = fmax(relerr(out, out2, n), fmax(relerr(dq, dq2, n), fmax(relerr(dk, dk2, n), relerr(dv, dv2, n))));
+	free(q), free(kk), free(v), free(r), free(lse), free(sc);
+	free(out2), free(att2), free(dq2), free(dk2), free(dv2);
+	return e;
 }
 
 static void test_attention(void)
@@ -323,14 +346,15 @@ static void test_attention(void)
 				       "111111000", "000000100", "000000111", "000000111"};
 	k.B = B, k.T = T, k.H = 2, k.hd = 4;
 	k.doc = (int32_t *)doc, k.img = (int32_t *)img;
-	size_t n = (size_t)B * T * k.H * k.hd, na = (size_t)B * k.H * T * T;
+	size_t n = (size_t)B * T * k.H * k.hd, na = (size_t)B * k.H * T * T, nl = (size_t)B * k.H * T;
 	k.a = vec(n, 1), k.b = vec(n, 1), k.c = vec(n, 1), k.r = vec(n, 1);
-	double *out = zeros(n), *att = zeros(na);
-	mmd_attention_forward(out, att, k.a, k.b, k.c, doc, img, B, T, k.H, k.hd);
+	// The mask, on the loops' probabilities (the spec of lib/model.h, by hand).
+	double *out2 = zeros(n), *att2 = zeros(na);
+	mmd_attention_forward_naive(out2, att2, k.a, k.b, k.c, doc, img, B, T, k.H, k.hd);
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < k.H; h++)
 			for (int i = 0; i < T; i++) {
-				const double *p = att + (((size_t)b * k.H + h) * T + i) * T;
+				const double *p = att2 + (((size_t)b * k.H + h) * T + i) * T;
 				const char *want = (b ? want1 : want0)[i];
 				double sum = 0;
 				for (int j = 0; j < T; j++) {
@@ -340,38 +364,67 @@ static void test_attention(void)
 				}
 				CHECK(fabs(sum - 1) < 1e-12);
 			}
-	double *dq = gradbuf(n), *dk = gradbuf(n), *dv = gradbuf(n), *scratch = zeros(na);
-	mmd_attention_backward(dq, dk, dv, scratch, k.r, att, k.a, k.b, k.c, B, T, k.H, k.hd);
+	double *out = zeros(n), *lse = zeros(nl), *sc = zeros(att_scratch(T));
+	mmd_attention_forward(out, lse, sc, att_nbuf(), k.a, k.b, k.c, doc, img, B, T, k.H, k.hd);
+	double *dq = gradbuf(n), *dk = gradbuf(n), *dv = gradbuf(n);
+	mmd_attention_backward(dq, dk, dv, sc, att_nbuf(), k.r, lse, k.a, k.b, k.c, doc, img, B, T, k.H, k.hd);
 	ungrad(dq, n), ungrad(dk, n), ungrad(dv, n);
 	gradcheck("attention dq", attention_loss, k.a, dq, n);
 	gradcheck("attention dk", attention_loss, k.b, dk, n);
 	gradcheck("attention dv", attention_loss, k.c, dv, n);
-
-	// the GEMM versions against the loops
-	double *out2 = zeros(n), *att2 = zeros(na), *dq2 = zeros(n), *dk2 = zeros(n), *dv2 = zeros(n);
-	mmd_attention_forward_naive(out2, att2, k.a, k.b, k.c, doc, img, B, T, k.H, k.hd);
-	mmd_attention_backward_naive(dq2, dk2, dv2, k.r, att2, k.a, k.b, k.c, B, T, k.H, k.hd);
-	double e = fmax(relerr(out, out2, n), relerr(att, att2, na));
-	e = fmax(e, fmax(relerr(dq, dq2, n), fmax(relerr(dk, dk2, n), relerr(dv, dv2, n))));
-	printf("  attention GEMM vs loops (double): worst rel err %.1e\n", e);
+	// lse: the log of the sum of exp(scores) over the allowed keys, by the loops' scores
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < k.H; h++)
+			for (int i = 0; i < T; i++) {
+				const double *qi = k.a + ((size_t)b * T + i) * k.H * k.hd + h * k.hd;
+				const char *want = (b ? want1 : want0)[i];
+				double sum = 0;
+				for (int j = 0; j < T; j++) {
+					const double *kj = k.b + ((size_t)b * T + j) * k.H * k.hd + h * k.hd;
+					double d = 0;
+					for (int x = 0; x < k.hd; x++)
+						d += qi[x] * kj[x];
+					sum += want[j] == '1' ? exp(d / 2) : 0; // 1 / sqrt(hd) = 1 / 2
+				}
+				CHECK(fabs(lse[((size_t)b * k.H + h) * T + i] - log(sum)) < 1e-12);
+			}
+	double *o = zeros(n), *gq = zeros(n), *gk = zeros(n), *gv = zeros(n);
+	double e = attention_vs_naive(doc, img, B, T, k.H, k.hd, o, gq, gk, gv);
+	printf("  attention blocks vs loops (double), 2 rows of 9: worst rel err %.1e\n", e);
 	CHECK(e < 1e-13);
-	for (size_t i = 0; i < na; i++)
-		CHECK((att[i] == 0) == (att2[i] == 0));
-	free(out2), free(att2), free(dq2), free(dk2), free(dv2), free(scratch);
+	free(o), free(gq), free(gk), free(gv);
+
+	// Rows longer than a block (MM_ATT_QB = 64): row 0 packs documents of several lengths with
+	// images across block edges and padding; row 1 is one causal document; row 2 lays a
+	// document out in two runs (not how mm packs rows), so its blocks take the whole row.
+	enum { B2 = 3, T2 = 150 };
+	int32_t d2[B2 * T2], i2[B2 * T2];
+	for (int t = 0; t < T2; t++) {
+		d2[t] = t < 40 ? 0 : t < 100 ? 1 : t < 140 ? 2 : -1;
+		i2[t] = (t >= 5 && t < 30) ? 5 : (t >= 55 && t < 80) ? 55 : (t >= 120 && t < 135) ? 120 : -1;
+		d2[T2 + t] = 0, i2[T2 + t] = (t >= 60 && t < 70) ? 60 : -1;
+		d2[2 * T2 + t] = t < 50 ? 0 : t < 100 ? 1 : 0, i2[2 * T2 + t] = (t >= 90 && t < 110) ? 90 : -1;
+	}
+	size_t n2 = (size_t)B2 * T2 * 2 * 4;
+	o = zeros(n2), gq = zeros(n2), gk = zeros(n2), gv = zeros(n2);
+	e = attention_vs_naive(d2, i2, B2, T2, 2, 4, o, gq, gk, gv);
+	printf("  attention blocks vs loops (double), 3 rows of 150: worst rel err %.1e\n", e);
+	CHECK(e < 1e-12);
+	free(o), free(gq), free(gk), free(gv);
 
 	float *fq = tof(k.a, n), *fk = tof(k.b, n), *fv = tof(k.c, n), *fr = tof(k.r, n);
-	float *fo = calloc(n, 4), *fatt = calloc(na, 4), *fdq = calloc(n, 4), *fdk = calloc(n, 4),
-	      *fdv = calloc(n, 4), *fs = calloc(na, 4);
-	mm_attention_forward(fo, fatt, fq, fk, fv, doc, img, B, T, k.H, k.hd);
-	mm_attention_backward(fdq, fdk, fdv, fs, fr, fatt, fq, fk, fv, B, T, k.H, k.hd);
+	float *fo = calloc(n, 4), *fl = calloc(nl, 4), *fdq = calloc(n, 4), *fdk = calloc(n, 4),
+	      *fdv = calloc(n, 4), *fs = calloc(att_scratch(T), 4);
+	mm_attention_forward(fo, fl, fs, att_nbuf(), fq, fk, fv, doc, img, B, T, k.H, k.hd);
+	mm_attention_backward(fdq, fdk, fdv, fs, att_nbuf(), fr, fl, fq, fk, fv, doc, img, B, T, k.H, k.hd);
 	cmpf("attention out", fo, out, n, 1e-6);
-	cmpf("attention probs", fatt, att, na, 1e-6);
+	cmpf("attention lse", fl, lse, nl, 1e-6);
 	cmpf("attention dq", fdq, dq, n, 1e-5);
 	cmpf("attention dk", fdk, dk, n, 1e-5);
 	cmpf("attention dv", fdv, dv, n, 1e-6);
-	free(fq), free(fk), free(fv), free(fr), free(fo), free(fatt), free(fdq), free(fdk), free(fdv);
-	free(fs);
-	free(k.a), free(k.b), free(k.c), free(k.r), free(out), free(att), free(dq), free(dk), free(dv);
+	free(fq), free(fk), free(fv), free(fr), free(fo), free(fl), free(fdq), free(fdk), free(fdv);
+	free(fs), free(sc), free(lse), free(out2), free(att2);
+	free(k.a), free(k.b), free(k.c), free(k.r), free(out), free(dq), free(dk), free(dv);
 }
 
 // k.a holds g (N rows of 2F: gate, then up), k.r the weights of the loss on out (N, F).

@@ -187,7 +187,9 @@ static void ref_image(mm_model *m, const int32_t *prefix, int np, const mm_image
 		int i = step / 2, second = step % 2, N = o->steps;
 		if (second && (o->method == MM_ODE_EULER || i + 1 == N))
 			continue;
-		float t0 = (float)((double)i / N), t1 = (float)((double)(i + 1) / N), dt = t1 - t0;
+		// the grid i / N, shifted toward noise by the model's S: t = u / (u + S (1 - u))
+		double S = c->noise_shift > 0 ? c->noise_shift : 1, u0 = (double)i / N, u1 = (double)(i + 1) / N;
+		float t0 = (float)(u0 / (u0 + S * (1 - u0))), t1 = (float)(u1 / (u1 + S * (1 - u1))), dt = t1 - t0;
 		float t = second ? t1 : t0, *zz = second ? ze : z, *v = second ? v2 : v1;
 		// both rows the conditional length: the unconditional one is BOS BOI, then padding
 		// would change nothing, so it is given the same length by repeating the prefix shape.
@@ -267,6 +269,36 @@ static void check_image_ode(const mm_config *c, int method, float cfg, float lo,
 	free(z0), free(za), free(zb), free(zr);
 	mm_sampler_free(s);
 	mm_model_free(m);
+}
+
+// The shift of noise levels: the identity at S = 1, the ends kept, logit(t') = logit(t) - log S;
+// the default of mm-train; and the config text round trip (a text without the key: S = 1).
+static void check_noise_shift(void)
+{
+	for (int i = 0; i <= 8; i++) {
+		float u = (float)i / 8;
+		CHECK(mm_shift_t(u, 1) == u);
+		float t = mm_shift_t(u, 4);
+		CHECK(t <= u);
+		if (i > 0 && i < 8)
+			CHECK(fabs(log(t / (1 - t)) - (log(u / (1 - u)) - log(4.0))) < 1e-5);
+	}
+	CHECK(mm_shift_t(0, 4) == 0 && mm_shift_t(1, 4) == 1);
+	CHECK(mm_noise_shift_default(28, 28, 1) == 1 && mm_noise_shift_default(16, 16, 1) == 1);
+	CHECK(fabs(mm_noise_shift_default(64, 64, 3) - sqrt(12288 / 784.0)) < 1e-12);
+	mm_config c = cfg_b, back;
+	c.noise_shift = 2.5f;
+	char buf[1024];
+	CHECK_OK(mm_config_format(&c, buf, sizeof buf));
+	CHECK(strstr(buf, "noise-shift = 2.5\n") != NULL);
+	CHECK_OK(mm_config_parse(buf, strlen(buf), "conf", &back));
+	CHECK(back.noise_shift == 2.5f && mm_noise_shift(&back) == 2.5f);
+	char *cut = strstr(buf, "noise-shift");
+	*cut = 0; // the text of a checkpoint written before the key existed
+	CHECK_OK(mm_config_parse(buf, strlen(buf), "old", &back));
+	CHECK(back.noise_shift == 0 && mm_noise_shift(&back) == 1);
+	c.noise_shift = 1000;
+	CHECK(mm_config_check(&c) == -MM_EINVAL);
 }
 
 static void check_tokens(void)
@@ -467,6 +499,10 @@ int main(void)
 	check_image_ode(&cfg_a, MM_ODE_HEUN, 2.5f, 0, 1);
 	check_image_ode(&cfg_b, MM_ODE_EULER, 3, 0.3f, 0.8f);
 	check_image_ode(&cfg_b, MM_ODE_HEUN, 1, 0, 1);
+	mm_config shifted = cfg_b;
+	shifted.noise_shift = 3;
+	check_image_ode(&shifted, MM_ODE_HEUN, 2, 0, 1);
+	check_noise_shift();
 	check_tokens();
 	check_empty_span();
 	check_generate();

@@ -3,7 +3,9 @@
 // BOI, 49 patches, EOI, 32 rows): forward + backward + clipping + AdamW per step, on the same
 // kind of random rows as tests/ref/bench_train.py. Part of make bench (tests/bench/run.sh), not
 // of make test.
-//   bench_model THREADS [STEPS_PER_ROUND [ROUNDS]]
+//   bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B]]]
+// TEXT and B: rows of BOS, TEXT text tokens, BOI, 49 patches, EOI (TEXT + 52 positions), B rows
+// (tests/ref/bench_train.py --text TEXT --batch B: the same shapes); the cost of long documents.
 // Prints per round its positions/s, then one line of key=value figures: positions/s (median,
 // min, max over rounds), model FLOP per position and GFLOP/s, the parameters and activations
 // the step keeps, the analytic memory they add up to and the process's peak RSS.
@@ -21,14 +23,16 @@ int main(int argc, char **argv)
 {
 	int threads = argc > 1 ? atoi(argv[1]) : 2;
 	int steps = argc > 2 ? atoi(argv[2]) : 4, rounds = argc > 3 ? atoi(argv[3]) : 5;
-	if (threads < 1 || steps < 1 || rounds < 1 || rounds > 100) {
-		fprintf(stderr, "usage: bench_model THREADS [STEPS_PER_ROUND [ROUNDS]]\n");
+	int TEXT = argc > 5 ? atoi(argv[4]) : 12, B = argc > 5 ? atoi(argv[5]) : 32, P = 16, NP = 49;
+	if (threads < 1 || steps < 1 || rounds < 1 || rounds > 100 || TEXT < 1 || TEXT > 16000 || B < 1 ||
+	    B > 4096) {
+		fprintf(stderr, "usage: bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B]]]\n");
 		return 2;
 	}
+	int T = TEXT + 3 + NP;
 	omp_set_num_threads(threads);
 	mm_config c = {.dim = 384, .layers = 6, .heads = 6, .mlp = 1024, .vocab = 4096, .img_h = 28,
-		       .img_w = 28, .img_c = 1, .patch = 4, .seq_len = 64, .image_weight = 5};
-	int B = 32, T = 64, P = 16, NP = 49, TEXT = 12;
+		       .img_w = 28, .img_c = 1, .patch = 4, .seq_len = T, .image_weight = 5};
 	mm_model *m;
 	if (mm_model_new(&m, &c, B)) {
 		fprintf(stderr, "%s\n", mm_errmsg());

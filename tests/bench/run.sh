@@ -15,6 +15,11 @@
 #                tenth of a second, and its spread is 20%)
 #   memory       peak RSS of mm-train on the reference configuration (/usr/bin/time) against
 #                the analytic sum of parameters, gradients, Adam moments, activations and batch
+#   long rows    training positions/s of the reference model on rows of 64 to 1,024 positions
+#                (BOS, text, BOI, 49 patches, EOI; 2,048 positions a step), mm against PyTorch at
+#                each length, and mm's rate at 1,024 as a share of its rate at 64; then the peak
+#                RSS of a step at rows of 1,024 and batch 16 against the analytic figure
+#                (BENCH_LONG=0 skips this part)
 set -eu
 export LC_ALL=C # EPOCHREALTIME with a decimal point
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -112,6 +117,25 @@ for i in $(seq "$TOK_RUNS"); do
 	echo "$nfiles $t1 $t2" | awk '{printf "%.1f\n", $1 / ($3 - $2)}' >> "$tmp/tok.peer"
 done
 
+# ---- Long rows: the same model and step on rows of 64 to 1,024 positions, 2,048 positions a step
+LONG=${BENCH_LONG:-1}
+if [ "$LONG" = 1 ]; then
+	note "bench: long rows, $RUNS runs each length"
+	for T in 64 128 256 512 1024; do
+		: > "$tmp/long$T.ours"; : > "$tmp/long$T.peer"
+		for i in $(seq "$RUNS"); do
+			"$bin/bench_model" $TH 2 1 $((T - 52)) $((2048 / T)) > "$tmp/bl.out"
+			val positions_per_s "$tmp/bl.out" >> "$tmp/long$T.ours"
+			$PY tests/ref/bench_train.py --threads $TH --steps 2 --warmup 1 --text $((T - 52)) \
+				--batch $((2048 / T)) > "$tmp/blp.out" 2>/dev/null
+			val positions_per_s "$tmp/blp.out" >> "$tmp/long$T.peer"
+		done
+	done
+	"$bin/bench_model" $TH 2 1 972 16 > "$tmp/b16.out"
+	val peak_rss_mib "$tmp/b16.out" > "$tmp/rss1024"
+	val analytic_mib "$tmp/b16.out" > "$tmp/analytic1024"
+fi
+
 # ---- The table
 row() { # name unit ours-file peer-file target "higher|lower" peer-name
 	set -- "$1" "$2" "$(stats "$3")" "$(stats "$4")" "$5" "$6" "$7"
@@ -129,6 +153,13 @@ echo "$analytic" > "$tmp/analytic"
 	row "sampling, images/s" "img/s" "$tmp/sample.ours" "$tmp/sample.peer" ">= 3" higher "PyTorch"
 	row "mm-tokenize, PNG files/s ($nfiles files)" "files/s" "$tmp/tok.ours" "$tmp/tok.peer" ">= 0.8" higher "decode only"
 	row "mm-train peak RSS, MiB" "MiB" "$tmp/rss" "$tmp/analytic" "<= 1.25" lower "analytic"
+	if [ "$LONG" = 1 ]; then
+		for T in 64 128 256 512 1024; do
+			row "training, rows of $T positions, positions/s" "pos/s" "$tmp/long$T.ours" "$tmp/long$T.peer" ">= 2" higher "PyTorch"
+		done
+		row "training at rows of 1,024 over rows of 64 (mm)" "pos/s" "$tmp/long1024.ours" "$tmp/long64.ours" ">= 0.8" higher "rows of 64"
+		row "training step at rows of 1,024, batch 16: peak RSS, MiB" "MiB" "$tmp/rss1024" "$tmp/analytic1024" "<= 4096 MiB" lower "analytic"
+	fi
 } > "$tmp/table.md"
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

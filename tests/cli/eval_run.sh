@@ -19,6 +19,8 @@ cmp c.json d.json && echo "1 thread: identical"
 # The keys, each once, in order.
 grep -o '"[a-z_0-9]*":' a.json | tr -d '":' | awk '!seen[$0]++' | tr '\n' ' ' | fold -w 100; echo
 grep -o '"images":[0-9]*' a.json | tr '\n' ' '; echo
+# Reals printed shortest: the levels (k + 0.5) / 3 as 0.5, not 0.50000000000000000.
+grep -o '"t":[^,]*' a.json | tr '\n' ' '; echo
 # The table, its numbers replaced by '#'.
 mm-eval $E --ema --threads 2 --json-file e.json 2>err.txt | sed -E 's/[0-9][0-9.e+-]*%?/#/g; s/ +/ /g'
 sed 's/[0-9.]* s$/N s/' err.txt
