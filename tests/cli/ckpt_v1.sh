@@ -16,16 +16,18 @@ mm-tokenize --format idx $F/train-images-idx3-ubyte.gz $F/train-labels-idx1-ubyt
 	-o fm 2>/dev/null
 mm-eval --model g --data fm-val-00000.mms --max-docs 20 --threads 2 --json 2>/dev/null >eval.json
 # The release's evaluation (tests/golden/ckpt-v1.eval.json, printed then with 17 digits; mm now
-# prints reals shortest): the same numbers exactly, token by token; under make test SANITIZE=1,
-# whose instrumented code sums in another order, to 1e-8 relative.
-tol=0
+# prints reals shortest): the same numbers, token by token, to 1e-9 relative: training's attention
+# now sums block by block, in another order than the release's (its samples, from the cached
+# attention, are the same bytes above); under make test SANITIZE=1, whose instrumented code sums
+# in yet another order, to 1e-8.
+tol=1e-9
 [ -n "${MM_SAN_FLAGS:-}" ] && tol=1e-8
 tr ',:{}[]' '\n\n\n\n\n\n' < eval.json > a.txt
 tr ',:{}[]' '\n\n\n\n\n\n' < $T/golden/ckpt-v1.eval.json > b.txt
 [ "$(wc -l < a.txt)" = "$(wc -l < b.txt)" ] &&
 	paste a.txt b.txt | awk -F'\t' -v tol=$tol '$1 != $2 { d = $1 - $2; if (d < 0) d = -d; m = $2 < 0 ? -$2 : $2;
 		if (!(m > 0 && d / m <= tol)) bad++ } END { exit bad > 0 }' &&
-	echo "evaluation: the release's numbers, exactly"
+	echo "evaluation: the release's numbers"
 # Resumed: step 4's losses come from the restored weights and data position alone (exact); the
 # steps after it also depend on the gradient's rounding, which may differ by a last bit.
 mm-train --resume g 2>/dev/null
