@@ -358,6 +358,28 @@ static void att_block_range(const int32_t *doc, const int32_t *img, int T, int r
 	*lo = a, *hi = b;
 }
 
+// In a row whose documents and images are runs (att_row_runs), the keys query i may see are one
+// interval [*a, *b): from its document's start to itself, or to the end of its image (an image
+// lies inside its document and starts at or before i); itself alone outside any document. The
+// queries of a row must come in order, i = 0, 1, ...: st carries the current document's start
+// and image's end from one to the next.
+typedef struct att_walk {
+	int ds, ie;
+} att_walk;
+static inline void att_span_next(att_walk *st, const int32_t *doc, const int32_t *img, int T, int i, int *a,
+				 int *b)
+{
+	if (i == 0 || doc[i] != doc[i - 1])
+		st->ds = i;
+	if (doc[i] >= 0 && img[i] >= 0 && (i == 0 || img[i - 1] != img[i] || doc[i - 1] != doc[i])) {
+		st->ie = i + 1;
+		while (st->ie < T && img[st->ie] == img[i] && doc[st->ie] == doc[i])
+			st->ie++;
+	}
+	*a = doc[i] >= 0 ? st->ds : i;
+	*b = doc[i] >= 0 && img[i] >= 0 ? st->ie : i + 1;
+}
+
 // softmax_masked, and the log-sum-exp of the row's scores (mx + log sum).
 static REAL softmax_masked_lse(REAL *p, int n)
 {
@@ -391,6 +413,7 @@ void attention_forward(REAL *out, REAL *lse, REAL *scratch, int nbuf, const REAL
 		int b = (int)(task / H), h = (int)(task % H);
 		const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
 		int runs = att_row_runs(bd, bi, T);
+		att_walk walk = {0, 0};
 		size_t base = (size_t)b * T * D + h * hd;
 		REAL *sc = scratch + (size_t)omp_get_thread_num() * 2 * MM_ATT_QB * T;
 		REAL *ls = lse + ((size_t)b * H + h) * T;
@@ -402,10 +425,18 @@ void attention_forward(REAL *out, REAL *lse, REAL *scratch, int nbuf, const REAL
 				k + base + (size_t)lo * D, D, 0, sc, nk);
 			for (int r = 0; r < nq; r++) {
 				REAL *p = sc + (size_t)r * nk;
-				int i = i0 + r;
-				for (int j = 0; j < nk; j++)
-					p[j] = mm_att_allowed(bd, bi, i, lo + j) ? p[j] : -INFINITY;
-				ls[i] = softmax_masked_lse(p, nk);
+				int i = i0 + r, a, e;
+				if (!runs) {
+					for (int j = 0; j < nk; j++)
+						p[j] = mm_att_allowed(bd, bi, i, lo + j) ? p[j] : -INFINITY;
+					ls[i] = softmax_masked_lse(p, nk);
+					continue;
+				}
+				// the allowed keys are [a, e): softmax there, zeros around it
+				att_span_next(&walk, bd, bi, T, i, &a, &e);
+				ls[i] = softmax_masked_lse(p + (a - lo), e - a);
+				memset(p, 0, (size_t)(a - lo) * sizeof *p);
+				memset(p + (e - lo), 0, (size_t)(hi - e) * sizeof *p);
 			}
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, v + base + (size_t)lo * D, D,
 				0, out + base + (size_t)i0 * D, D);
@@ -466,6 +497,7 @@ void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, int nbuf, c
 		int b = (int)(task / H), h = (int)(task % H);
 		const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
 		int runs = att_row_runs(bd, bi, T);
+		att_walk walk = {0, 0};
 		size_t base = (size_t)b * T * D + h * hd;
 		REAL *pb = scratch + (size_t)omp_get_thread_num() * 2 * MM_ATT_QB * T, *ds = pb + (size_t)MM_ATT_QB * T;
 		const REAL *ls = lse + ((size_t)b * H + h) * T;
@@ -479,19 +511,29 @@ void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, int nbuf, c
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1, gb, D, vb, D, 0, ds, nk);
 			for (int r = 0; r < nq; r++) {
 				REAL *p = pb + (size_t)r * nk, *di = ds + (size_t)r * nk, pdp = 0, lane[8] = {0};
-				int i = i0 + r, j = 0;
-				for (int jj = 0; jj < nk; jj++)
-					p[jj] = mm_att_allowed(bd, bi, i, lo + jj) ? p[jj] : -INFINITY;
-				MM_EXP_UNMASKED(p, nk, ls[i]);
-				for (; j + 8 <= nk; j += 8) // 8 lanes in a fixed order, as in softmax_masked
+				int i = i0 + r, a = lo, e = hi;
+				if (runs) { // the allowed keys are [a, e): zeros around them
+					att_span_next(&walk, bd, bi, T, i, &a, &e);
+					memset(p, 0, (size_t)(a - lo) * sizeof *p);
+					memset(p + (e - lo), 0, (size_t)(hi - e) * sizeof *p);
+					memset(di, 0, (size_t)(a - lo) * sizeof *di);
+					memset(di + (e - lo), 0, (size_t)(hi - e) * sizeof *di);
+				} else {
+					for (int jj = 0; jj < nk; jj++)
+						p[jj] = mm_att_allowed(bd, bi, i, lo + jj) ? p[jj] : -INFINITY;
+				}
+				REAL *pa = p + (a - lo), *da = di + (a - lo);
+				int n = e - a, j = 0;
+				MM_EXP_UNMASKED(pa, n, ls[i]);
+				for (; j + 8 <= n; j += 8) // 8 lanes in a fixed order, as in softmax_masked
 					for (int l = 0; l < 8; l++)
-						lane[l] += p[j + l] * di[j + l];
-				for (; j < nk; j++)
-					pdp += p[j] * di[j];
+						lane[l] += pa[j + l] * da[j + l];
+				for (; j < n; j++)
+					pdp += pa[j] * da[j];
 				for (int l = 0; l < 8; l++)
 					pdp += lane[l];
-				for (j = 0; j < nk; j++)
-					di[j] = p[j] * (di[j] - pdp) * scale;
+				for (j = 0; j < n; j++)
+					da[j] = pa[j] * (da[j] - pdp) * scale;
 			}
 			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1, pb, nk, gb, D, 1,
 				dv + base + (size_t)lo * D, D);

@@ -3,15 +3,18 @@
 // BOI, 49 patches, EOI, 32 rows): forward + backward + clipping + AdamW per step, on the same
 // kind of random rows as tests/ref/bench_train.py. Part of make bench (tests/bench/run.sh), not
 // of make test.
-//   bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B]]]
+//   bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B [text]]]]
 // TEXT and B: rows of BOS, TEXT text tokens, BOI, 49 patches, EOI (TEXT + 52 positions), B rows
 // (tests/ref/bench_train.py --text TEXT --batch B: the same shapes); the cost of long documents.
+// With "text": rows of TEXT + 52 text positions (BOS, then tokens), no image: the work per
+// position is then the same at every length but attention's.
 // Prints per round its positions/s, then one line of key=value figures: positions/s (median,
 // min, max over rounds), model FLOP per position and GFLOP/s, the parameters and activations
 // the step keeps, the analytic memory they add up to and the process's peak RSS.
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "bench.h"
@@ -29,7 +32,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B]]]\n");
 		return 2;
 	}
-	int T = TEXT + 3 + NP;
+	int T = TEXT + 3 + NP, text = argc > 6 && !strcmp(argv[6], "text");
+	if (text)
+		TEXT = T - 1, NP = 0;
 	omp_set_num_threads(threads);
 	mm_config c = {.dim = 384, .layers = 6, .heads = 6, .mlp = 1024, .vocab = 4096, .img_h = 28,
 		       .img_w = 28, .img_c = 1, .patch = 4, .seq_len = T, .image_weight = 5};
@@ -45,7 +50,12 @@ int main(int argc, char **argv)
 		return 1;
 	mm_rng r;
 	mm_rng_seed(&r, 1, 0);
-	for (size_t n = 0; n < N; n++) {
+	for (size_t n = 0; n < N && text; n++) { // BOS, then tokens
+		int i = (int)(n % T);
+		b.token[n] = i == 0 ? MM_TOK_BOS : (int32_t)(8 + mm_rng_below(&r, 4088));
+		b.doc[n] = 0, b.pos[n] = i, b.img[n] = -1, b.patch[n] = -1, b.t[n] = 0;
+	}
+	for (size_t n = 0; n < N && !text; n++) {
 		int i = (int)(n % T), im = i >= TEXT + 2 && i < TEXT + 2 + NP;
 		b.token[n] = im ? -1 : i == 0 ? MM_TOK_BOS : i == TEXT + 1 ? MM_TOK_BOI : i == T - 1 ? MM_TOK_EOI
 											 : (int32_t)(8 + mm_rng_below(&r, 4088));
@@ -56,7 +66,7 @@ int main(int argc, char **argv)
 			b.z[n * P + p] = (float)mm_rng_normal(&r), b.x[n * P + p] = (float)mm_rng_uniform(&r) * 2 - 1;
 	}
 	for (size_t n = 0; n < N; n++) // BOS and the text predict the next token, up to BOI
-		b.target[n] = (int)(n % T) <= TEXT ? b.token[n + 1] : -1;
+		b.target[n] = (int)(n % T) <= TEXT && (int)(n % T) + 1 < T ? b.token[n + 1] : -1;
 	mm_optim *o;
 	if (mm_optim_new(&o, mm_model_nparams(m)))
 		return 1;
