@@ -496,7 +496,7 @@ static int classify_chunk(mm_eval *e, mm_model *m, const mm_eval_classes *c, mm_
 
 // The class of document d's caption when d is a caption pair: >= 0, -1 for another caption,
 // -2 for a document that is no caption pair. *img: its image segment.
-static int doc_label(mm_eval *e, const mm_eval_classes *c, const mm_doc *d, const mm_segment **img)
+int ev_pair_label(mm_eval *e, const mm_eval_classes *c, const mm_doc *d, const mm_segment **img)
 {
 	if (d->n_segs != 2 || d->segs[0].type == d->segs[1].type)
 		return -2;
@@ -532,7 +532,7 @@ int mm_eval_classify(mm_eval *e, mm_model *m, const mm_eval_classes *c, mm_eval_
 		if ((rc = mm_loader_read(e->ld, g, &e->doc)))
 			break;
 		const mm_segment *img = NULL;
-		int lab = doc_label(e, c, &e->doc, &img);
+		int lab = ev_pair_label(e, c, &e->doc, &img);
 		if (lab == -1)
 			r->unmatched++;
 		if (lab < 0)

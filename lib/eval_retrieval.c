@@ -17,22 +17,6 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-// The caption (a class of c) of a caption pair, -1 for another caption, -2 for no caption
-// pair; *img its image.
-static int pair_label(mm_eval *e, const mm_eval_classes *c, const mm_doc *d, const mm_segment **img)
-{
-	if (d->n_segs != 2 || d->segs[0].type == d->segs[1].type)
-		return -2;
-	const mm_segment *t = &d->segs[d->segs[0].type == MM_SEG_TEXT ? 0 : 1];
-	*img = &d->segs[d->segs[0].type == MM_SEG_IMAGE ? 0 : 1];
-	if (!t->n_tokens)
-		return -2;
-	size_t len;
-	if (mm_tok_decode(e->tok, t->tokens, t->n_tokens, &e->txt, &e->txt_cap, &len))
-		return -1;
-	return mm_eval_class_of(c, e->txt, len);
-}
-
 static double logprob(const float *lg, int V, int id)
 {
 	float mx = lg[0];
@@ -137,7 +121,7 @@ int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c,
 		if ((rc = mm_loader_read(e->ld, g, &e->doc)))
 			break;
 		const mm_segment *img = NULL;
-		int lab = pair_label(e, c, &e->doc, &img);
+		int lab = ev_pair_label(e, c, &e->doc, &img);
 		if (lab == -1)
 			r->unmatched++;
 		if (lab < 0)
@@ -226,7 +210,7 @@ static int read_refs(mm_eval *ref, const mm_eval_classes *c, mm_eval_nn *r, floa
 		if ((rc = mm_loader_read(ref->ld, g, &ref->doc)))
 			break;
 		const mm_segment *pimg = NULL;
-		int lab = pair_label(ref, c, &ref->doc, &pimg);
+		int lab = ev_pair_label(ref, c, &ref->doc, &pimg);
 		for (uint32_t k = 0; k < ref->doc.n_segs && !rc; k++) {
 			const mm_segment *sg = &ref->doc.segs[k];
 			if (sg->type != MM_SEG_IMAGE)

@@ -46,6 +46,9 @@ int ev_pack(mm_eval *e, ev_seq *s, int n, int targets);
 int ev_forward(mm_eval *e, mm_model *m);
 // log softmax(logits)[target] at batch index i (which must have a target).
 double ev_logprob(const mm_eval *e, const mm_model *m, int i);
+// The class of c that a caption pair's caption is (-1: another caption), -2 for a document that
+// is no caption pair (one text segment with tokens and one image); *img its image.
+int ev_pair_label(mm_eval *e, const mm_eval_classes *c, const mm_doc *d, const mm_segment **img);
 // The order in which a document is read: segment indices, caption first for a caption pair.
 int ev_order(const mm_doc *d, uint32_t *order);
 void ev_progress(const mm_eval *e, const char *stage, uint64_t done, uint64_t total);
