@@ -206,6 +206,25 @@ static void load(struct eval_report *r)
 		    o.bpd ? "bpd" : o.captions ? "captions" : "t2i");
 }
 
+// The generation settings of --per-class and --t2i (per images per caption), noted in r.
+static mm_eval_t2i_opts gen_opts(long long per, struct eval_report *r)
+{
+	mm_eval_t2i_opts to = {.per_class = (int)per, .method = sampler, .steps = (int)o.steps, .cfg = o.cfg,
+			       .seed = (uint64_t)o.seed};
+	r->sampler = o.sampler, r->steps = to.steps, r->cfg = to.cfg;
+	return to;
+}
+
+// Room for per images of each of n captions, or death.
+static uint8_t *images_for(int n, int per)
+{
+	size_t bytes = (size_t)n * per * MM_NPATCH(run.cfg) * MM_PDIM(run.cfg);
+	uint8_t *p = malloc(bytes);
+	if (!p)
+		die("out of memory for %zu MiB of images", bytes >> 20);
+	return p;
+}
+
 static void evaluate(struct eval_report *r)
 {
 	for (int k = 0; k < 2 && !o.no_losses; k++) {
@@ -230,14 +249,9 @@ static void evaluate(struct eval_report *r)
 		timed("classification", t0);
 	}
 	if (o.per_class) {
-		mm_eval_t2i_opts to = {.per_class = (int)o.per_class, .steps = (int)o.steps, .cfg = o.cfg,
-				       .seed = (uint64_t)o.seed};
-		r->sampler = o.sampler ? o.sampler : "heun";
-		to.method = strcmp(r->sampler, "euler") ? MM_ODE_HEUN : MM_ODE_EULER;
-		r->steps = to.steps, r->cfg = to.cfg;
-		size_t bytes = (size_t)run.classes.n * to.per_class * MM_NPATCH(run.cfg) * MM_PDIM(run.cfg);
-		if (o.samples && !(run.images = malloc(bytes)))
-			die("out of memory for %zu MiB of images", bytes >> 20);
+		mm_eval_t2i_opts to = gen_opts(o.per_class, r);
+		if (o.samples)
+			run.images = images_for(run.classes.n, to.per_class);
 		double t0 = mm_now();
 		check(mm_eval_t2i_run(run.e, run.main, run.gen, &to, &r->t2i, run.images));
 		r->has_t2i = 1;
@@ -252,14 +266,8 @@ static void evaluate(struct eval_report *r)
 		timed("caption retrieval", t0);
 	}
 	if (o.t2i) {
-		mm_eval_t2i_opts to = {.per_class = (int)o.per_caption, .steps = (int)o.steps, .cfg = o.cfg,
-				       .seed = (uint64_t)o.seed};
-		r->sampler = o.sampler ? o.sampler : "heun";
-		to.method = strcmp(r->sampler, "euler") ? MM_ODE_HEUN : MM_ODE_EULER;
-		r->steps = to.steps, r->cfg = to.cfg;
-		size_t bytes = (size_t)run.t2i.n * to.per_class * MM_NPATCH(run.cfg) * MM_PDIM(run.cfg);
-		if (!(run.t2i_images = malloc(bytes)))
-			die("out of memory for %zu MiB of images", bytes >> 20);
+		mm_eval_t2i_opts to = gen_opts(o.per_caption, r);
+		run.t2i_images = images_for(run.t2i.n, to.per_class);
 		double t0 = mm_now();
 		check(mm_eval_gen_new(&run.gen_t2i, run.e, run.main, run.tok, &run.t2i, (int)o.batch));
 		check(mm_eval_t2i_nearest(run.ref ? run.ref : run.e, run.gen_t2i, &to, &r->nn, run.t2i_images));

@@ -17,17 +17,6 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static double logprob(const float *lg, int V, int id)
-{
-	float mx = lg[0];
-	for (int v = 1; v < V; v++)
-		mx = lg[v] > mx ? lg[v] : mx;
-	double sum = 0;
-	for (int v = 0; v < V; v++)
-		sum += exp((double)(lg[v] - mx));
-	return (double)(lg[id] - mx) - log(sum);
-}
-
 // Scores captions js[0..nj) of c after the image in slot 0 (whose last logits gave first[]):
 // ll[js[i]] = first + the rest, copies of slot 0 continued S at a time.
 static int score_rest(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, const int *js, int nj,
@@ -83,7 +72,7 @@ static int score_image(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, int 
 		return rc;
 	const float *lg0 = mm_sampler_logits(s, 0);
 	for (int j = 0; j < c->n; j++)
-		ll[j] = first[j] = logprob(lg0, V, c->ntok[j] ? (int)c->tok[j][0] : MM_TOK_EOS);
+		ll[j] = first[j] = mm_logprob(lg0, V, c->ntok[j] ? (int)c->tok[j][0] : MM_TOK_EOS);
 	if ((rc = score_rest(e, s, c, &lab, 1, seqs, rows, lens, slots, part, first, ll)))
 		return rc;
 	int nj = 0;

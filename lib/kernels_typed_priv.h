@@ -286,27 +286,6 @@ void rope_backward(REAL *dx, const REAL *cosb, const REAL *sinb, int N, int H, i
 	}
 }
 
-void softmax_masked(REAL *p, int n)
-{
-	// Loops the compiler vectorises: the maximum is the same in any order; the exponentials
-	// are elementwise; the sum runs in 8 lanes of a fixed order (the same on every run).
-	REAL mx = -INFINITY, lane[8] = {0}, sum = 0;
-#pragma omp simd reduction(max : mx)
-	for (int j = 0; j < n; j++)
-		mx = p[j] > mx ? p[j] : mx;
-	MM_EXP_UNMASKED(p, n, mx);
-	int j = 0;
-	for (; j + 8 <= n; j += 8)
-		for (int l = 0; l < 8; l++)
-			lane[l] += p[j + l];
-	for (; j < n; j++)
-		sum += p[j];
-	for (int l = 0; l < 8; l++)
-		sum += lane[l];
-	for (j = 0; j < n; j++)
-		p[j] /= sum;
-}
-
 // Block-wise attention over a batch's rows. Per (row, head), queries in blocks of MM_ATT_QB;
 // a block's queries may see only keys of their own documents, up to the last of them or to the
 // end of its image (bidirectional), so each block takes the key range [lo, hi) that holds all of
@@ -380,9 +359,12 @@ static inline void att_span_next(att_walk *st, const int32_t *doc, const int32_t
 	*b = doc[i] >= 0 && img[i] >= 0 ? st->ie : i + 1;
 }
 
-// softmax_masked, and the log-sum-exp of the row's scores (mx + log sum).
+// p (n): scores, masked ones at -inf, replaced by their softmax (masked: 0); returns the
+// log-sum-exp of the scores (mx + log sum), which the attention's backward reads.
 static REAL softmax_masked_lse(REAL *p, int n)
 {
+	// Loops the compiler vectorises: the maximum is the same in any order; the exponentials
+	// are elementwise; the sum runs in 8 lanes of a fixed order (the same on every run).
 	REAL mx = -INFINITY, lane[8] = {0}, sum = 0;
 #pragma omp simd reduction(max : mx)
 	for (int j = 0; j < n; j++)
@@ -399,6 +381,11 @@ static REAL softmax_masked_lse(REAL *p, int n)
 	for (j = 0; j < n; j++)
 		p[j] /= sum;
 	return mx + log(sum);
+}
+
+void softmax_masked(REAL *p, int n)
+{
+	softmax_masked_lse(p, n);
 }
 
 void attention_forward(REAL *out, REAL *lse, REAL *scratch, int nbuf, const REAL *q, const REAL *k,

@@ -240,15 +240,14 @@ static int check_slots(const mm_sampler *s, int ns, const int *slots, int need)
 	return 0;
 }
 
-int mm_sampler_append_tokens(mm_sampler *s, int ns, const int *slots, const int32_t *const *tok, const int *n)
+// Writes n[i] >= min_n tokens into the history of slot slots[i] after its cached positions, and
+// their span into s->sp[i]; the slots' lengths are not changed.
+static int put_tokens(mm_sampler *s, int ns, const int *slots, const int32_t *const *tok, const int *n, int min_n)
 {
-	int rc = check_slots(s, ns, slots, 0);
-	if (rc)
-		return rc;
-	mm_span *sp = s->sp;
+	int rc = 0;
 	for (int i = 0; i < ns && !rc; i++) {
 		int sl = slots[i], start = s->len[sl];
-		if (n[i] < 0 || n[i] > s->T - start)
+		if (n[i] < min_n || n[i] > s->T - start)
 			rc = mm_fail(MM_ERANGE, "sampler: %d tokens after %d positions do not fit the context of %d",
 				     n[i], start, s->T);
 		for (int j = 0; j < n[i] && !rc; j++) {
@@ -258,14 +257,35 @@ int mm_sampler_append_tokens(mm_sampler *s, int ns, const int *slots, const int3
 			else
 				s->tok[at] = tok[i][j], s->img[at] = -1, s->patch[at] = -1, s->tt[at] = 0;
 		}
-		sp[i] = (mm_span){sl, start, n[i], 0};
+		s->sp[i] = (mm_span){sl, start, n[i], 0};
 	}
+	return rc;
+}
+
+int mm_sampler_append_tokens(mm_sampler *s, int ns, const int *slots, const int32_t *const *tok, const int *n)
+{
+	int rc = check_slots(s, ns, slots, 0);
+	if (rc)
+		return rc;
+	mm_span *sp = s->sp;
+	rc = put_tokens(s, ns, slots, tok, n, 0);
 	if (!rc) {
 		run_spans(s, ns, sp, 1, 0, NULL);
 		for (int i = 0; i < ns; i++)
 			s->len[slots[i]] += n[i];
 	}
 	return rc;
+}
+
+double mm_logprob(const float *lg, int V, int id)
+{
+	float mx = lg[0];
+	for (int v = 1; v < V; v++)
+		mx = lg[v] > mx ? lg[v] : mx;
+	double sum = 0;
+	for (int v = 0; v < V; v++)
+		sum += exp((double)(lg[v] - mx));
+	return (double)(lg[id] - mx) - log(sum);
 }
 
 int mm_sampler_copy(mm_sampler *s, int dst, int src)
@@ -296,23 +316,12 @@ int mm_sampler_score(mm_sampler *s, int ns, const int *slots, const int32_t *con
 	int rc = check_slots(s, ns, slots, 0);
 	mm_span *sp = s->sp;
 	int V = s->V;
-	for (int i = 0; i < ns && !rc; i++) {
-		int sl = slots[i], start = s->len[sl];
-		if (n[i] < 1 || n[i] > s->T - start)
-			rc = mm_fail(MM_ERANGE, "sampler: %d tokens after %d positions do not fit the context of %d",
-				     n[i], start, s->T);
-		for (int j = 0; j < n[i] && !rc; j++) {
-			size_t at = (size_t)sl * s->T + start + j;
-			if (tok[i][j] < 0 || tok[i][j] >= V)
-				rc = mm_fail(MM_EINVAL, "sampler: token %d not in the vocabulary of %d", tok[i][j], V);
-			else
-				s->tok[at] = tok[i][j], s->img[at] = -1, s->patch[at] = -1, s->tt[at] = 0;
-		}
-		sp[i] = (mm_span){sl, start, n[i], 0};
-		ll[i] = 0;
-	}
+	if (!rc)
+		rc = put_tokens(s, ns, slots, tok, n, 1);
 	if (rc)
 		return rc;
+	for (int i = 0; i < ns; i++)
+		ll[i] = 0;
 	// As run_spans, with the head on every row but each span's last, in pieces of at most S
 	// rows (the room of s->logits, whose contents are undefined afterwards).
 	for (int first = 0; first < ns;) {
@@ -339,14 +348,7 @@ int mm_sampler_score(mm_sampler *s, int ns, const int *slots, const int32_t *con
 			head(s, m, s->orows + o0, WT(lm_head, 0), NULL, V, s->logits);
 			for (int r = 0; r < m; r++) {
 				int i = s->rtok[o0 + r], j = s->irows[o0 + r];
-				const float *lg = s->logits + (size_t)r * V;
-				float mx = lg[0];
-				for (int v = 1; v < V; v++)
-					mx = lg[v] > mx ? lg[v] : mx;
-				double sum = 0;
-				for (int v = 0; v < V; v++)
-					sum += exp((double)(lg[v] - mx));
-				ll[i] += (double)(lg[tok[i][j + 1]] - mx) - log(sum);
+				ll[i] += mm_logprob(s->logits + (size_t)r * V, V, tok[i][j + 1]);
 			}
 		}
 		first = last;

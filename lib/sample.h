@@ -94,6 +94,9 @@ void mm_image_opts_default(mm_image_opts *o);
 int mm_sampler_image(mm_sampler *s, int ns, const int *slots, const int *uncond, const mm_image_opts *o,
 		     float *z);
 
+// log softmax(logits)[id] over V logits, summed in double.
+double mm_logprob(const float *logits, int V, int id);
+
 // Text sampling from logits (V): temperature 0 is greedy (the first of equal maxima); else
 // softmax(logits / temperature) cut to the top_k most likely tokens (0: all) and then to the
 // smallest set whose probability reaches top_p (1: all), sampled with one uniform draw. Tokens
