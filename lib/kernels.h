@@ -19,6 +19,12 @@
 // the same cores.
 void mm_threads_set(long long n);
 
+// The spin count at OpenMP's barriers that every program linking the kernels runs with (as
+// GOMP_SPINCOUNT, unless the environment sets OMP_WAIT_POLICY or GOMP_SPINCOUNT; lib/kernels.c
+// says how and why): short enough that a thread waiting for a preempted partner soon sleeps and
+// hands the core over, long enough that a run alone rarely sleeps between two loops.
+#define MM_SPINCOUNT "1000"
+
 // out (N, OC) = inp (N, C) @ w^T + bias; w (OC, C), bias (OC) or NULL. Through cblas_sgemm.
 void mm_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
 		       int OC);

@@ -21,6 +21,10 @@
 #                its rate on text documents of 64 (the same work per position but attention's); then the peak
 #                RSS of a step at rows of 1,024 and batch 16 against the analytic figure
 #                (BENCH_LONG=0 skips this part)
+#   busy machine two runs of mm-train (a small model, 150 steps) and of mm-sample (32 images, 40
+#                steps), --threads 2 each, started together, as a share of one run alone; mm's
+#                wait at OpenMP's barriers against libgomp's default, and the cost of mm's alone
+#                (BENCH_BUSY=0 skips this part)
 set -eu
 export LC_ALL=C # EPOCHREALTIME with a decimal point
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -145,6 +149,50 @@ if [ "$LONG" = 1 ]; then
 	val analytic_mib "$tmp/b16.out" > "$tmp/analytic1024"
 fi
 
+# ---- A busy machine: two runs with --threads 2 started together on these cores, against one
+# alone; with mm's wait at OpenMP's barriers (a short spin, lib/kernels.c) and with libgomp's
+# default (GOMP_SPINCOUNT=300000, what mm ran with before). Whole commands, start to exit.
+BUSY=${BENCH_BUSY:-1}
+if [ "$BUSY" = 1 ]; then
+	note "bench: a busy machine, $RUNS rounds"
+	SMALL="--dim 128 --layers 4 --heads 4 --seq-len 64 --batch 16"
+	rm -rf "$tmp/small"
+	cmd/mm-train --data "$tmp/fm-00000.mms" --tokenizer "$tmp/tok.bin" $SMALL --steps 1 --threads $TH \
+		--out "$tmp/small" 2>/dev/null
+	busy_train() { # out-dir: wall seconds of 150 steps on stdout
+		rm -rf "$1"
+		local t0=$EPOCHREALTIME
+		cmd/mm-train --data "$tmp/fm-00000.mms" --tokenizer "$tmp/tok.bin" $SMALL --steps 150 \
+			--warmup 10 --threads $TH --log-every 1000 --out "$1" >/dev/null 2>&1
+		echo "$t0 $EPOCHREALTIME" | awk '{printf "%.3f\n", $2 - $1}'
+	}
+	busy_sample() { # out-dir: wall seconds of 32 images, 40 Heun steps
+		rm -rf "$1"
+		local t0=$EPOCHREALTIME
+		cmd/mm-sample --model "$tmp/small" --prompt 'a photo of a bag' --image -n 32 --steps 40 \
+			--max-tokens 0 --threads $TH -o "$1" >/dev/null 2>&1
+		echo "$t0 $EPOCHREALTIME" | awk '{printf "%.3f\n", $2 - $1}'
+	}
+	for w in train sample; do
+		for v in mm gomp; do : > "$tmp/busy.$w.$v.share"; : > "$tmp/busy.$w.$v.alone"; done
+	done
+	for i in $(seq "$RUNS"); do
+		for w in train sample; do
+			for v in mm gomp; do
+				if [ $v = gomp ]; then export GOMP_SPINCOUNT=300000; else unset GOMP_SPINCOUNT; fi
+				a=$(busy_$w "$tmp/busy-a")
+				busy_$w "$tmp/busy-b" > "$tmp/busy.b" &
+				c=$(busy_$w "$tmp/busy-c")
+				wait
+				b=$(cat "$tmp/busy.b")
+				echo "$a" | awk '{printf "%.4f\n", 1 / $1}' >> "$tmp/busy.$w.$v.alone"
+				echo "$a $b $c" | awk '{printf "%.3f\n", $1 / $2 + $1 / $3}' >> "$tmp/busy.$w.$v.share"
+			done
+		done
+	done
+	unset GOMP_SPINCOUNT
+fi
+
 # ---- The table
 row() { # name unit ours-file peer-file target "higher|lower" peer-name
 	set -- "$1" "$2" "$(stats "$3")" "$(stats "$4")" "$5" "$6" "$7"
@@ -168,6 +216,12 @@ echo "$analytic" > "$tmp/analytic"
 		done
 		row "training, text documents of 1,024 positions over 64 (mm)" "pos/s" "$tmp/text1024" "$tmp/text64" ">= 0.8" higher "documents of 64"
 		row "training step at rows of 1,024, batch 16: peak RSS, MiB" "MiB" "$tmp/rss1024" "$tmp/analytic1024" "<= 4096 MiB" lower "analytic"
+	fi
+	if [ "$BUSY" = 1 ]; then
+		row "busy machine: two mm-train runs together, their work over one run alone" "x" "$tmp/busy.train.mm.share" "$tmp/busy.train.gomp.share" "mm >= 0.8" higher "libgomp's default"
+		row "busy machine: two mm-sample runs together, their work over one run alone" "x" "$tmp/busy.sample.mm.share" "$tmp/busy.sample.gomp.share" "mm >= 0.8" higher "libgomp's default"
+		row "busy machine: mm-train alone (150 steps)" "runs/s" "$tmp/busy.train.mm.alone" "$tmp/busy.train.gomp.alone" ">= 0.97" higher "libgomp's default"
+		row "busy machine: mm-sample alone (32 images)" "runs/s" "$tmp/busy.sample.mm.alone" "$tmp/busy.sample.gomp.alone" ">= 0.97" higher "libgomp's default"
 	fi
 } > "$tmp/table.md"
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
