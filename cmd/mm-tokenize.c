@@ -104,6 +104,8 @@ static struct opt table[] = {
 	 .values = (const int[]){MM_FMT_JSONL, MM_FMT_DIR, MM_FMT_IDX, MM_FMT_TEXT, MM_FMT_IMAGE, MM_FMT_WDS}},
 	{"text-key", OPT_STR, &a.o.text_key, "NAME", .help = "JSONL, metadata, WebDataset .json: the caption field",
 	 .def = "text"},
+	{"split", OPT_STR, &a.o.split, "NAME", .help = "folders: read only the split subfolder NAME (train, test ...)",
+	 .def = "every split"},
 	{"labels", OPT_STR, &a.o.labels, "FILE", .help = "IDX: class names, one per line"},
 	{"caption-template", OPT_STR, &a.o.caption_template, "STR",
 	 .help = "IDX: caption of an image, {label} is its class", .def = "{label}"},

@@ -17,6 +17,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "prof.h"
+#include "source_priv.h"
 #include "source_readers_priv.h"
 
 // Documents per batch: enough to keep the threads busy, few enough to bound memory. Fixed, so
@@ -54,6 +55,8 @@ typedef struct inputs {
 	char **names;          // class names for IDX captions
 	uint32_t n_names;
 	char *names_buf;
+	char **owned; // paths made here (a folder's split, --split), freed with the inputs
+	int n_owned;
 } inputs;
 
 static void inputs_free(inputs *in)
@@ -61,6 +64,9 @@ static void inputs_free(inputs *in)
 	free(in->v);
 	free(in->names);
 	free(in->names_buf);
+	for (int i = 0; i < in->n_owned; i++)
+		free(in->owned[i]);
+	free(in->owned);
 	memset(in, 0, sizeof *in);
 }
 
@@ -91,6 +97,24 @@ static int load_names(inputs *in, const char *path)
 }
 
 static int content_format(int f) { return f == MM_FMT_JSONL || f == MM_FMT_TEXT || f == MM_FMT_WDS; }
+
+// --split NAME: a folder input stands for its split subfolder DIR/NAME, which must be a folder.
+static int split_path(inputs *in, const char *dir, const char *split, const char **out)
+{
+	char *p = mm_src_path_join(dir, split);
+	char **v = p ? realloc(in->owned, (size_t)(in->n_owned + 1) * sizeof *v) : NULL;
+	if (!v) {
+		free(p);
+		return mm_fail(MM_ENOMEM, "out of memory");
+	}
+	in->owned = v;
+	in->owned[in->n_owned++] = p;
+	struct stat st;
+	if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+		return mm_fail(MM_EINVAL, "%s: no split folder %s in it (--split)", dir, split);
+	*out = p;
+	return 0;
+}
 
 static int inputs_add(inputs *in, int *cap, const char *path, int format, const char *labels)
 {
@@ -137,7 +161,10 @@ static int inputs_resolve(inputs *in, const mm_ingest_opts *o, char *const *argv
 					prev->labels = paths[k];
 				continue;
 			}
-			rc = inputs_add(in, &cap, paths[k], fmt, NULL);
+			const char *path = paths[k];
+			if (fmt == MM_FMT_DIR && o->split && (rc = split_path(in, path, o->split, &path)))
+				break;
+			rc = inputs_add(in, &cap, path, fmt, NULL);
 		}
 	}
 	if (!rc && o->labels)

@@ -65,6 +65,7 @@ typedef struct mm_ingest_opts {
 	const char *caption_template; // IDX: "{label}" is replaced by the class name (NULL: "{label}")
 	const char *doc_separator;    // text: a line equal to it ends a document (NULL: blank lines)
 	const char *text_key;         // JSONL, metadata, WebDataset .json: the caption field (NULL: "text")
+	const char *split;            // folders: read only the split subfolder of this name (NULL: all)
 	void (*warn)(void *ctx, const char *msg); // a note about the input, e.g. text left unread
 	void *warn_ctx;
 	mm_prep prep;

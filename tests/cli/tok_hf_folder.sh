@@ -1,7 +1,7 @@
 # Hugging Face ImageFolder as its users lay it out: a folder holding metadata.jsonl or
 # metadata.csv (RFC 4180 quoting) is read through it, the caption field named by --text-key,
 # and the text fields left unread are named in a warning; a folder of split subfolders
-# (train/, test/) reads each in name order, and a class subfolder's name captions its images
+# (train/, test/) reads each in name order (--split NAME: that one only), and a class subfolder's name captions its images
 # that have no caption file of their own. Compressed manifests read the same.
 set -e
 fx="$T"/fixtures/tokenize
@@ -46,6 +46,12 @@ cp "$fx"/c.png s/test/cat/
 mm-tokenize $G -o s1 s 2>&1 | f
 mm-tokenize --extract sx s1-00000.mms >/dev/null 2>&1
 cat sx/manifest.jsonl
+echo "== --split train reads that split only; a split that is not there is named"
+mm-tokenize $G --split train -o s2 s 2>&1 | f
+mm-tokenize --extract sx2 s2-00000.mms >/dev/null 2>&1
+cat sx2/manifest.jsonl
+mm-tokenize $G --split val -o s3 s 2>&1 || echo "exit $?"
+ls s3* 2>/dev/null || echo "no s3 shards"
 echo "== an empty folder is named"
 mkdir empty
 mm-tokenize $G -o e empty 2>&1 || echo "exit $?"
