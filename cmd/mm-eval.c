@@ -77,7 +77,8 @@ static struct opt table[] = {
 	{"read-t", OPT_FLOAT, &o.read_t, "T", .help = "noise level of the images to caption, 0 < T <= 1, 1 = clean", 1e-6, 1},
 	{"per-class", OPT_INT, &o.per_class, "N", .help = "also generate N images per caption and classify them", 0, 1000000},
 	{"sampler", OPT_CHOICE, &sampler, NULL, .help = "ODE sampler of the generated images",
-	 .choices = (const char *const[]){"euler", "heun", NULL}, .values = (const int[]){MM_ODE_EULER, MM_ODE_HEUN}},
+	 .choices = (const char *const[]){"euler", "heun", "dpm2m", NULL},
+	 .values = (const int[]){MM_ODE_EULER, MM_ODE_HEUN, MM_ODE_DPM2M}},
 	{"steps", OPT_INT, &o.steps, "N", .help = "sampler steps", 1, 100000},
 	{"cfg", OPT_FLOAT, &o.cfg, "G", .help = "classifier-free guidance scale, 1 = none", 0, 100},
 	{"samples", OPT_STR, &o.samples, "DIR", .help = "write a grid of the generated images of each class into DIR"},
@@ -120,7 +121,7 @@ static void parse(int argc, char **argv)
 		die_usage("--reference needs --t2i");
 	if (o.compare && !o.t2i)
 		die_usage("--compare needs --t2i");
-	o.sampler = sampler == MM_ODE_EULER ? "euler" : "heun";
+	o.sampler = sampler == MM_ODE_EULER ? "euler" : sampler == MM_ODE_HEUN ? "heun" : "dpm2m";
 }
 
 static void progress(void *ctx, const char *stage, uint64_t done, uint64_t total)

@@ -433,9 +433,9 @@ typedef struct ode {
 	float *zin, *xp; // (2 ns, NP, P)
 } ode;
 
-// v (ns, NP, P) = the velocity at (z, t): x_pred of the conditional slots, guided by the
-// unconditional ones when t is in the interval.
-static int velocity(ode *e, const float *z, float t, float *v)
+// x (ns, NP, P) = x_pred of the conditional slots at (z, t), guided by the unconditional ones
+// when t is in the interval; with v, the velocity (x - z) / max(1 - t, floor) instead.
+static int denoised(ode *e, const float *z, float t, float *x, int v)
 {
 	const mm_image_opts *o = e->o;
 	int guided = o->cfg != 1 && t >= o->cfg_lo && t <= o->cfg_hi, n = e->n;
@@ -448,10 +448,47 @@ static int velocity(ode *e, const float *z, float t, float *v)
 	float sc = 1 - t > (float)MM_T_FLOOR ? 1 - t : (float)MM_T_FLOOR, g = o->cfg;
 	const float *xc = e->xp, *xu = e->xp + n;
 	for (int i = 0; i < n; i++) {
-		float x = guided ? xu[i] + g * (xc[i] - xu[i]) : xc[i];
-		v[i] = (x - z[i]) / sc;
+		float xi = guided ? xu[i] + g * (xc[i] - xu[i]) : xc[i];
+		x[i] = v ? (xi - z[i]) / sc : xi;
 	}
 	return 0;
+}
+
+static int velocity(ode *e, const float *z, float t, float *v) { return denoised(e, z, t, v, 1); }
+
+// DPM-Solver++(2M) on z_t = t x + (1 - t) eps: alpha = t, sigma = 1 - t, lambda = log(t / (1 - t)).
+// A step from t0 to t1 with h = lambda1 - lambda0 is
+//     z1 = (sigma1 / sigma0) z0 + alpha1 (1 - e^-h) D,
+// D = x0 (first order: the first step, whose h is infinite from pure noise, the second, whose
+// previous h is, and the last, into t = 1, where h is) or, from the previous x_pred x_,
+// D = (1 + 1 / 2r) x0 - (1 / 2r) x_ with r = h_ / h. One model call a step.
+static int integrate_dpm(ode *e, float *z, float *x0, float *xprev)
+{
+	const mm_image_opts *o = e->o;
+	int N = o->steps, n = e->n, rc = 0;
+	float shift = mm_noise_shift(mm_model_config(mm_sampler_model(e->s)));
+	double hprev = INFINITY;
+	for (int i = 0; i < N && !rc; i++) {
+		double t0 = mm_shift_t((float)((double)i / N), shift);
+		double t1 = mm_shift_t((float)((double)(i + 1) / N), shift);
+		if ((rc = denoised(e, z, (float)t0, x0, 0)))
+			break;
+		// e^-h = (t0 (1 - t1)) / (t1 (1 - t0)); 0 from t0 = 0 or into t1 = 1
+		double emh = t0 > 0 && t1 < 1 ? t0 * (1 - t1) / (t1 * (1 - t0)) : 0;
+		double h = emh > 0 ? -log(emh) : INFINITY;
+		float a = (float)((1 - t1) / (1 - t0)), b = (float)(t1 * (1 - emh));
+		if (isfinite(h) && isfinite(hprev)) {
+			float c = (float)(0.5 * h / hprev); // 1 / 2r
+			for (int j = 0; j < n; j++)
+				z[j] = a * z[j] + b * ((1 + c) * x0[j] - c * xprev[j]);
+		} else {
+			for (int j = 0; j < n; j++)
+				z[j] = a * z[j] + b * x0[j];
+		}
+		memcpy(xprev, x0, (size_t)n * sizeof *x0);
+		hprev = h;
+	}
+	return rc;
 }
 
 static int integrate(ode *e, float *z, float *v1, float *v2, float *ze)
@@ -483,7 +520,7 @@ static int integrate(ode *e, float *z, float *v1, float *v2, float *ze)
 int mm_sampler_image(mm_sampler *s, int ns, const int *slots, const int *uncond, const mm_image_opts *o,
 		     float *z)
 {
-	if (o->method != MM_ODE_EULER && o->method != MM_ODE_HEUN)
+	if (o->method != MM_ODE_EULER && o->method != MM_ODE_HEUN && o->method != MM_ODE_DPM2M)
 		return mm_fail(MM_EINVAL, "sampler: unknown ODE method %d", o->method);
 	if (o->steps < 1 || o->steps > 1000000)
 		return mm_fail(MM_EINVAL, "sampler: %d steps not in [1, 1000000]", o->steps);
@@ -512,7 +549,8 @@ int mm_sampler_image(mm_sampler *s, int ns, const int *slots, const int *uncond,
 	e.zin = buf, e.xp = buf + 2 * n;
 	rc = guided ? check_slots(s, 2 * ns, e.slots, s->NP) : 0;
 	if (!rc)
-		rc = integrate(&e, z, buf + 4 * n, buf + 5 * n, buf + 6 * n);
+		rc = o->method == MM_ODE_DPM2M ? integrate_dpm(&e, z, buf + 4 * n, buf + 5 * n)
+					       : integrate(&e, z, buf + 4 * n, buf + 5 * n, buf + 6 * n);
 	free(e.slots);
 	free(buf);
 	return rc;

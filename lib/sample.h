@@ -14,7 +14,10 @@
 // the cached prefix and to each other), and the velocity is v = (x - z) / max(1 - t, 0.05), as
 // in training. Euler: z += dt v (N calls). Heun: the Euler guess is corrected with the velocity at
 // its end, z += dt (v1 + v2) / 2, except on the last step, which stays an Euler step (2N - 1 calls;
-// the correction would evaluate t = 1, where the velocity's divisor is clamped). Guidance:
+// the correction would evaluate t = 1, where the velocity's divisor is clamped). DPM-Solver++(2M)
+// (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+// Models"): one call a step, the step exact for an x_pred that is linear in lambda = log(t/(1-t))
+// between the last two calls (sample.c, integrate_dpm); no velocity, no clamp. Guidance:
 // x = x_u + g (x_c - x_u), x_u from an unconditional slot whose document is BOS BOI (what a
 // training document with its caption dropped looks like), run in the same batch as the
 // conditional slots; only at calls with t in [cfg_lo, cfg_hi]; g = 1 never runs it.
@@ -75,10 +78,10 @@ int mm_sampler_append_image(mm_sampler *s, int ns, const int *slots, const float
 int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, float t, int recompute,
 		       float *xpred);
 
-enum { MM_ODE_EULER = 0, MM_ODE_HEUN = 1 };
+enum { MM_ODE_EULER = 0, MM_ODE_HEUN = 1, MM_ODE_DPM2M = 2 };
 
 typedef struct mm_image_opts {
-	int method;            // MM_ODE_EULER or MM_ODE_HEUN (Heun)
+	int method;            // MM_ODE_EULER, MM_ODE_HEUN (Heun) or MM_ODE_DPM2M
 	int steps;             // N (50)
 	float cfg;             // guidance scale g (1 = none)
 	float cfg_lo, cfg_hi;  // guidance only for t in [cfg_lo, cfg_hi] (0, 1)

@@ -18,7 +18,7 @@ mm-train --data; echo "exit $?"
 mm-tokenize -q; echo "exit $?"
 mm-train --dim 512 --lr 1 --help | grep -e '--dim' -e '--lr'
 mm-tokenize --max-pixels 1K --help | grep -e '--max-pixels' -e '--background' -e '--fit'
-mm-sample --cfg-interval 0.5,1 -h | grep -e '--cfg-interval' -e '--sampler'
+mm-sample --cfg-interval 0.5,1 -h | grep -e '--cfg-interval' -e '--sampler' -e 'ODE sampler'
 mm-eval -h | grep -e '--bpd-t1'
 # "--" ends the options: what follows is an input even when it starts with a dash.
 printf 'hello\n' >-x.txt

@@ -1,5 +1,5 @@
-// Fuzz target for checkpoints: the input is a whole .mmc file, read as a container and loaded
-// as a model for inference (config, tokenizer, weights). The CRC-32C of the header and of every
+// Fuzz target for checkpoints: the input is a whole .mmc file, read as a container, loaded as a
+// model for inference (config, tokenizer, weights), then read as a training state to resume. The CRC-32C of the header and of every
 // section are recomputed first, as far as the layout can be followed, so that mutations reach
 // the parsers behind them.
 #include "fuzz.h"
@@ -45,14 +45,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const mm_ckpt_section *s = mm_ckpt_find(ck, MM_SEC_STAT);
 	if (s && mm_ckpt_need(ck, MM_SEC_STAT, s->size, &p) != 0)
 		abort();
-	mm_ckpt_free(ck);
 	mm_model *m;
 	mm_tokenizer *t;
 	int has_ema;
 	if (mm_ckpt_load_model(path, size & 1, 1, &m, &t, &has_ema) != 0) {
 		fuzz_refused(path);
+		mm_ckpt_free(ck);
 		return 0;
 	}
+	// What only a resumed training reads: PARM, ADAM, EMA, STAT and RANK, each against the
+	// model's size; the rank positions are checked again when the loader takes them.
+	mm_ckpt_train tr;
+	if (mm_ckpt_get_train(ck, mm_model_nparams(m), has_ema && (size & 2), &tr) != 0)
+		fuzz_refused(path);
+	else if (tr.ranks > 1 && !tr.rank)
+		abort();
+	free(tr.rank);
+	mm_ckpt_free(ck);
 	mm_model_free(m);
 	mm_tok_free(t);
 	return 0;
