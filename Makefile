@@ -252,6 +252,14 @@ experiment-fashion: all
 		--samples $(EXP)/samples --json-file $(EXP)/figures.json $(EXP_EVAL_ARGS) \
 		> $(EXP)/figures.txt 2> $(EXP)/eval.log || { cat $(EXP)/eval.log; exit 1; }
 	sed -n 's/^mm-eval: \(.*: [0-9.]* s\)$$/\1/p' $(EXP)/eval.log >> $(EXP)/times.txt
+	@echo "== an independent judge (tests/ref/judge.py: a CNN trained on the real training images only)"
+	@sh .ci/deps ref
+	@[ -f $(EXP)/judge.pt ] || { t0=$$(date +%s); /usr/bin/python3 tests/ref/judge.py train --data $(EXP_SRC) \
+		--out $(EXP)/judge.pt 2>/dev/null && echo "judge training: $$(( $$(date +%s) - t0 )) s" >> $(EXP)/times.txt; }
+	/usr/bin/python3 tests/ref/judge.py eval --model $(EXP)/judge.pt --data $(EXP_SRC) --per-grid $(EXP_PER_CLASS) \
+		$$(i=0; for f in $(EXP)/samples/[0-9][0-9]-*.png; do echo "--grid $$i=$$f"; i=$$((i + 1)); done) \
+		--json $(EXP)/judge.json > $(EXP)/judge.txt
+	@cat $(EXP)/judge.txt >> $(EXP)/figures.txt
 	@cat $(EXP)/figures.txt
 	@echo
 	@cat $(EXP)/times.txt

@@ -14,10 +14,12 @@ the 10,000 test images; --against val: the last 10,000 training images, for swee
 images are then the first of the other 50,000).
 
   judge.py train --data DIR --out judge.pt            (DIR: the four IDX files, gzip'd)
-  judge.py eval --model judge.pt --data DIR --gen LABEL=PNGDIR ... [--against test|val] [--json FILE]
+  judge.py eval --model judge.pt --data DIR (--gen LABEL=PNGDIR | --grid LABEL=GRID.png [--per-grid N]) ...
+                [--against test|val] [--json FILE]
 
 --gen takes the class index (0-9, the order of the IDX labels) and a folder of 28x28 grey PNGs
-generated for that class. Prints one line per figure and, with --json, writes them.
+generated for that class; --grid takes the class index and a grid PNG of mm-eval --samples
+holding --per-grid images (ceil(sqrt(N)) columns of 28x28 cells, 2 pixels apart). Prints one line per figure and, with --json, writes them.
 Recipe: conv 32 (3x3) - ReLU - max-pool 2 - conv 64 (3x3) - ReLU - max-pool 2 - linear 128 -
 ReLU - linear 10; Adam lr 1e-3, batch 128, 4 epochs, seed 0, 2 threads.
 """
@@ -161,7 +163,7 @@ def evaluate(args):
         yt = torch.tensor(read_idx(os.path.join(args.data, "train-labels-idx1-ubyte.gz"))[50000:].astype(np.int64))
     pred_t, feat_t = run(m, xt)
     fig = {"against": args.against, "judge_accuracy_real": float((pred_t == yt).double().mean())}
-    if args.gen:
+    if args.gen or args.grid:
         imgs, labels = [], []
         for spec in args.gen:
             lab, d = spec.split("=", 1)
@@ -170,6 +172,17 @@ def evaluate(args):
                 sys.exit(f"judge.py: {d}: no PNG files")
             imgs += [read_png_grey(f) for f in files]
             labels += [int(lab)] * len(files)
+        for spec in args.grid:
+            lab, f = spec.split("=", 1)
+            g, n = read_png_grey(f), args.per_grid
+            cols = 1
+            while cols * cols < n:
+                cols += 1
+            rows = (n + cols - 1) // cols
+            if g.shape != (rows * 30 - 2, cols * 30 - 2):
+                sys.exit(f"judge.py: {f}: {g.shape[1]}x{g.shape[0]} is not a grid of {n} images of 28x28")
+            imgs += [g[(i // cols) * 30:(i // cols) * 30 + 28, (i % cols) * 30:(i % cols) * 30 + 28] for i in range(n)]
+            labels += [int(lab)] * n
         xg, yg = to_tensor(imgs), torch.tensor(labels)
         pred_g, feat_g = run(m, xg)
         fig["judge_accuracy_generated"] = float((pred_g == yg).double().mean())
@@ -205,6 +218,8 @@ def main():
     e.add_argument("--model", required=True)
     e.add_argument("--data", required=True)
     e.add_argument("--gen", action="append", default=[])
+    e.add_argument("--grid", action="append", default=[])
+    e.add_argument("--per-grid", type=int, default=100)
     e.add_argument("--json")
     e.add_argument("--against", choices=["test", "val"], default="test")
     args = p.parse_args()
