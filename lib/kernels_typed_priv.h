@@ -388,32 +388,53 @@ void softmax_masked(REAL *p, int n)
 	softmax_masked_lse(p, n);
 }
 
+// The threads of an attention kernel: OpenMP's, at most one per scratch buffer.
+static inline int att_threads(int nbuf)
+{
+	int n = omp_get_max_threads();
+	return n < nbuf ? n : nbuf;
+}
+
+// One task of attention over a batch, task = b H + h: row b's document and image ids, whether
+// they are runs (att_row_runs), and where head h starts in row b of a (B, T, H hd) array.
+typedef struct att_row {
+	const int32_t *doc, *img;
+	int runs;
+	size_t base;
+} att_row;
+
+static inline att_row att_row_at(long task, const int32_t *doc, const int32_t *img, int T, int H, int hd)
+{
+	int b = (int)(task / H), h = (int)(task % H);
+	att_row r = {doc + (size_t)b * T, img + (size_t)b * T, 0, ((size_t)b * T * H + h) * hd};
+	r.runs = att_row_runs(r.doc, r.img, T);
+	return r;
+}
+
 void attention_forward(REAL *out, REAL *lse, REAL *scratch, int nbuf, const REAL *q, const REAL *k,
 			    const REAL *v, const int32_t *doc, const int32_t *img, int B, int T, int H, int hd)
 {
 	MM_KPROF(attention_forward);
-	int D = H * hd, nt = omp_get_max_threads() < nbuf ? omp_get_max_threads() : nbuf;
+	int D = H * hd, nt = att_threads(nbuf);
 	REAL scale = 1 / sqrt((REAL)hd);
 	long tasks = (long)B * H;
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
 	for (long task = 0; task < tasks; task++) {
-		int b = (int)(task / H), h = (int)(task % H);
-		const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
-		int runs = att_row_runs(bd, bi, T);
+		att_row w = att_row_at(task, doc, img, T, H, hd);
+		const int32_t *bd = w.doc, *bi = w.img;
 		att_walk walk = {0, 0};
-		size_t base = (size_t)b * T * D + h * hd;
 		REAL *sc = scratch + (size_t)omp_get_thread_num() * 2 * MM_ATT_QB * T;
-		REAL *ls = lse + ((size_t)b * H + h) * T;
+		REAL *ls = lse + (size_t)task * T;
 		for (int i0 = 0; i0 < T; i0 += MM_ATT_QB) {
 			int i1 = i0 + MM_ATT_QB < T ? i0 + MM_ATT_QB : T, nq = i1 - i0, lo, hi;
-			att_block_range(bd, bi, T, runs, i0, i1, &lo, &hi);
+			att_block_range(bd, bi, T, w.runs, i0, i1, &lo, &hi);
 			int nk = hi - lo;
-			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q + base + (size_t)i0 * D, D,
-				k + base + (size_t)lo * D, D, 0, sc, nk);
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q + w.base + (size_t)i0 * D, D,
+				k + w.base + (size_t)lo * D, D, 0, sc, nk);
 			for (int r = 0; r < nq; r++) {
 				REAL *p = sc + (size_t)r * nk;
 				int i = i0 + r, a, e;
-				if (!runs) {
+				if (!w.runs) {
 					for (int j = 0; j < nk; j++)
 						p[j] = mm_att_allowed(bd, bi, i, lo + j) ? p[j] : -INFINITY;
 					ls[i] = softmax_masked_lse(p, nk);
@@ -425,8 +446,8 @@ void attention_forward(REAL *out, REAL *lse, REAL *scratch, int nbuf, const REAL
 				memset(p, 0, (size_t)(a - lo) * sizeof *p);
 				memset(p + (e - lo), 0, (size_t)(hi - e) * sizeof *p);
 			}
-			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, v + base + (size_t)lo * D, D,
-				0, out + base + (size_t)i0 * D, D);
+			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, v + w.base + (size_t)lo * D, D,
+				0, out + w.base + (size_t)i0 * D, D);
 		}
 	}
 }
@@ -441,7 +462,7 @@ void attention_cached(REAL *out, REAL *scores, int nbuf, const REAL *q, const RE
 			   int nsp, int T, int H, int hd)
 {
 	MM_KPROF(attention_cached);
-	int D = H * hd, nt = omp_get_max_threads() < nbuf ? omp_get_max_threads() : nbuf;
+	int D = H * hd, nt = att_threads(nbuf);
 	REAL scale = 1 / sqrt((REAL)hd);
 	long tasks = (long)nsp * H;
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
@@ -476,30 +497,28 @@ void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, int nbuf, c
 			     const int32_t *img, int B, int T, int H, int hd)
 {
 	MM_KPROF(attention_backward);
-	int D = H * hd, nt = omp_get_max_threads() < nbuf ? omp_get_max_threads() : nbuf;
+	int D = H * hd, nt = att_threads(nbuf);
 	REAL scale = 1 / sqrt((REAL)hd);
 	long tasks = (long)B * H;
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (tasks > 1)
 	for (long task = 0; task < tasks; task++) {
-		int b = (int)(task / H), h = (int)(task % H);
-		const int32_t *bd = doc + (size_t)b * T, *bi = img + (size_t)b * T;
-		int runs = att_row_runs(bd, bi, T);
+		att_row w = att_row_at(task, doc, img, T, H, hd);
+		const int32_t *bd = w.doc, *bi = w.img;
 		att_walk walk = {0, 0};
-		size_t base = (size_t)b * T * D + h * hd;
 		REAL *pb = scratch + (size_t)omp_get_thread_num() * 2 * MM_ATT_QB * T, *ds = pb + (size_t)MM_ATT_QB * T;
-		const REAL *ls = lse + ((size_t)b * H + h) * T;
+		const REAL *ls = lse + (size_t)task * T;
 		for (int i0 = 0; i0 < T; i0 += MM_ATT_QB) {
 			int i1 = i0 + MM_ATT_QB < T ? i0 + MM_ATT_QB : T, nq = i1 - i0, lo, hi;
-			att_block_range(bd, bi, T, runs, i0, i1, &lo, &hi);
+			att_block_range(bd, bi, T, w.runs, i0, i1, &lo, &hi);
 			int nk = hi - lo;
-			const REAL *qb = q + base + (size_t)i0 * D, *kb = k + base + (size_t)lo * D;
-			const REAL *vb = v + base + (size_t)lo * D, *gb = dout + base + (size_t)i0 * D;
+			const REAL *qb = q + w.base + (size_t)i0 * D, *kb = k + w.base + (size_t)lo * D;
+			const REAL *vb = v + w.base + (size_t)lo * D, *gb = dout + w.base + (size_t)i0 * D;
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, qb, D, kb, D, 0, pb, nk);
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1, gb, D, vb, D, 0, ds, nk);
 			for (int r = 0; r < nq; r++) {
 				REAL *p = pb + (size_t)r * nk, *di = ds + (size_t)r * nk, pdp = 0, lane[8] = {0};
 				int i = i0 + r, a = lo, e = hi;
-				if (runs) { // the allowed keys are [a, e): zeros around them
+				if (w.runs) { // the allowed keys are [a, e): zeros around them
 					att_span_next(&walk, bd, bi, T, i, &a, &e);
 					memset(p, 0, (size_t)(a - lo) * sizeof *p);
 					memset(p + (e - lo), 0, (size_t)(hi - e) * sizeof *p);
@@ -523,11 +542,11 @@ void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, int nbuf, c
 					da[j] = pa[j] * (da[j] - pdp) * scale;
 			}
 			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1, pb, nk, gb, D, 1,
-				dv + base + (size_t)lo * D, D);
+				dv + w.base + (size_t)lo * D, D);
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, ds, nk, kb, D, 1,
-				dq + base + (size_t)i0 * D, D);
+				dq + w.base + (size_t)i0 * D, D);
 			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1, ds, nk, qb, D, 1,
-				dk + base + (size_t)lo * D, D);
+				dk + w.base + (size_t)lo * D, D);
 		}
 	}
 }

@@ -456,6 +456,12 @@ static int denoised(ode *e, const float *z, float t, float *x, int v)
 
 static int velocity(ode *e, const float *z, float t, float *v) { return denoised(e, z, t, v, 1); }
 
+// Level i of the N-step grid, shifted toward noise by the model's noise shift.
+static float grid_t(int i, int N, float shift)
+{
+	return mm_shift_t((float)((double)i / N), shift);
+}
+
 // DPM-Solver++(2M) on z_t = t x + (1 - t) eps: alpha = t, sigma = 1 - t, lambda = log(t / (1 - t)).
 // A step from t0 to t1 with h = lambda1 - lambda0 is
 //     z1 = (sigma1 / sigma0) z0 + alpha1 (1 - e^-h) D,
@@ -469,8 +475,7 @@ static int integrate_dpm(ode *e, float *z, float *x0, float *xprev)
 	float shift = mm_noise_shift(mm_model_config(mm_sampler_model(e->s)));
 	double hprev = INFINITY;
 	for (int i = 0; i < N && !rc; i++) {
-		double t0 = mm_shift_t((float)((double)i / N), shift);
-		double t1 = mm_shift_t((float)((double)(i + 1) / N), shift);
+		double t0 = grid_t(i, N, shift), t1 = grid_t(i + 1, N, shift);
 		if ((rc = denoised(e, z, (float)t0, x0, 0)))
 			break;
 		// e^-h = (t0 (1 - t1)) / (t1 (1 - t0)); 0 from t0 = 0 or into t1 = 1
@@ -497,9 +502,7 @@ static int integrate(ode *e, float *z, float *v1, float *v2, float *ze)
 	int N = o->steps, n = e->n, rc = 0;
 	float shift = mm_noise_shift(mm_model_config(mm_sampler_model(e->s)));
 	for (int i = 0; i < N && !rc; i++) {
-		float t0 = mm_shift_t((float)((double)i / N), shift), dt;
-		float t1 = mm_shift_t((float)((double)(i + 1) / N), shift);
-		dt = t1 - t0;
+		float t0 = grid_t(i, N, shift), t1 = grid_t(i + 1, N, shift), dt = t1 - t0;
 		if ((rc = velocity(e, z, t0, v1)))
 			break;
 		if (o->method == MM_ODE_EULER || i + 1 == N) {
