@@ -99,8 +99,8 @@ static void table_classes(FILE *f, const struct eval_report *r)
 static void table_t2i(FILE *f, const struct eval_report *r)
 {
 	const mm_eval_t2i *t = &r->t2i;
-	fprintf(f, "\nText to image (%s; %d images per caption, %s sampler, %d steps, guidance %g)\n", r->weights,
-		t->per_class, r->sampler, r->steps, r->cfg);
+	fprintf(f, "\nText to image (%s; %d images per caption, %s sampler, %d steps, guidance %g at t in [%g, %g])\n",
+		r->weights, t->per_class, r->sampler, r->steps, r->cfg, r->cfg_lo, r->cfg_hi);
 	for (int i = 0; i < t->n; i++)
 		fprintf(f, "  %4d %-30s%11.2f%%\n", i, r->classes->text[i],
 			pct(t->confusion[(size_t)i * t->n + i], (uint64_t)t->per_class));
@@ -118,15 +118,21 @@ static void table_ret(FILE *f, const struct eval_report *r)
 	fprintf(f, "  %-35s%11.2f%%\n", "top-1", pct(t->top1, t->images));
 	fprintf(f, "  %-35s%11.2f%%\n", "top-5", pct(t->top5, t->images));
 	fprintf(f, "  %-35s%12g\n", "median rank", t->median_rank);
+	if (t->pmi) {
+		fprintf(f, "  %-35s%11.2f%%\n", "top-1 by PMI", pct(t->top1_pmi, t->images));
+		fprintf(f, "  %-35s%11.2f%%\n", "top-5 by PMI", pct(t->top5_pmi, t->images));
+		fprintf(f, "  %-35s%12g\n", "median rank by PMI", t->median_rank_pmi);
+	}
 	fprintf(f, "  %-35s%12.1f\n", "captions scored whole per image", t->images ? (double)t->scored / t->images : 0.0);
 }
 
 static void table_nn(FILE *f, const struct eval_report *r)
 {
 	const mm_eval_nn *t = &r->nn;
-	fprintf(f, "\nText-to-image retrieval (%s; %d images per caption of %s, %s sampler, %d steps, guidance %g; "
+	fprintf(f, "\nText-to-image retrieval (%s; %d images per caption of %s, %s sampler, %d steps, guidance %g at t in [%g, %g]; "
 		   "nearest of %llu reference images by L2 on %dx%d RGB thumbnails; %d captions without one)\n",
-		r->weights, t->per_class, r->t2i_file, r->sampler, r->steps, r->cfg, (unsigned long long)t->refs,
+		r->weights, t->per_class, r->t2i_file, r->sampler, r->steps, r->cfg, r->cfg_lo, r->cfg_hi,
+		(unsigned long long)t->refs,
 		MM_THUMB, MM_THUMB, t->without_ref);
 	fprintf(f, "  %-35s%11.2f%%\n", "top-1", pct(t->top1, t->generated));
 	fprintf(f, "  %-35s%11.2f%%\n", "top-5", pct(t->top5, t->generated));
@@ -227,11 +233,20 @@ static json_t *json_classes(const struct eval_report *r)
 	return o;
 }
 
+// Guidance's interval of noise levels, [A, B].
+static json_t *interval(const struct eval_report *r)
+{
+	json_t *a = json_array();
+	json_array_append_new(a, num(r->cfg_lo));
+	json_array_append_new(a, num(r->cfg_hi));
+	return a;
+}
+
 static json_t *json_t2i(const struct eval_report *r)
 {
 	const mm_eval_t2i *t = &r->t2i;
-	json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:o}", "weights", r->weights, "per_class", t->per_class,
-			      "sampler", r->sampler, "steps", r->steps, "cfg", num(r->cfg));
+	json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:o, s:o}", "weights", r->weights, "per_class", t->per_class,
+			      "sampler", r->sampler, "steps", r->steps, "cfg", num(r->cfg), "cfg_interval", interval(r));
 	json_t *acc = json_array();
 	for (int i = 0; i < t->n; i++)
 		json_array_append_new(acc, num((double)t->confusion[(size_t)i * t->n + i] / t->per_class));
@@ -267,13 +282,20 @@ void eval_print_json(FILE *f, const struct eval_report *r)
 					      "unmatched", cnt(t->unmatched), "scored", cnt(t->scored), "read_t", num(r->read_t),
 					      "top1", num(pct(t->top1, t->images) / 100), "top5",
 					      num(pct(t->top5, t->images) / 100), "median_rank", num(t->median_rank)));
+		if (t->pmi) {
+			json_t *ret = json_object_get(o, "caption_retrieval");
+			json_object_set_new(ret, "top1_pmi", num(pct(t->top1_pmi, t->images) / 100));
+			json_object_set_new(ret, "top5_pmi", num(pct(t->top5_pmi, t->images) / 100));
+			json_object_set_new(ret, "median_rank_pmi", num(t->median_rank_pmi));
+		}
 	}
 	if (r->has_nn) {
 		const mm_eval_nn *t = &r->nn;
 		json_object_set_new(o, "t2i_retrieval",
-				    json_pack("{s:s, s:s, s:i, s:s, s:i, s:o, s:o, s:i, s:o, s:i, s:o, s:o}", "weights",
+				    json_pack("{s:s, s:s, s:i, s:s, s:i, s:o, s:o, s:o, s:i, s:o, s:i, s:o, s:o}", "weights",
 					      r->weights, "captions", r->t2i_file, "per_caption", t->per_class,
-					      "sampler", r->sampler, "steps", r->steps, "cfg", num(r->cfg), "references",
+					      "sampler", r->sampler, "steps", r->steps, "cfg", num(r->cfg), "cfg_interval",
+					      interval(r), "references",
 					      cnt(t->refs), "thumbnail", MM_THUMB, "generated", cnt(t->generated),
 					      "without_reference", t->without_ref, "top1",
 					      num(pct(t->top1, t->generated) / 100), "top5",

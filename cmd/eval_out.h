@@ -24,7 +24,7 @@ struct eval_report {
 	mm_eval_t2i t2i;
 	const char *sampler;
 	int steps;
-	double cfg;
+	double cfg, cfg_lo, cfg_hi; // guidance and its interval of noise levels
 	const char *captions_file; // --captions: caption retrieval
 	int has_ret;
 	mm_eval_ret ret;

@@ -21,11 +21,11 @@
 static struct {
 	struct opt_list data, reference;
 	char *model, *classes, *sampler, *samples, *json_file, *bpd_t1, *captions, *t2i, *compare;
-	int ema, bpd, bpd_uncond, no_losses, json, help;
+	int ema, bpd, bpd_uncond, no_losses, json, help, pmi;
 	long long max_docs, batch, buckets, bpd_samples, per_class, steps, seed, threads, per_caption;
 	long long compare_rows, compare_scale;
-	double bpd_t0, cfg, read_t;
-} o = {.batch = 32, .buckets = 10, .bpd_samples = 10, .bpd_t0 = 1e-3, .steps = 50, .cfg = 2,
+	double bpd_t0, cfg, read_t, cfg_interval[2];
+} o = {.batch = 32, .buckets = 10, .bpd_samples = 10, .bpd_t0 = 1e-3, .steps = 50, .cfg = 2, .cfg_interval = {MM_CFG_FROM, 1},
        .seed = 1, .read_t = 0.9, .per_caption = 1, .compare_rows = 24, .compare_scale = 2};
 
 #define BIG 1e18
@@ -81,9 +81,13 @@ static struct opt table[] = {
 	 .values = (const int[]){MM_ODE_EULER, MM_ODE_HEUN, MM_ODE_DPM2M}},
 	{"steps", OPT_INT, &o.steps, "N", .help = "sampler steps", 1, 100000},
 	{"cfg", OPT_FLOAT, &o.cfg, "G", .help = "classifier-free guidance scale, 1 = none", 0, 100},
+	{"cfg-interval", OPT_FUNC, o.cfg_interval, "A,B", .help = "guide only at noise levels t in [A, B]",
+	 .parse = opt_parse_interval, .show = opt_show_interval},
 	{"samples", OPT_STR, &o.samples, "DIR", .help = "write a grid of the generated images of each class into DIR"},
 	OPT_HEAD("Retrieval"),
 	{"captions", OPT_STR, &o.captions, "FILE", .help = "an open list of captions, one a line: rank each caption pair's\nown caption among them by likelihood"},
+	{"pmi", OPT_FLAG, &o.pmi, NULL, .help = "with --captions, also rank by pointwise mutual information:\n"
+						 "log p(caption | image) - log p(caption)"},
 	{"t2i", OPT_STR, &o.t2i, "FILE", .help = "captions, one a line: generate from each and find the nearest\nreference image"},
 	{"per-caption", OPT_INT, &o.per_caption, "N", .help = "images generated per --t2i caption", 1, 1000000},
 	{"reference", OPT_LIST, &o.reference, "PATTERN", .help = "shards of --t2i's reference images (repeatable); default: --data"},
@@ -121,6 +125,8 @@ static void parse(int argc, char **argv)
 		die_usage("--reference needs --t2i");
 	if (o.compare && !o.t2i)
 		die_usage("--compare needs --t2i");
+	if (o.pmi && !o.captions)
+		die_usage("--pmi needs --captions");
 	o.sampler = sampler == MM_ODE_EULER ? "euler" : sampler == MM_ODE_HEUN ? "heun" : "dpm2m";
 }
 
@@ -211,8 +217,8 @@ static void load(struct eval_report *r)
 static mm_eval_t2i_opts gen_opts(long long per, struct eval_report *r)
 {
 	mm_eval_t2i_opts to = {.per_class = (int)per, .method = sampler, .steps = (int)o.steps, .cfg = o.cfg,
-			       .seed = (uint64_t)o.seed};
-	r->sampler = o.sampler, r->steps = to.steps, r->cfg = to.cfg;
+			       .cfg_lo = o.cfg_interval[0], .cfg_hi = o.cfg_interval[1], .seed = (uint64_t)o.seed};
+	r->sampler = o.sampler, r->steps = to.steps, r->cfg = to.cfg, r->cfg_lo = to.cfg_lo, r->cfg_hi = to.cfg_hi;
 	return to;
 }
 
@@ -262,7 +268,7 @@ static void evaluate(struct eval_report *r)
 	}
 	if (o.captions) {
 		double t0 = mm_now();
-		check(mm_eval_retrieve_captions(run.e, run.main, &run.captions, 128, &r->ret));
+		check(mm_eval_retrieve_captions(run.e, run.main, &run.captions, 128, o.pmi, &r->ret));
 		r->has_ret = 1;
 		timed("caption retrieval", t0);
 	}

@@ -25,28 +25,8 @@ static struct {
 	double temperature, top_p, cfg, cfg_interval[2], read_t;
 	int method;
 	struct opt_args files; // --caption's images
-} o = {.max_tokens = 256, .top_p = 1, .steps = 50, .cfg = 2, .cfg_interval = {0, 1}, .samples = 1, .batch = 8,
+} o = {.max_tokens = 256, .top_p = 1, .steps = 50, .cfg = 2, .cfg_interval = {MM_CFG_FROM, 1}, .samples = 1, .batch = 8,
        .grid_scale = 1, .seed = 1, .method = MM_ODE_HEUN, .read_t = 0.9};
-
-// --cfg-interval A,B: two doubles.
-static const char *parse_interval(void *p, const char *s, char *why, size_t n)
-{
-	double *ab = p;
-	char *end;
-	ab[0] = strtod(s, &end);
-	if (end == s || *end != ',')
-		return snprintf(why, n, "'%s' is not A,B", s), why;
-	const char *b = end + 1;
-	ab[1] = strtod(b, &end);
-	if (end == b || *end || !(0 <= ab[0] && ab[0] <= ab[1] && ab[1] <= 1))
-		return snprintf(why, n, "'%s' is not A,B with 0 <= A <= B <= 1", s), why;
-	return NULL;
-}
-
-static void show_interval(const void *p, char *buf, size_t n)
-{
-	snprintf(buf, n, "%g,%g", ((const double *)p)[0], ((const double *)p)[1]);
-}
 
 static struct opt table[] = {
 	OPT_HEAD("Model"),
@@ -68,7 +48,7 @@ static struct opt table[] = {
 	{"steps", OPT_INT, &o.steps, "N", .help = "sampler steps", 1, 100000},
 	{"cfg", OPT_FLOAT, &o.cfg, "G", .help = "classifier-free guidance scale, 1 = none", 0, 100},
 	{"cfg-interval", OPT_FUNC, o.cfg_interval, "A,B", .help = "guide only at noise levels t in [A, B]",
-	 .parse = parse_interval, .show = show_interval},
+	 .parse = opt_parse_interval, .show = opt_show_interval},
 	{"recompute", OPT_FLAG, &o.recompute, NULL,
 	 .help = "rerun the prefix at every step instead of reusing its keys\n"
 		 "and values (same result up to rounding; for measurements)"},

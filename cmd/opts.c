@@ -531,3 +531,22 @@ static char *dump(const struct opt *t, int shortest)
 	}
 	return s;
 }
+
+const char *opt_parse_interval(void *p, const char *s, char *why, size_t n)
+{
+	double *ab = p;
+	char *end;
+	ab[0] = strtod(s, &end);
+	if (end == s || *end != ',')
+		return snprintf(why, n, "'%s' is not A,B", s), why;
+	const char *b = end + 1;
+	ab[1] = strtod(b, &end);
+	if (end == b || *end || !(0 <= ab[0] && ab[0] <= ab[1] && ab[1] <= 1))
+		return snprintf(why, n, "'%s' is not A,B with 0 <= A <= B <= 1", s), why;
+	return NULL;
+}
+
+void opt_show_interval(const void *p, char *buf, size_t n)
+{
+	snprintf(buf, n, "%g,%g", ((const double *)p)[0], ((const double *)p)[1]);
+}

@@ -73,6 +73,9 @@ char *opts_dump(const struct opt *t);
 // The same lines for a person: numbers printed shortest (cli_shortest), the saved bytes unchanged.
 char *opts_show(const struct opt *t);
 struct opt *opts_find(struct opt *t, const char *name);
+// OPT_FUNC for an interval of noise levels "A,B" with 0 <= A <= B <= 1, into double[2].
+const char *opt_parse_interval(void *p, const char *s, char *why, size_t n);
+void opt_show_interval(const void *p, char *buf, size_t n);
 // The help: the usage, about, then every option with its default.
 void opts_help(const struct opt *t, const char *about);
 

@@ -179,9 +179,10 @@ int mm_eval_caption(void *ctx, const uint8_t *px, int n, uint64_t index0, int *p
 
 typedef struct mm_eval_t2i_opts {
 	int per_class; // images generated per class caption
-	int method;    // MM_ODE_EULER or MM_ODE_HEUN (sample.h)
+	int method;    // MM_ODE_EULER, MM_ODE_HEUN or MM_ODE_DPM2M (sample.h)
 	int steps;
 	double cfg;    // guidance scale (1: none)
+	double cfg_lo, cfg_hi; // guidance only at noise levels t in [cfg_lo, cfg_hi]
 	uint64_t seed; // image i of class j draws from stream j * per_class + i
 } mm_eval_t2i_opts;
 // Generates per_class images after each class caption (BOS caption BOI ...), classifies them
@@ -198,16 +199,28 @@ int mm_eval_t2i_run(mm_eval *e, mm_model *m, mm_eval_gen *g, const mm_eval_t2i_o
 // outscore the own one are scored whole: a caption's log-probability only falls as tokens are
 // added, so one whose first token alone scores below the own caption ranks below it. The ranks
 // are exact; the cost is the prefix plus the captions scored whole (scored).
+//
+// With pmi, each image is also ranked by pointwise mutual information, the score above less the
+// caption's log-probability alone (its tokens and BOI after BOS, as a caption-first document
+// opens: log p(caption | image) - log p(caption), which ranks as p(image | caption) does); a
+// caption is then also scored whole when its first token less its own log-probability reaches
+// the own caption's PMI. The *_pmi fields hold that ranking (zero without pmi).
 typedef struct mm_eval_ret {
 	int n;               // captions in the list
+	int pmi;             // the PMI ranking was made
 	uint64_t images;     // images ranked
 	uint64_t unmatched;  // caption pairs whose caption is not in the list (not ranked)
 	uint64_t top1, top5; // images whose own caption ranks first / in the first five
 	uint64_t scored;     // captions scored whole, over all images (the own ones included)
 	double median_rank;  // 1 = first (0 without images)
 	uint32_t *rank;      // (images): each image's rank, 1-based, in reading order
+	uint64_t top1_pmi, top5_pmi;
+	double median_rank_pmi;
+	uint32_t *rank_pmi;  // (images), or NULL without pmi
+	double *prior;       // (n): each caption's log-probability alone, or NULL without pmi
 } mm_eval_ret;
-int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c, int slots, mm_eval_ret *r);
+int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c, int slots, int pmi,
+			      mm_eval_ret *r);
 void mm_eval_ret_free(mm_eval_ret *r);
 
 // Text-to-image retrieval: per_class images generated from each caption of g's list (as

@@ -17,9 +17,9 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-// Scores captions js[0..nj) of c after the image in slot 0 (whose last logits gave first[]):
-// ll[js[i]] = first + the rest, copies of slot 0 continued S at a time.
-static int score_rest(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, const int *js, int nj,
+// Scores captions js[0..nj) of c, each closed by the token end, after what slot 0 holds (whose
+// last logits gave first[]): ll[js[i]] = first + the rest, copies of slot 0 continued S at a time.
+static int score_rest(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, const int *js, int nj, int32_t end,
 		      int32_t *seqs, int32_t **rows, int *lens, int *slots, double *part, const double *first,
 		      double *ll)
 {
@@ -31,7 +31,7 @@ static int score_rest(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, const
 			int32_t *q = seqs + (size_t)i * T;
 			for (uint32_t u = 0; u < c->ntok[j]; u++)
 				q[n++] = (int32_t)c->tok[j][u];
-			q[n++] = MM_TOK_EOS;
+			q[n++] = end;
 			rows[i] = q, lens[i] = n, slots[i] = i + 1;
 			rc = mm_sampler_copy(s, i + 1, 0);
 		}
@@ -49,10 +49,11 @@ static int score_rest(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, const
 // whose first token alone scores at least as high: a log-probability only falls as tokens are
 // added, so any other caption scores below the own one whatever its remaining tokens are. ll[j]
 // is the score of caption j, or for one left out, its first token's (an upper bound, below
-// ll[lab]). *scored counts the captions scored whole.
+// ll[lab]). With prior (each caption's log-probability alone), also the captions whose first
+// token less their prior reaches the own caption's PMI. *scored counts the captions scored whole.
 static int score_image(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, int lab, const uint8_t *px,
-		       uint64_t index, float *z, int32_t *seqs, int32_t **rows, int *lens, int *slots,
-		       double *part, double *first, int *js, double *ll, uint64_t *scored)
+		       uint64_t index, const double *prior, float *z, int32_t *seqs, int32_t **rows, int *lens,
+		       int *slots, double *part, double *first, int *js, double *ll, uint64_t *scored)
 {
 	int V = e->V, zero = 0, two = 2;
 	size_t np = (size_t)e->NP * e->P;
@@ -73,17 +74,80 @@ static int score_image(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, int 
 	const float *lg0 = mm_sampler_logits(s, 0);
 	for (int j = 0; j < c->n; j++)
 		ll[j] = first[j] = mm_logprob(lg0, V, c->ntok[j] ? (int)c->tok[j][0] : MM_TOK_EOS);
-	if ((rc = score_rest(e, s, c, &lab, 1, seqs, rows, lens, slots, part, first, ll)))
+	if ((rc = score_rest(e, s, c, &lab, 1, MM_TOK_EOS, seqs, rows, lens, slots, part, first, ll)))
 		return rc;
 	int nj = 0;
 	for (int j = 0; j < c->n; j++)
-		if (j != lab && first[j] >= ll[lab])
+		if (j != lab && (first[j] >= ll[lab] || (prior && first[j] - prior[j] >= ll[lab] - prior[lab])))
 			js[nj++] = j;
 	*scored += 1 + (uint64_t)nj;
-	return score_rest(e, s, c, js, nj, seqs, rows, lens, slots, part, first, ll);
+	return score_rest(e, s, c, js, nj, MM_TOK_EOS, seqs, rows, lens, slots, part, first, ll);
 }
 
-int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c, int slots, mm_eval_ret *r)
+// Each caption's log-probability alone, as a caption-first document opens: its tokens and BOI
+// after BOS, into prior[] (first[] and js[] are room).
+static int score_prior(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, int32_t *seqs, int32_t **rows,
+		       int *lens, int *slots, double *part, double *first, int *js, double *prior)
+{
+	int zero = 0, one = 1;
+	int32_t bos = MM_TOK_BOS;
+	const int32_t *bp = &bos;
+	mm_sampler_clear(s, 0);
+	int rc = mm_sampler_append_tokens(s, 1, &zero, &bp, &one);
+	if (rc)
+		return rc;
+	const float *lg = mm_sampler_logits(s, 0);
+	for (int j = 0; j < c->n; j++)
+		first[j] = mm_logprob(lg, e->V, c->ntok[j] ? (int)c->tok[j][0] : MM_TOK_BOI), js[j] = j;
+	return score_rest(e, s, c, js, c->n, MM_TOK_BOI, seqs, rows, lens, slots, part, first, prior);
+}
+
+// Appends v to *a (n entries, room for *cap).
+static int push_rank(uint32_t **a, size_t *cap, uint64_t n, uint32_t v)
+{
+	if (n == *cap) {
+		size_t nc = *cap ? 2 * *cap : 256;
+		uint32_t *na = realloc(*a, nc * sizeof *na);
+		if (!na)
+			return mm_fail(MM_ENOMEM, "out of memory");
+		*a = na, *cap = nc;
+	}
+	(*a)[n] = v;
+	return 0;
+}
+
+// The median of n ranks (0 for none) into *med.
+static int median_rank(const uint32_t *rank, uint64_t n, double *med)
+{
+	*med = 0;
+	if (!n)
+		return 0;
+	uint32_t *sorted = malloc(n * sizeof *sorted);
+	if (!sorted)
+		return mm_fail(MM_ENOMEM, "out of memory");
+	memcpy(sorted, rank, n * sizeof *sorted);
+	qsort(sorted, n, sizeof *sorted, cmp_u32);
+	size_t h = n / 2;
+	*med = n % 2 ? sorted[h] : 0.5 * ((double)sorted[h - 1] + sorted[h]);
+	free(sorted);
+	return 0;
+}
+
+// The rank of caption lab by score ll[j] - (prior ? prior[j] : 0): 1 + the captions scoring
+// strictly higher, + those equal and listed before it.
+static uint32_t rank_of(const double *ll, const double *prior, int n, int lab)
+{
+	uint32_t rank = 1;
+	double own = ll[lab] - (prior ? prior[lab] : 0);
+	for (int j = 0; j < n; j++) {
+		double x = ll[j] - (prior ? prior[j] : 0);
+		rank += x > own || (x == own && j < lab);
+	}
+	return rank;
+}
+
+int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c, int slots, int pmi,
+			      mm_eval_ret *r)
 {
 	memset(r, 0, sizeof *r);
 	if (!e->P)
@@ -103,9 +167,14 @@ int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c,
 	double *ll = malloc((size_t)c->n * sizeof *ll), *part = malloc((size_t)slots * sizeof *part);
 	double *first = malloc((size_t)c->n * sizeof *first);
 	int *js = malloc((size_t)c->n * sizeof *js);
-	size_t cap = 0;
-	if (!rc && (!z || !seqs || !rows || !lens || !sl || !ll || !part || !first || !js))
+	r->pmi = pmi != 0;
+	if (pmi)
+		r->prior = malloc((size_t)c->n * sizeof *r->prior);
+	size_t cap = 0, cap_pmi = 0;
+	if (!rc && (!z || !seqs || !rows || !lens || !sl || !ll || !part || !first || !js || (pmi && !r->prior)))
 		rc = mm_fail(MM_ENOMEM, "out of memory");
+	if (!rc && pmi)
+		rc = score_prior(e, s, c, seqs, rows, lens, sl, part, first, js, r->prior);
 	for (uint64_t g = 0; g < e->ndocs && !rc; g++) {
 		if ((rc = mm_loader_read(e->ld, g, &e->doc)))
 			break;
@@ -115,40 +184,29 @@ int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c,
 			r->unmatched++;
 		if (lab < 0)
 			continue;
-		if ((rc = score_image(e, s, c, lab, img->pixels, r->images, z, seqs, rows, lens, sl, part, first, js, ll,
-				      &r->scored)))
+		if ((rc = score_image(e, s, c, lab, img->pixels, r->images, r->prior, z, seqs, rows, lens, sl, part,
+				      first, js, ll, &r->scored)))
 			break;
-		// rank: 1 + the captions scored strictly higher, + those equal and listed before it
-		uint32_t rank = 1;
-		for (int j = 0; j < c->n; j++)
-			rank += ll[j] > ll[lab] || (ll[j] == ll[lab] && j < lab);
-		if (r->images == cap) {
-			size_t nc = cap ? 2 * cap : 256;
-			uint32_t *nr = realloc(r->rank, nc * sizeof *nr);
-			if (!nr) {
-				rc = mm_fail(MM_ENOMEM, "out of memory");
-				break;
-			}
-			r->rank = nr, cap = nc;
-		}
-		r->rank[r->images++] = rank;
+		uint32_t rank = rank_of(ll, NULL, c->n, lab);
+		if ((rc = push_rank(&r->rank, &cap, r->images, rank)))
+			break;
 		r->top1 += rank == 1;
 		r->top5 += rank <= 5;
+		if (pmi) {
+			uint32_t rp = rank_of(ll, r->prior, c->n, lab);
+			if ((rc = push_rank(&r->rank_pmi, &cap_pmi, r->images, rp)))
+				break;
+			r->top1_pmi += rp == 1;
+			r->top5_pmi += rp <= 5;
+		}
+		r->images++;
 		ev_progress(e, "caption retrieval", g + 1, e->ndocs);
 	}
 	r->n = c->n;
-	if (!rc && r->images) {
-		uint32_t *sorted = malloc(r->images * sizeof *sorted);
-		if (!sorted) {
-			rc = mm_fail(MM_ENOMEM, "out of memory");
-		} else {
-			memcpy(sorted, r->rank, r->images * sizeof *sorted);
-			qsort(sorted, r->images, sizeof *sorted, cmp_u32);
-			size_t h = r->images / 2;
-			r->median_rank = r->images % 2 ? sorted[h] : 0.5 * ((double)sorted[h - 1] + sorted[h]);
-			free(sorted);
-		}
-	}
+	if (!rc)
+		rc = median_rank(r->rank, r->images, &r->median_rank);
+	if (!rc && pmi)
+		rc = median_rank(r->rank_pmi, r->images, &r->median_rank_pmi);
 	mm_sampler_free(s);
 	free(z), free(seqs), free(rows), free(lens), free(sl), free(ll), free(part), free(first), free(js);
 	if (rc)
@@ -158,8 +216,8 @@ int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c,
 
 void mm_eval_ret_free(mm_eval_ret *r)
 {
-	free(r->rank);
-	r->rank = NULL;
+	free(r->rank), free(r->rank_pmi), free(r->prior);
+	r->rank = r->rank_pmi = NULL, r->prior = NULL;
 }
 
 void mm_eval_thumb(const uint8_t *px, int h, int w, int ch, int p, uint8_t *raster, float *out)

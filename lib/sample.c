@@ -421,7 +421,7 @@ int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, 
 
 void mm_image_opts_default(mm_image_opts *o)
 {
-	*o = (mm_image_opts){MM_ODE_HEUN, 50, 1, 0, 1, 0};
+	*o = (mm_image_opts){MM_ODE_HEUN, 50, 1, (float)MM_CFG_FROM, 1, 0};
 }
 
 // The ODE state of one mm_sampler_image call.

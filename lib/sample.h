@@ -80,11 +80,15 @@ int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, 
 
 enum { MM_ODE_EULER = 0, MM_ODE_HEUN = 1, MM_ODE_DPM2M = 2 };
 
+// Guidance's default interval of noise levels: none at the noisiest fifth (t < 0.2), where it
+// pushes every image of a caption towards the same layout (mm-sample(1), "Guidance").
+#define MM_CFG_FROM 0.2
+
 typedef struct mm_image_opts {
 	int method;            // MM_ODE_EULER, MM_ODE_HEUN (Heun) or MM_ODE_DPM2M
 	int steps;             // N (50)
 	float cfg;             // guidance scale g (1 = none)
-	float cfg_lo, cfg_hi;  // guidance only for t in [cfg_lo, cfg_hi] (0, 1)
+	float cfg_lo, cfg_hi;  // guidance only for t in [cfg_lo, cfg_hi] (MM_CFG_FROM, 1)
 	int recompute;         // 1: no prefix reuse (mm_sampler_denoise)
 } mm_image_opts;
 

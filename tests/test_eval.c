@@ -8,6 +8,7 @@
 #include "eval.h"
 #include "mm.h"
 #include "rng.h"
+#include "sample.h"
 
 enum { T = 32, B = 4, NP = 4, P = 16 };
 static mm_config cfg = {.dim = 16, .layers = 1, .heads = 2, .mlp = 32, .vocab = 261, .img_h = 8, .img_w = 8,
@@ -365,6 +366,35 @@ static void test_classes(mm_model *m, mm_model *m1)
 	mm_eval_classes_free(&c);
 }
 
+// A caption's log-probability alone (its tokens, then BOI, after BOS), one token at a time.
+static double prior_ref(mm_model *m, const mm_eval_classes *c, int j)
+{
+	mm_sampler *s;
+	CHECK_OK(mm_sampler_new(&s, m, 1));
+	int zero = 0, one = 1;
+	int32_t t = MM_TOK_BOS;
+	const int32_t *tp = &t;
+	double lp = 0;
+	CHECK_OK(mm_sampler_append_tokens(s, 1, &zero, &tp, &one));
+	for (uint32_t u = 0; u <= c->ntok[j]; u++) {
+		t = u < c->ntok[j] ? (int32_t)c->tok[j][u] : MM_TOK_BOI;
+		lp += mm_logprob(mm_sampler_logits(s, 0), cfg.vocab, t);
+		if (u < c->ntok[j])
+			CHECK_OK(mm_sampler_append_tokens(s, 1, &zero, &tp, &one));
+	}
+	mm_sampler_free(s);
+	return lp;
+}
+
+// The rank of lab among n scores (ties: the one listed first ranks higher).
+static uint32_t rank_by(const double *x, int n, int lab)
+{
+	uint32_t rank = 1;
+	for (int j = 0; j < n; j++)
+		rank += x[j] > x[lab] || (x[j] == x[lab] && j < lab);
+	return rank;
+}
+
 // Caption retrieval: each caption pair's rank among an open list equals the rank by
 // mm_eval_score's likelihoods of the same image with the same eps (stream k for the k-th ranked
 // image), whatever the number of slots; the captions left unscored are the ones that cannot win.
@@ -379,17 +409,34 @@ static void test_retrieval(mm_model *m, int want_pruned)
 	mm_eval *e = open_eval(&o);
 	// docs 0..5: cat, a dog, bird, cat, a dog, fish
 	int lab[6] = {2, 0, 4, 2, 0, 1};
-	uint32_t want[6];
+	uint32_t want[6], want_pmi[6];
+	double prior[5];
+	for (int j = 0; j < 5; j++)
+		prior[j] = prior_ref(m, &c, j);
 	for (int k = 0; k < 6; k++) {
-		double ll[5];
+		double ll[5], pmi[5];
 		CHECK_OK(mm_eval_score(e, m, &c, image_of(&docs[k]), 1, (uint64_t)k, ll));
-		want[k] = 1;
+		want[k] = rank_by(ll, 5, lab[k]);
 		for (int j = 0; j < 5; j++)
-			want[k] += ll[j] > ll[lab[k]] || (ll[j] == ll[lab[k]] && j < lab[k]);
+			pmi[j] = ll[j] - prior[j];
+		want_pmi[k] = rank_by(pmi, 5, lab[k]);
 	}
+	// the priors matter here: some image ranks its caption otherwise by PMI
+	CHECK(memcmp(want, want_pmi, sizeof want) != 0);
 	for (int slots = 1; slots <= 8; slots += 7) {
 		mm_eval_ret r;
-		CHECK_OK(mm_eval_retrieve_captions(e, m, &c, slots, &r));
+		CHECK_OK(mm_eval_retrieve_captions(e, m, &c, slots, slots > 1, &r));
+		CHECK(r.pmi == (slots > 1) && (r.rank_pmi != NULL) == (slots > 1));
+		for (int j = 0; j < 5 && r.pmi; j++)
+			CHECK_MSG(fabs(r.prior[j] - prior[j]) <= 1e-4 * (1 + fabs(prior[j])), "caption %d: prior %g, %g one token at a time",
+				  j, r.prior[j], prior[j]);
+		for (int k = 0; k < 6 && r.pmi; k++)
+			CHECK_MSG(r.rank_pmi[k] == want_pmi[k], "image %d: PMI rank %u, by mm_eval_score and the priors %u", k,
+				  r.rank_pmi[k], want_pmi[k]);
+		uint64_t top1_pmi = 0;
+		for (int k = 0; k < 6; k++)
+			top1_pmi += want_pmi[k] == 1;
+		CHECK(!r.pmi || r.top1_pmi == top1_pmi);
 		CHECK_EQ_INT(r.n, 5);
 		CHECK_EQ_INT(r.images, 6);
 		CHECK_EQ_INT(r.unmatched, 0);
@@ -420,7 +467,7 @@ static void test_retrieval(mm_model *m, int want_pruned)
 	mm_eval_classes c2;
 	CHECK_OK(mm_eval_classes_load(&c2, "open2.txt", tok, &cfg));
 	mm_eval_ret r2;
-	CHECK_OK(mm_eval_retrieve_captions(e, m, &c2, 4, &r2));
+	CHECK_OK(mm_eval_retrieve_captions(e, m, &c2, 4, 1, &r2));
 	CHECK_EQ_INT(r2.images, 2);
 	CHECK_EQ_INT(r2.unmatched, 4);
 	mm_eval_ret_free(&r2);

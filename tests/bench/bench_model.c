@@ -3,11 +3,13 @@
 // BOI, 49 patches, EOI, 32 rows): forward + backward + clipping + AdamW per step, on the same
 // kind of random rows as tests/ref/bench_train.py. Part of make bench (tests/bench/run.sh), not
 // of make test.
-//   bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B [text]]]]
+//   bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B [text | SxSxC/P]]]]
 // TEXT and B: rows of BOS, TEXT text tokens, BOI, 49 patches, EOI (TEXT + 52 positions), B rows
 // (tests/ref/bench_train.py --text TEXT --batch B: the same shapes); the cost of long documents.
 // With "text": rows of TEXT + 52 text positions (BOS, then tokens), no image: the work per
-// position is then the same at every length but attention's.
+// position is then the same at every length but attention's. With SxSxC/P (64x64x3/8): images
+// of S x S pixels, C channels, in P x P patches instead of 28x28x1 in 4x4 (bench_train.py --img
+// S --channels C --patch P).
 // Prints per round its positions/s, then one line of key=value figures: positions/s (median,
 // min, max over rounds), model FLOP per position and GFLOP/s, the parameters and activations
 // the step keeps, the analytic memory they add up to and the process's peak RSS.
@@ -26,18 +28,22 @@ int main(int argc, char **argv)
 {
 	int threads = argc > 1 ? atoi(argv[1]) : 2;
 	int steps = argc > 2 ? atoi(argv[2]) : 4, rounds = argc > 3 ? atoi(argv[3]) : 5;
-	int TEXT = argc > 5 ? atoi(argv[4]) : 12, B = argc > 5 ? atoi(argv[5]) : 32, P = 16, NP = 49;
+	int TEXT = argc > 5 ? atoi(argv[4]) : 12, B = argc > 5 ? atoi(argv[5]) : 32;
+	int S = 28, C = 1, PS = 4, text = argc > 6 && !strcmp(argv[6], "text");
+	if (argc > 6 && !text && (sscanf(argv[6], "%dx%*dx%d/%d", &S, &C, &PS) != 3 || PS < 1 || S % PS ||
+				  S > 1024 || (C != 1 && C != 3)))
+		S = 0;
 	if (threads < 1 || steps < 1 || rounds < 1 || rounds > 100 || TEXT < 1 || TEXT > 16000 || B < 1 ||
-	    B > 4096) {
-		fprintf(stderr, "usage: bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B]]]\n");
+	    B > 4096 || !S) {
+		fprintf(stderr, "usage: bench_model THREADS [STEPS_PER_ROUND [ROUNDS [TEXT B [text | SxSxC/P]]]]\n");
 		return 2;
 	}
-	int T = TEXT + 3 + NP, text = argc > 6 && !strcmp(argv[6], "text");
+	int P = PS * PS * C, NP = (S / PS) * (S / PS), T = TEXT + 3 + NP;
 	if (text)
 		TEXT = T - 1, NP = 0;
 	omp_set_num_threads(threads);
-	mm_config c = {.dim = 384, .layers = 6, .heads = 6, .mlp = 1024, .vocab = 4096, .img_h = 28,
-		       .img_w = 28, .img_c = 1, .patch = 4, .seq_len = T, .image_weight = 5};
+	mm_config c = {.dim = 384, .layers = 6, .heads = 6, .mlp = 1024, .vocab = 4096, .img_h = S,
+		       .img_w = S, .img_c = C, .patch = PS, .seq_len = T, .image_weight = 5};
 	mm_model *m;
 	if (mm_model_new(&m, &c, B)) {
 		fprintf(stderr, "%s\n", mm_errmsg());
@@ -102,7 +108,7 @@ int main(int argc, char **argv)
 	qsort(pps, rounds, sizeof *pps, bench_cmp);
 	// FLOP per position: 6 x the parameters of the matmuls each position goes through (forward
 	// 2, backward 4): every position the layers, the 13 text positions of a row with a target
-	// also the output head, the 49 patches the patch and time embeddings and the patch head;
+	// also the output head, the NP patches the patch and time embeddings and the patch head;
 	// plus attention, QK^T and AV over all T keys of the row (2 T D each forward, the backward
 	// twice that), whatever the mask leaves out.
 	double D = c.dim, F = c.mlp, L = c.layers, nt = TEXT + 1, ni = NP;

@@ -7,8 +7,11 @@
 #                the reference layout) against tests/ref/bench_train.py, positions/s
 #   GFLOP/s      the same runs' model FLOP/s against OpenBLAS sgemm at the shape of the model's
 #                largest matmul (2048 x 1024 x 384: the SwiGLU input projections)
-#   sampling     mm-sample, 8 images of 28x28 after a caption, 50 Heun steps, guidance 2, against
-#                tests/ref/bench_sample.py doing the same, images/s
+#   sampling     mm-sample, 8 images of 28x28 after a caption, 50 Heun steps, guidance 2 at every
+#                call, against tests/ref/bench_sample.py doing the same, images/s; then mm at equal
+#                quality (DPM-Solver++(2M), 20 steps, mm-sample's default guidance interval: on
+#                Fashion-MNIST as good as Heun 50 by the judge's accuracy and Frechet distance,
+#                README) against the same PyTorch Heun-50 runs
 #   tokenize     mm-tokenize on a folder of Fashion-MNIST PNGs against bench_decode, a loop that
 #                only decodes the same files with the same decoder, files/s; both timed the same
 #                way, as whole commands from start to exit; 3 x BENCH_RUNS pairs (a run takes a
@@ -21,6 +24,8 @@
 #                its rate on text documents of 64 (the same work per position but attention's); then the peak
 #                RSS of a step at rows of 1,024 and batch 16 against the analytic figure
 #                (BENCH_LONG=0 skips this part)
+#   colour       64x64x3 images in patches of 8 and of 4: training positions/s and sampling
+#                images/s (10 Heun steps), mm against PyTorch (BENCH_COLOUR=0 skips this part)
 #   busy machine two runs of mm-train (a small model, 150 steps) and of mm-sample (32 images, 40
 #                steps), --threads 2 each, started together, as a share of one run alone; mm's
 #                wait at OpenMP's barriers against libgomp's default, and the cost of mm's alone
@@ -92,13 +97,18 @@ note "bench: sampling, $RUNS runs each"
 rm -rf "$tmp/run"
 cmd/mm-train --data "$tmp/fm-00000.mms" --tokenizer "$tmp/tok.bin" $REF --steps 1 --threads $TH \
 	--out "$tmp/run" 2>/dev/null
-: > "$tmp/sample.ours"; : > "$tmp/sample.peer"
+: > "$tmp/sample.ours"; : > "$tmp/sample.peer"; : > "$tmp/sample.equal"
 for i in $(seq "$RUNS"); do
 	rm -rf "$tmp/smp"
 	cmd/mm-sample --model "$tmp/run" --prompt 'a photo of a trouser on white ground' --image \
-		-o "$tmp/smp" -n 8 --batch 8 --steps 50 --cfg 2 --max-tokens 0 --threads $TH \
+		-o "$tmp/smp" -n 8 --batch 8 --steps 50 --cfg 2 --cfg-interval 0,1 --max-tokens 0 --threads $TH \
 		> /dev/null 2> "$tmp/ms.err"
 	sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$tmp/ms.err" | tail -n 1 >> "$tmp/sample.ours"
+	rm -rf "$tmp/smp"
+	cmd/mm-sample --model "$tmp/run" --prompt 'a photo of a trouser on white ground' --image \
+		-o "$tmp/smp" -n 8 --batch 8 --sampler dpm2m --steps 20 --cfg 2 --max-tokens 0 --threads $TH \
+		> /dev/null 2> "$tmp/ms.err"
+	sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$tmp/ms.err" | tail -n 1 >> "$tmp/sample.equal"
 	$PY tests/ref/bench_sample.py --threads $TH --images 8 --steps 50 --cfg 2 --kv reuse \
 		> "$tmp/bs.out" 2>/dev/null
 	val images_per_s "$tmp/bs.out" >> "$tmp/sample.peer"
@@ -147,6 +157,43 @@ if [ "$LONG" = 1 ]; then
 	"$bin/bench_model" $TH 2 1 972 16 > "$tmp/b16.out"
 	val peak_rss_mib "$tmp/b16.out" > "$tmp/rss1024"
 	val analytic_mib "$tmp/b16.out" > "$tmp/analytic1024"
+fi
+
+# ---- Colour images of 64x64 in patches of 8 and of 4 (64 and 256 patches a row): training
+# positions/s (bench_model against bench_train.py, the reference model, rows of BOS, 12 text
+# tokens, BOI, the patches, EOI, about 2,048 positions a step) and sampling images/s (mm-sample
+# on a one-step checkpoint of the embedded emoji against bench_sample.py: 4 images, 10 Heun
+# steps, guidance 2 at every call; images/s at 50 steps is about a fifth of it)
+COLOUR=${BENCH_COLOUR:-1}
+if [ "$COLOUR" = 1 ]; then
+	note "bench: 64x64x3 images, $RUNS runs each"
+	for PS in 8 4; do
+		NPC=$(((64 / PS) * (64 / PS)))
+		T=$((NPC + 15))
+		B=$(((2048 + T - 1) / T))
+		cmd/mm-tokenize --image-size 64 --channels 3 --patch $PS --tokenizer "$tmp/tok.bin" -o "$tmp/tw$PS" \
+			data/twemoji 2>/dev/null
+		rm -rf "$tmp/twrun"
+		cmd/mm-train --data "$tmp/tw$PS-00000.mms" --tokenizer "$tmp/tok.bin" --dim 384 --layers 6 --heads 6 \
+			--mlp 1024 --qk-norm 0 --seq-len $((NPC + 16)) --batch 8 --steps 1 --threads $TH \
+			--out "$tmp/twrun" 2>/dev/null
+		: > "$tmp/c$PS.train.ours"; : > "$tmp/c$PS.train.peer"; : > "$tmp/c$PS.sample.ours"; : > "$tmp/c$PS.sample.peer"
+		for i in $(seq "$RUNS"); do
+			"$bin/bench_model" $TH 2 1 12 $B 64x64x3/$PS > "$tmp/bc.out"
+			val positions_per_s "$tmp/bc.out" >> "$tmp/c$PS.train.ours"
+			$PY tests/ref/bench_train.py --threads $TH --steps 2 --warmup 1 --text 12 --batch $B --img 64 \
+				--channels 3 --patch $PS > "$tmp/bcp.out" 2>/dev/null
+			val positions_per_s "$tmp/bcp.out" >> "$tmp/c$PS.train.peer"
+			rm -rf "$tmp/smp"
+			cmd/mm-sample --model "$tmp/twrun" --prompt 'a red apple on a plain white background' --image \
+				-o "$tmp/smp" -n 4 --batch 4 --steps 10 --cfg 2 --cfg-interval 0,1 --max-tokens 0 \
+				--threads $TH > /dev/null 2> "$tmp/ms.err"
+			sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$tmp/ms.err" | tail -n 1 >> "$tmp/c$PS.sample.ours"
+			$PY tests/ref/bench_sample.py --threads $TH --images 4 --steps 10 --cfg 2 --img 64 --channels 3 \
+				--patch $PS > "$tmp/bs.out" 2>/dev/null
+			val images_per_s "$tmp/bs.out" >> "$tmp/c$PS.sample.peer"
+		done
+	done
 fi
 
 # ---- A busy machine: two runs with --threads 2 started together on these cores, against one
@@ -208,6 +255,7 @@ echo "$analytic" > "$tmp/analytic"
 	row "training, positions/s" "pos/s" "$tmp/train.ours" "$tmp/train.peer" ">= 1.5" higher "PyTorch"
 	row "training, model GFLOP/s ($flop FLOP/position)" "GFLOP/s" "$tmp/gf.ours" "$tmp/gf.peer" ">= 0.75" higher "sgemm 2048x1024x384"
 	row "sampling, images/s" "img/s" "$tmp/sample.ours" "$tmp/sample.peer" ">= 3" higher "PyTorch"
+	row "sampling at equal quality, images/s (mm: DPM-Solver++(2M), 20 steps)" "img/s" "$tmp/sample.equal" "$tmp/sample.peer" ">= 10" higher "PyTorch Heun 50"
 	row "mm-tokenize, PNG files/s ($nfiles files)" "files/s" "$tmp/tok.ours" "$tmp/tok.peer" ">= 0.8" higher "decode only"
 	row "mm-train peak RSS, MiB" "MiB" "$tmp/rss" "$tmp/analytic" "<= 1.25" lower "analytic"
 	if [ "$LONG" = 1 ]; then
@@ -216,6 +264,12 @@ echo "$analytic" > "$tmp/analytic"
 		done
 		row "training, text documents of 1,024 positions over 64 (mm)" "pos/s" "$tmp/text1024" "$tmp/text64" ">= 0.8" higher "documents of 64"
 		row "training step at rows of 1,024, batch 16: peak RSS, MiB" "MiB" "$tmp/rss1024" "$tmp/analytic1024" "<= 4096 MiB" lower "analytic"
+	fi
+	if [ "$COLOUR" = 1 ]; then
+		for PS in 8 4; do
+			row "training, 64x64x3 in patches of $PS ($(((64 / PS) * (64 / PS))) a row), positions/s" "pos/s" "$tmp/c$PS.train.ours" "$tmp/c$PS.train.peer" ">= 2" higher "PyTorch"
+			row "sampling, 64x64x3 in patches of $PS, 10 Heun steps, images/s" "img/s" "$tmp/c$PS.sample.ours" "$tmp/c$PS.sample.peer" ">= 2" higher "PyTorch"
+		done
 	fi
 	if [ "$BUSY" = 1 ]; then
 		row "busy machine: two mm-train runs together, their work over one run alone" "x" "$tmp/busy.train.mm.share" "$tmp/busy.train.gomp.share" "mm >= 0.8" higher "libgomp's default"

@@ -1,13 +1,14 @@
 # A checkpoint of format version 1 (tests/golden/ckpt-v1.mmc, written by mm before q, k, v and
 # gate, up became single tensors: a 2-layer model trained 3 of 6 steps with an EMA) loads: its
-# samples and evaluation are what that release gave, byte for byte, and --resume continues it.
+# samples (guided at every noise level, as then) and evaluation are what that release gave, byte
+# for byte, and --resume continues it.
 # The tokenizer is retrained here as it was then (the same settings give the same file).
 set -e
 F=$DATA/fashion-mnist
 mkdir g
 cp $T/golden/ckpt-v1.mmc g/ckpt-3.mmc
 echo ckpt-3.mmc > g/latest
-mm-sample --model g --ema --prompt 'a photo of a bag' --image -n 2 --steps 5 --max-tokens 0 -o s \
+mm-sample --model g --ema --prompt 'a photo of a bag' --image -n 2 --steps 5 --cfg-interval 0,1 --max-tokens 0 -o s \
 	--threads 2 >/dev/null 2>&1
 md5sum s/000.png s/001.png
 mm-sample --model g --max-tokens 12 --prompt 'a photo of' --threads 2 2>/dev/null | md5sum

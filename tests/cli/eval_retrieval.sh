@@ -18,6 +18,20 @@ if [ -n "$cls" ] && [ "$cls" = "$top1" ]; then echo "caption retrieval top-1 = a
 else echo "classification by likelihood $cls, caption retrieval top-1 $top1"; fi
 awk '/captions scored whole per image/ { print ($NF < 10 ? "fewer than the 10 captions scored whole" : "all scored: " $NF) }' table.txt
 sed -n 's/^\(Caption retrieval\) (weights; \([0-9]*\) images ranked among the \([0-9]*\) captions.*/\1: \2 images, \3 captions/p' table.txt
+# --pmi: the plain ranking unchanged beside the ranking by PMI, more captions scored whole.
+mm-eval --model run --data test-00000.mms --max-docs 200 --no-losses --captions $F/labels.txt --pmi \
+	--threads 2 >pmi.txt 2>/dev/null
+grep -E '^ +(top-[15]|median rank) +[0-9]' table.txt >plain.a
+grep -E '^ +(top-[15]|median rank) +[0-9]' pmi.txt >plain.b
+cmp -s plain.a plain.b && echo "--pmi: the plain ranking unchanged"
+grep -E '^ +(top-[15]|median rank) by PMI +[0-9.]+%?$' pmi.txt | sed -E 's/ +[0-9.]+%?$//; s/^ +//'
+a=$(awk '/captions scored whole per image/ {print $NF}' table.txt)
+b=$(awk '/captions scored whole per image/ {print $NF}' pmi.txt)
+awk -v a="$a" -v b="$b" 'BEGIN { print (b >= a ? "--pmi scores at least as many captions whole" : "--pmi scores fewer whole: " b " < " a) }'
+mm-eval --model run --data test-00000.mms --max-docs 20 --no-losses --captions $F/labels.txt --pmi --json \
+	--threads 2 2>/dev/null | grep -o '"[a-z0-9_]*_pmi":' | tr '\n' ' '; echo
+rc=0; mm-eval --model run --data test-00000.mms --pmi 2>err.txt || rc=$?
+head -n 1 err.txt; echo "exit $rc"
 E="--model run --data test-00000.mms --max-docs 20 --no-losses --t2i $F/labels.txt --reference train-00000.mms --steps 4"
 mm-eval $E --threads 2 --json --compare cmp.png >a.json 2>/dev/null
 mm-eval $E --threads 2 --json >b.json 2>/dev/null

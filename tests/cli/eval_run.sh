@@ -26,3 +26,14 @@ mm-eval $E --ema --threads 2 --json-file e.json 2>err.txt | sed -E 's/[0-9][0-9.
 sed 's/[0-9.]* s$/N s/' err.txt
 # --json-file writes what --json prints (the EMA weights here).
 mm-eval $E --ema --threads 2 --json 2>/dev/null | cmp - e.json && echo "--json-file: the same object"
+# Guidance's interval (--cfg-interval): guidance 3 on [1, 1] (t = 1 is never evaluated) draws
+# what no guidance draws; guidance 3 on the default interval draws something else.
+G="--model run --data test-00000.mms --max-docs 10 --no-losses --classes $F/labels.txt --per-class 2 --steps 3 --threads 2"
+mm-eval $G --cfg 1 --samples g1 --json >g1.json 2>/dev/null
+mm-eval $G --cfg 3 --cfg-interval 1,1 --samples g3 --json >g3.json 2>/dev/null
+mm-eval $G --cfg 3 --samples gd --json >gd.json 2>/dev/null
+cat g1/*.png | cmp -s - "$(cat g3/*.png >g3.all; echo g3.all)" && echo "guidance 3 on [1, 1]: the images of guidance 1"
+cat g1/*.png | cmp -s - "$(cat gd/*.png >gd.all; echo gd.all)" || echo "guidance 3 on the default interval: other images"
+grep -o '"cfg_interval":\[[^]]*\]' g3.json gd.json
+rc=0; mm-eval $G --cfg-interval 0.5,0.2 2>bad.txt || rc=$?
+head -n 1 bad.txt; echo "exit $rc"
