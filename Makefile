@@ -264,12 +264,17 @@ experiment-fashion: all
 		$$(i=0; for f in $(EXP)/samples/[0-9][0-9]-*.png; do echo "--grid $$i=$$f"; i=$$((i + 1)); done) \
 		--json $(EXP)/judge.json > $(EXP)/judge.txt
 	@cat $(EXP)/judge.txt >> $(EXP)/figures.txt
+	@echo "== 12 images per class in one labelled grid (the samplers' defaults)"
+	cmd/mm-sample --model $(EXP)/run --ema --prompts $(EXP)/classes.txt --image -n 12 --batch 60 --max-tokens 0 \
+		--sampler $(EXP_SAMPLER) --steps $(EXP_SAMPLE_STEPS) --cfg $(EXP_CFG) --threads $(EXP_THREADS) \
+		-o $(EXP)/grid --grid $(EXP)/grid.png --grid-scale 2 > /dev/null
 	@cat $(EXP)/figures.txt
 	@echo
 	@cat $(EXP)/times.txt
 	@echo "figures: $(EXP)/figures.txt $(EXP)/figures.json; samples: $(EXP)/samples/"
 	@if [ "$(EXP_SAVE)" = 1 ]; then mkdir -p data/results/fashion-mnist/samples && \
-		cp $(EXP)/figures.txt $(EXP)/figures.json $(EXP)/judge.json $(EXP)/times.txt data/results/fashion-mnist/ && \
+		cp $(EXP)/figures.txt $(EXP)/figures.json $(EXP)/judge.json $(EXP)/times.txt $(EXP)/grid.png \
+		   data/results/fashion-mnist/ && \
 		cp $(EXP)/samples/*.png data/results/fashion-mnist/samples/ && echo "saved to data/results/fashion-mnist/"; fi
 
 # The sampling sweep on the experiment's model (data/fashion-sweep.sh): 100 images per class at
