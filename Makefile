@@ -48,7 +48,7 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c)
 MPI_LIBS = $(shell pkg-config --libs ompi-c)
 DEPS_MPI_OK := .ci/.deps-mpi-ok
 
-.PHONY: all deps test demo install uninstall clean ref bench experiment-fashion sweep-fashion experiment-twemoji twemoji-eval completion fuzz plot
+.PHONY: all deps test demo install uninstall clean ref bench experiment-fashion fashion-eval sweep-fashion experiment-twemoji twemoji-eval completion fuzz plot
 # The version: lib/mm.h's MM_VERSION, the one place it is written.
 MM_VERSION := $(shell sed -n 's/^\#define MM_VERSION "\(.*\)"/\1/p' lib/mm.h)
 # Objects made on the way to a tool are kept (make would delete them as intermediate files).
@@ -249,12 +249,19 @@ experiment-fashion: all
 		--image-first $(EXP_IMAGE_FIRST) --ckpt-every 1000 $(EXP_TRAIN_ARGS) \
 		--out $(EXP)/run && \
 	echo "training: $$(( $$(date +%s) - start )) s" > $(EXP)/times.txt
+	$(MAKE) --no-print-directory fashion-eval
+
+# The evaluation of make experiment-fashion alone, on the model and data already in $(EXP).
+fashion-eval: all
+	@[ -f $(EXP)/run/latest ] || { echo "fashion-eval: no model in $(EXP)/run (make experiment-fashion)" >&2; exit 1; }
+	@sh .ci/deps data
 	@echo "== evaluate on the test set"
 	cmd/mm-eval --model $(EXP)/run --ema --data '$(EXP)/test-*.mms' --max-docs $(EXP_EVAL_DOCS) \
 		--bpd --bpd-samples $(EXP_BPD_SAMPLES) --classes $(EXP)/classes.txt --read-t $(EXP_READ_T) --per-class $(EXP_PER_CLASS) \
 		--sampler $(EXP_SAMPLER) --steps $(EXP_SAMPLE_STEPS) --cfg $(EXP_CFG) --threads $(EXP_THREADS) \
 		--samples $(EXP)/samples --json-file $(EXP)/figures.json $(EXP_EVAL_ARGS) \
 		> $(EXP)/figures.txt 2> $(EXP)/eval.log || { cat $(EXP)/eval.log; exit 1; }
+	sed -i '/^training: /!d' $(EXP)/times.txt
 	sed -n 's/^mm-eval: \(.*: [0-9.]* s\)$$/\1/p' $(EXP)/eval.log >> $(EXP)/times.txt
 	@echo "== an independent judge (tests/ref/judge.py: a CNN trained on the real training images only)"
 	@sh .ci/deps ref
