@@ -81,7 +81,7 @@ plot() { # png title xlabel logx curves...
 	png=$1 title=$2 xl=$3 logx=$4
 	shift 4
 	{
-		echo "set terminal png size 900,520"
+		echo "set terminal pngcairo size 960,560 font ',10'"
 		echo "set output '$png.tmp'"
 		echo "set title \"$title\""
 		echo "set xlabel '$xl'"
@@ -93,7 +93,7 @@ plot() { # png title xlabel logx curves...
 		echo "set grid"
 		[ "$logx" = 1 ] && echo "set logscale x 2"
 		printf 'plot %s' "$*"
-		echo ", $(awk -v r="$real" 'BEGIN {printf "%.2f", 100 * r}') axes x1y1 title 'judge on real images' dt 3 lw 2 lc rgb 'black'"
+		echo ", $(awk -v r="$real" 'BEGIN {printf "%.2f", 100 * r}') axes x1y1 title 'judge on real images (left)' dt 3 lw 2 lc rgb 'black', 3 axes x1y2 title 'target: 3 x floor (right)' dt 4 lw 1 lc rgb 'red'"
 	} > "$tmp/plot.gp"
 	gnuplot "$tmp/plot.gp"
 	mv "$png.tmp" "$png"
@@ -104,15 +104,15 @@ curve() {
 	awk -F '\t' -v x="$3" "NR > 1 && ($2) {print \$x, 100 * \$7, \$10}" "$out/sweep.tsv" | sort -g > "$tmp/$1.dat"
 }
 curve guidance '$1 == "dpm2m" && $2 == 20 && $5 == 0.2' 4
-plot "$out/sweep-guidance.png" "DPM-Solver++(2M), 20 steps, guided at t in [0.2, 1]" "guidance scale" 0 \
-	"'$tmp/guidance.dat' using 1:2 axes x1y1 with linespoints lw 2 title 'accuracy'," \
-	"'$tmp/guidance.dat' using 1:3 axes x1y2 with linespoints lw 2 title 'Frechet / floor'"
+plot "$out/sweep-guidance.png" "DPM-Solver++(2M), 20 steps, guided at t in [0.2, 1]; 100 images a class against the validation images" "guidance scale" 0 \
+	"'$tmp/guidance.dat' using 1:2 axes x1y1 with linespoints lw 2 title 'accuracy (left)'," \
+	"'$tmp/guidance.dat' using 1:3 axes x1y2 with linespoints lw 2 dt 2 title 'Frechet / floor (right)'"
 curves="" k=0
 for s in euler heun dpm2m; do
 	k=$((k + 1))
 	curve "$s" "\$1 == \"$s\" && \$4 == 2 && \$5 == 0.2" 3
-	curves="$curves '$tmp/$s.dat' using 1:2 axes x1y1 with linespoints lw 2 lc $k title '$s: accuracy',"
-	curves="$curves '$tmp/$s.dat' using 1:3 axes x1y2 with linespoints lw 2 lc $k dt 2 title '$s: Frechet / floor',"
+	curves="$curves '$tmp/$s.dat' using 1:2 axes x1y1 with linespoints lw 2 lc $k pt 7 title '$s: accuracy (left)',"
+	curves="$curves '$tmp/$s.dat' using 1:3 axes x1y2 with linespoints lw 2 lc $k pt 6 dt 2 title '$s: Frechet / floor (right)',"
 done
-plot "$out/sweep-nfe.png" "guidance 2 at t in [0.2, 1]" "model calls per image" 1 "${curves%,}"
+plot "$out/sweep-nfe.png" "guidance 2 at t in [0.2, 1]; 100 images a class against the validation images" "model calls per image" 1 "${curves%,}"
 echo "sweep: $out/sweep.tsv $out/sweep-guidance.png $out/sweep-nfe.png"
