@@ -2,7 +2,8 @@
 # make bench: mm against its peers on the reference configuration of mm-model(7), 2 threads,
 # each pair of runs side by side (ours, then the peer, BENCH_RUNS times), so that both see the
 # same machine. Prints one table and writes it with the machine, date and commit into
-# tests/bench/results.md. Not part of make test; nothing here asserts a time.
+# tests/bench/results.md (BENCH_OUT: another file). Not part of make test; nothing here asserts
+# a time.
 #   training     tests/bench/bench_model (forward, backward, clipping, AdamW on random rows of
 #                the reference layout) against tests/ref/bench_train.py, positions/s
 #   GFLOP/s      the same runs' model FLOP/s against OpenBLAS sgemm at the shape of the model's
@@ -35,6 +36,7 @@ export LC_ALL=C # EPOCHREALTIME with a decimal point
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 RUNS=${BENCH_RUNS:-5}
+OUT=${BENCH_OUT:-tests/bench/results.md}
 TOK_RUNS=$((3 * RUNS))
 TH=2
 PY=/usr/bin/python3
@@ -286,12 +288,13 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 	echo
 	echo "Machine: $cpu, $(nproc) processors, $TH threads. Date: $(date -u '+%Y-%m-%d %H:%M UTC')."
 	echo "Commit: $commit$dirty. $RUNS runs per figure ($TOK_RUNS for mm-tokenize), ours and the peer alternating;"
-	echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE. Written by tests/bench/run.sh."
+	echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE. Sections on (1) or off (0): long rows $LONG, colour $COLOUR, busy machine $BUSY."
+	echo "Written by tests/bench/run.sh."
 	echo
 	cat "$tmp/table.md"
 	echo
 	echo "Ratios are of the medians (for memory: RSS over the analytic figure). mm-tokenize and the"
 	echo "decode loop are both timed as whole commands, start to exit. Analytic memory:"
 	echo "$(grep '^positions_per_s' "$tmp/bm.out" | tr ' ' '\n' | grep -E '^(params|activations|analytic_mib)=' | tr '\n' ' ')"
-} > tests/bench/results.md
-cat tests/bench/results.md
+} > "$OUT"
+cat "$OUT"
