@@ -276,18 +276,17 @@ void eval_print_json(FILE *f, const struct eval_report *r)
 		json_object_set_new(o, "t2i", json_t2i(r));
 	if (r->has_ret) {
 		const mm_eval_ret *t = &r->ret;
-		json_object_set_new(o, "caption_retrieval",
-				    json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "weights", r->weights,
-					      "captions", r->captions_file, "n", t->n, "images", cnt(t->images),
-					      "unmatched", cnt(t->unmatched), "scored", cnt(t->scored), "read_t", num(r->read_t),
-					      "top1", num(pct(t->top1, t->images) / 100), "top5",
-					      num(pct(t->top5, t->images) / 100), "median_rank", num(t->median_rank)));
+		json_t *ret = json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "weights", r->weights,
+					"captions", r->captions_file, "n", t->n, "images", cnt(t->images), "unmatched",
+					cnt(t->unmatched), "scored", cnt(t->scored), "read_t", num(r->read_t), "top1",
+					num(pct(t->top1, t->images) / 100), "top5", num(pct(t->top5, t->images) / 100),
+					"median_rank", num(t->median_rank));
 		if (t->pmi) {
-			json_t *ret = json_object_get(o, "caption_retrieval");
 			json_object_set_new(ret, "top1_pmi", num(pct(t->top1_pmi, t->images) / 100));
 			json_object_set_new(ret, "top5_pmi", num(pct(t->top5_pmi, t->images) / 100));
 			json_object_set_new(ret, "median_rank_pmi", num(t->median_rank_pmi));
 		}
+		json_object_set_new(o, "caption_retrieval", ret);
 	}
 	if (r->has_nn) {
 		const mm_eval_nn *t = &r->nn;

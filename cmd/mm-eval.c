@@ -20,7 +20,7 @@
 
 static struct {
 	struct opt_list data, reference;
-	char *model, *classes, *sampler, *samples, *json_file, *bpd_t1, *captions, *t2i, *compare;
+	char *model, *classes, *samples, *json_file, *bpd_t1, *captions, *t2i, *compare;
 	int ema, bpd, bpd_uncond, no_losses, json, help, pmi;
 	long long max_docs, batch, buckets, bpd_samples, per_class, steps, seed, threads, per_caption;
 	long long compare_rows, compare_scale;
@@ -77,8 +77,7 @@ static struct opt table[] = {
 	{"read-t", OPT_FLOAT, &o.read_t, "T", .help = "noise level of the images to caption, 0 < T <= 1, 1 = clean", 1e-6, 1},
 	{"per-class", OPT_INT, &o.per_class, "N", .help = "also generate N images per caption and classify them", 0, 1000000},
 	{"sampler", OPT_CHOICE, &sampler, NULL, .help = "ODE sampler of the generated images",
-	 .choices = (const char *const[]){"euler", "heun", "dpm2m", NULL},
-	 .values = (const int[]){MM_ODE_EULER, MM_ODE_HEUN, MM_ODE_DPM2M}},
+	 .choices = mm_ode_names},
 	{"steps", OPT_INT, &o.steps, "N", .help = "sampler steps", 1, 100000},
 	{"cfg", OPT_FLOAT, &o.cfg, "G", .help = "classifier-free guidance scale, 1 = none", 0, 100},
 	{"cfg-interval", OPT_FUNC, o.cfg_interval, "A,B", .help = "guide only at noise levels t in [A, B]",
@@ -127,7 +126,6 @@ static void parse(int argc, char **argv)
 		die_usage("--compare needs --t2i");
 	if (o.pmi && !o.captions)
 		die_usage("--pmi needs --captions");
-	o.sampler = sampler == MM_ODE_EULER ? "euler" : sampler == MM_ODE_HEUN ? "heun" : "dpm2m";
 }
 
 static void progress(void *ctx, const char *stage, uint64_t done, uint64_t total)
@@ -216,9 +214,11 @@ static void load(struct eval_report *r)
 // The generation settings of --per-class and --t2i (per images per caption), noted in r.
 static mm_eval_t2i_opts gen_opts(long long per, struct eval_report *r)
 {
-	mm_eval_t2i_opts to = {.per_class = (int)per, .method = sampler, .steps = (int)o.steps, .cfg = o.cfg,
-			       .cfg_lo = o.cfg_interval[0], .cfg_hi = o.cfg_interval[1], .seed = (uint64_t)o.seed};
-	r->sampler = o.sampler, r->steps = to.steps, r->cfg = to.cfg, r->cfg_lo = to.cfg_lo, r->cfg_hi = to.cfg_hi;
+	mm_eval_t2i_opts to = {.per_class = (int)per, .seed = (uint64_t)o.seed,
+			       .image = {sampler, (int)o.steps, (float)o.cfg, (float)o.cfg_interval[0],
+					 (float)o.cfg_interval[1], 0}};
+	r->sampler = mm_ode_names[sampler], r->steps = (int)o.steps, r->cfg = o.cfg;
+	r->cfg_lo = o.cfg_interval[0], r->cfg_hi = o.cfg_interval[1];
 	return to;
 }
 

@@ -34,6 +34,7 @@
 
 #include "doc.h"
 #include "model.h"
+#include "sample.h"
 #include "tokenizer.h"
 
 #define MM_EVAL_MAX_BUCKETS 1000
@@ -178,12 +179,9 @@ void mm_eval_gen_free(mm_eval_gen *g);
 int mm_eval_caption(void *ctx, const uint8_t *px, int n, uint64_t index0, int *pred);
 
 typedef struct mm_eval_t2i_opts {
-	int per_class; // images generated per class caption
-	int method;    // MM_ODE_EULER, MM_ODE_HEUN or MM_ODE_DPM2M (sample.h)
-	int steps;
-	double cfg;    // guidance scale (1: none)
-	double cfg_lo, cfg_hi; // guidance only at noise levels t in [cfg_lo, cfg_hi]
-	uint64_t seed; // image i of class j draws from stream j * per_class + i
+	int per_class;       // images generated per class caption
+	mm_image_opts image; // the sampler, its steps and guidance (sample.h: start from mm_image_opts_default)
+	uint64_t seed;       // image i of class j draws from stream j * per_class + i
 } mm_eval_t2i_opts;
 // Generates per_class images after each class caption (BOS caption BOI ...), classifies them
 // with mm_eval_score (image i of class j: index0 j * per_class + i). images: NULL, or room for (classes, per_class, NP P) pixels, which

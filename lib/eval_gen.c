@@ -137,10 +137,7 @@ void ev_t2i_gen_opts(const mm_eval_t2i_opts *to, mm_gen_opts *o)
 	o->image_first = 1;
 	o->max_tokens = 0; // the image, nothing after it
 	o->seed = to->seed;
-	o->image.method = to->method;
-	o->image.steps = to->steps;
-	o->image.cfg = (float)to->cfg;
-	o->image.cfg_lo = (float)to->cfg_lo, o->image.cfg_hi = (float)to->cfg_hi;
+	o->image = to->image;
 }
 
 int mm_eval_t2i_run(mm_eval *e, mm_model *m, mm_eval_gen *g, const mm_eval_t2i_opts *to, mm_eval_t2i *r,

@@ -419,6 +419,8 @@ int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, 
 	return 0;
 }
 
+const char *const mm_ode_names[] = {"euler", "heun", "dpm2m", NULL};
+
 void mm_image_opts_default(mm_image_opts *o)
 {
 	*o = (mm_image_opts){MM_ODE_HEUN, 50, 1, (float)MM_CFG_FROM, 1, 0};

@@ -79,6 +79,8 @@ int mm_sampler_denoise(mm_sampler *s, int ns, const int *slots, const float *z, 
 		       float *xpred);
 
 enum { MM_ODE_EULER = 0, MM_ODE_HEUN = 1, MM_ODE_DPM2M = 2 };
+// Their names, indexed by them, NULL-terminated: "euler", "heun", "dpm2m" (the tools' --sampler).
+extern const char *const mm_ode_names[];
 
 // Guidance's default interval of noise levels: none at the noisiest fifth (t < 0.2), where it
 // pushes every image of a caption towards the same layout (mm-sample(1), "Guidance").

@@ -502,7 +502,9 @@ static void test_t2i_nearest(mm_model *m)
 	mm_eval *e = open_eval(&o);
 	mm_eval_gen *g;
 	CHECK_OK(mm_eval_gen_new(&g, e, m, tok, &c, 2));
-	mm_eval_t2i_opts to = {.per_class = 2, .method = MM_ODE_EULER, .steps = 3, .cfg = 1.5, .seed = 4};
+	mm_eval_t2i_opts to = {.per_class = 2, .seed = 4};
+	mm_image_opts_default(&to.image);
+	to.image.method = MM_ODE_EULER, to.image.steps = 3, to.image.cfg = 1.5f;
 	mm_eval_nn r;
 	uint8_t gen[3 * 2 * NP * P];
 	CHECK_OK(mm_eval_t2i_nearest(e, g, &to, &r, gen));

@@ -48,6 +48,8 @@ export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}" # set on some of these 
 note() { printf '%s\n' "$*" >&2; }
 # key=value from the last line of a file that has the key
 val() { sed -n "s/.*$1=\([0-9.e+-]*\).*/\1/p" "$2" | tail -n 1; }
+# the images/s of mm-sample's last progress line in a file
+imgs_per_s() { sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$1" | tail -n 1; }
 # median, min and max of the numbers in a file, one a line
 stats() { sort -g "$1" | awk '{a[NR] = $1} END {printf "%s %s %s\n", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
 
@@ -105,12 +107,12 @@ for i in $(seq "$RUNS"); do
 	cmd/mm-sample --model "$tmp/run" --prompt 'a photo of a trouser on white ground' --image \
 		-o "$tmp/smp" -n 8 --batch 8 --steps 50 --cfg 2 --cfg-interval 0,1 --max-tokens 0 --threads $TH \
 		> /dev/null 2> "$tmp/ms.err"
-	sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$tmp/ms.err" | tail -n 1 >> "$tmp/sample.ours"
+	imgs_per_s "$tmp/ms.err" >> "$tmp/sample.ours"
 	rm -rf "$tmp/smp"
 	cmd/mm-sample --model "$tmp/run" --prompt 'a photo of a trouser on white ground' --image \
 		-o "$tmp/smp" -n 8 --batch 8 --sampler dpm2m --steps 20 --cfg 2 --max-tokens 0 --threads $TH \
 		> /dev/null 2> "$tmp/ms.err"
-	sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$tmp/ms.err" | tail -n 1 >> "$tmp/sample.equal"
+	imgs_per_s "$tmp/ms.err" >> "$tmp/sample.equal"
 	$PY tests/ref/bench_sample.py --threads $TH --images 8 --steps 50 --cfg 2 --kv reuse \
 		> "$tmp/bs.out" 2>/dev/null
 	val images_per_s "$tmp/bs.out" >> "$tmp/sample.peer"
@@ -190,7 +192,7 @@ if [ "$COLOUR" = 1 ]; then
 			cmd/mm-sample --model "$tmp/twrun" --prompt 'a red apple on a plain white background' --image \
 				-o "$tmp/smp" -n 4 --batch 4 --steps 10 --cfg 2 --cfg-interval 0,1 --max-tokens 0 \
 				--threads $TH > /dev/null 2> "$tmp/ms.err"
-			sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$tmp/ms.err" | tail -n 1 >> "$tmp/c$PS.sample.ours"
+			imgs_per_s "$tmp/ms.err" >> "$tmp/c$PS.sample.ours"
 			$PY tests/ref/bench_sample.py --threads $TH --images 4 --steps 10 --cfg 2 --img 64 --channels 3 \
 				--patch $PS > "$tmp/bs.out" 2>/dev/null
 			val images_per_s "$tmp/bs.out" >> "$tmp/c$PS.sample.peer"
