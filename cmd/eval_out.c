@@ -82,12 +82,21 @@ static void table_bpd(FILE *f, const struct eval_report *r)
 		fprintf(f, "  %12g %12.4f %9.4f %14.3g\n", b->cut_t1[c], b->cut_total[c], b->cut_se[c], b->cut_recon[c]);
 }
 
+// ", images read at t = 0.9" and, where the noise shift moves it, ", 0.694 after the noise shift".
+static void print_read(FILE *f, const struct eval_report *r)
+{
+	fprintf(f, "images read at t = %g", r->read_t);
+	if ((float)r->read_level != (float)r->read_t)
+		fprintf(f, ", %.3g after the noise shift", r->read_level);
+}
+
 static void table_classes(FILE *f, const struct eval_report *r)
 {
 	const mm_eval_cls *c = &r->cls;
-	fprintf(f, "\nClassification (%s; %d classes, %llu labelled images, %llu caption pairs of no class; images read "
-		   "at t = %g)\n",
-		r->weights, c->n, (unsigned long long)c->images, (unsigned long long)c->unmatched, r->read_t);
+	fprintf(f, "\nClassification (%s; %d classes, %llu labelled images, %llu caption pairs of no class; ", r->weights,
+		c->n, (unsigned long long)c->images, (unsigned long long)c->unmatched);
+	print_read(f, r);
+	fputs(")\n", f);
 	fprintf(f, "  %-35s%11.2f%%\n", "by caption likelihood", pct(c->correct, c->images));
 	if (c->greedy)
 		fprintf(f, "  %-35s%11.2f%%\n", "greedy caption, exact", pct(c->correct_greedy, c->images));
@@ -112,9 +121,10 @@ static void table_ret(FILE *f, const struct eval_report *r)
 {
 	const mm_eval_ret *t = &r->ret;
 	fprintf(f, "\nCaption retrieval (%s; %llu images ranked among the %d captions of %s, %llu caption pairs "
-		   "not in the list; images read at t = %g)\n",
-		r->weights, (unsigned long long)t->images, t->n, r->captions_file, (unsigned long long)t->unmatched,
-		r->read_t);
+		   "not in the list; ",
+		r->weights, (unsigned long long)t->images, t->n, r->captions_file, (unsigned long long)t->unmatched);
+	print_read(f, r);
+	fputs(")\n", f);
 	fprintf(f, "  %-35s%11.2f%%\n", "top-1", pct(t->top1, t->images));
 	fprintf(f, "  %-35s%11.2f%%\n", "top-5", pct(t->top5, t->images));
 	fprintf(f, "  %-35s%12g\n", "median rank", t->median_rank);
@@ -221,6 +231,7 @@ static json_t *json_classes(const struct eval_report *r)
 	json_t *o = json_pack("{s:s, s:o, s:o, s:o}", "weights", r->weights, "captions", json_captions(r->classes),
 			      "images", cnt(c->images), "unmatched", cnt(c->unmatched));
 	json_object_set_new(o, "read_t", num(r->read_t));
+	json_object_set_new(o, "read_level", num(r->read_level));
 	json_object_set_new(o, "correct", cnt(c->correct));
 	json_object_set_new(o, "accuracy", num(c->images ? (double)c->correct / (double)c->images : NAN));
 	json_object_set_new(o, "confusion", matrix(c->confusion, c->n, c->n));
@@ -281,6 +292,7 @@ void eval_print_json(FILE *f, const struct eval_report *r)
 					cnt(t->unmatched), "scored", cnt(t->scored), "read_t", num(r->read_t), "top1",
 					num(pct(t->top1, t->images) / 100), "top5", num(pct(t->top5, t->images) / 100),
 					"median_rank", num(t->median_rank));
+		json_object_set_new(ret, "read_level", num(r->read_level));
 		if (t->pmi) {
 			json_object_set_new(ret, "top1_pmi", num(pct(t->top1_pmi, t->images) / 100));
 			json_object_set_new(ret, "top5_pmi", num(pct(t->top5_pmi, t->images) / 100));

@@ -18,7 +18,8 @@ struct eval_report {
 	mm_eval_bpd bpd;
 	const mm_eval_classes *classes; // NULL: no classes
 	int has_cls;
-	double read_t;                  // noise level of the classified images
+	double read_t;                  // noise level of the classified images (--read-t)
+	double read_level;              // read_t after the model's noise shift (mm_read_level)
 	mm_eval_cls cls;
 	int has_t2i;
 	mm_eval_t2i t2i;

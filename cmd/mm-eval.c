@@ -181,7 +181,7 @@ static void load(struct eval_report *r)
 	eo.batch = (int)o.batch, eo.max_docs = (uint64_t)o.max_docs, eo.seed = (uint64_t)o.seed;
 	eo.buckets = (int)o.buckets, eo.bpd_samples = (int)o.bpd_samples;
 	eo.bpd_t0 = o.bpd_t0, eo.bpd_uncond = o.bpd_uncond, eo.read_t = o.read_t;
-	r->read_t = o.read_t;
+	r->read_t = o.read_t, r->read_level = mm_read_level(run.cfg, (float)o.read_t);
 	if (t1)
 		eo.bpd_t1 = t1, eo.bpd_auto = 0;
 	r->bpd_auto = eo.bpd_auto;

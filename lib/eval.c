@@ -434,9 +434,10 @@ int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8
 	ev_seq *s = calloc(total ? total : 1, sizeof *s);
 	if (!s)
 		return mm_fail(MM_ENOMEM, "out of memory");
+	float t = mm_read_level(mm_model_config(m), (float)e->o.read_t);
 	for (size_t k = 0; k < total; k++) {
 		size_t i = k / c->n, j = k % c->n;
-		s[k] = (ev_seq){.px = px + i * np, .t = (float)e->o.read_t, .seed = e->o.seed ^ MM_EVAL_READ_TAG,
+		s[k] = (ev_seq){.px = px + i * np, .t = t, .seed = e->o.seed ^ MM_EVAL_READ_TAG,
 				.stream = index0 + i, .suf = c->tok[j], .nsuf = (int)c->ntok[j], .eos = 1};
 	}
 	int rc = 0;

@@ -19,9 +19,10 @@
 // is one of them is a labelled image; the image is scored as BOS BOI image(t = read_t) EOI
 // caption EOS for every candidate caption (the sum of the log-probabilities of the caption's
 // tokens and EOS), and the likeliest caption is the prediction (the first of equal scores).
-// The image is read at noise level read_t (0.9 by default), z = t x + (1 - t) eps, because
-// training shows an image before its caption noised (t in [0.5, 1), mm-train --image-first)
-// and never clean; image k of a call draws eps from mm_rng (seed ^ MM_EVAL_READ_TAG, index0 + k),
+// The image is read at noise level read_t (0.9 by default) shifted by the model's noise shift
+// (mm_read_level, model.h: 0.9 stays 0.9 at 28x28x1, becomes 0.694 at 64x64x3),
+// z = t x + (1 - t) eps, because training shows an image before its caption noised (t in
+// [0.5, 1), mm-train --image-first, drawn with the shift) and never clean; image k of a call draws eps from mm_rng (seed ^ MM_EVAL_READ_TAG, index0 + k),
 // one normal per value in patch order, and the greedy captioner reads the same z.
 //
 // Determinism: every figure depends on the shards, the model, the options and the seed, and
@@ -52,7 +53,8 @@ typedef struct mm_eval_opts {
 	int bpd_auto;        // 1: report the lowest bound over the clean ends of mm_eval_bpd's curve
 			     // (its t1 then in mm_eval_bpd.t1); 0: the bound at bpd_t1 (1)
 	int bpd_uncond;      // 1: images alone, without the text before them (0)
-	double read_t;       // noise level (0, 1] at which classified images are read (0.9; 1: clean)
+	double read_t;       // noise level (0, 1] at which classified images are read, before the
+			     // model's noise shift (0.9; 1: clean)
 	// Called from the calling thread after each model call (NULL: none); total 0 if unknown.
 	void (*progress)(void *ctx, const char *stage, uint64_t done, uint64_t total);
 	void *progress_ctx;

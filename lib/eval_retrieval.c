@@ -65,7 +65,7 @@ static int score_image(mm_eval *e, mm_sampler *s, const mm_eval_classes *c, int 
 		return rc;
 	mm_rng r;
 	mm_rng_seed(&r, e->o.seed ^ MM_EVAL_READ_TAG, index);
-	float t = (float)e->o.read_t;
+	float t = mm_read_level(mm_model_config(mm_sampler_model(s)), (float)e->o.read_t);
 	mm_pixels_to_float(px, np, z);
 	if (t < 1)
 		mm_batch_noise_image(z, z, np, t, &r);

@@ -141,7 +141,7 @@ static int prefill_one(gen *g, int i, const mm_doc *d)
 		tok[n++] = MM_TOK_BOI;
 		if (!(rc = mm_sampler_append_tokens(g->s, 1, &slot, &tp, &n))) {
 			size_t np = (size_t)g->NP * g->P;
-			float t = g->o->read_t;
+			float t = mm_read_level(g->c, g->o->read_t);
 			mm_pixels_to_float(sg->pixels, np, g->z);
 			// the prompt image read noised, as training shows images before text
 			mm_batch_noise_image(g->z, g->z, np, t, &g->rng[i]);

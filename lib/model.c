@@ -387,3 +387,8 @@ float mm_shift_t(float t, float shift)
 	double u = t;
 	return (float)(u / (u + (double)shift * (1 - u)));
 }
+
+float mm_read_level(const mm_config *c, float t)
+{
+	return mm_shift_t(t, mm_noise_shift(c));
+}

@@ -125,7 +125,8 @@ typedef struct mm_gen_opts {
 	int max_tokens;  // tokens sampled per document, at most (BOI included)
 	int image_first; // 1: an image follows the prefix at once (BOI appended)
 	int images;      // 1: a sampled BOI starts an image; 0: BOI is never sampled
-	float read_t;    // noise level (0, 1] of the prefix's images: z = t x + (1 - t) eps (1: clean)
+	float read_t;    // noise level (0, 1] of the prefix's images before the model's noise shift
+			 // (mm_read_level): z = t x + (1 - t) eps (1: clean)
 	uint64_t seed;
 } mm_gen_opts;
 

@@ -476,6 +476,50 @@ static void test_retrieval(mm_model *m, int want_pruned)
 	mm_eval_classes_free(&c);
 }
 
+// The read level follows the model's noise shift: the same weights with S = 4 read images at
+// --read-t 0.75 as the unshifted model does at 0.75 / (0.75 + 4 x 0.25), in classification's
+// scores and in caption retrieval's ranks.
+static void test_read_shift(mm_model *m)
+{
+	write_file("open.txt", "a dog\nfish\ncat\nhello, world\nbird\n");
+	mm_eval_classes c;
+	CHECK_OK(mm_eval_classes_load(&c, "open.txt", tok, &cfg));
+	mm_config c4 = cfg;
+	c4.noise_shift = 4;
+	mm_model *m4;
+	CHECK_OK(mm_model_new(&m4, &c4, B));
+	memcpy(mm_model_params(m4), mm_model_params(m), mm_model_nparams(m) * sizeof(float));
+	mm_eval_opts o;
+	mm_eval_opts_default(&o);
+	o.batch = B, o.read_t = 0.75f, o.seed = 9;
+	mm_eval *e = open_eval(&o);
+	o.read_t = 0.75f / (0.75f + 4 * 0.25f);
+	mm_eval *el = open_eval(&o);
+	int lab[6] = {2, 0, 4, 2, 0, 1}, moved = 0;
+	uint32_t want[6];
+	for (int k = 0; k < 6; k++) {
+		double l4[5], l1[5], l75[5];
+		CHECK_OK(mm_eval_score(e, m4, &c, image_of(&docs[k]), 1, (uint64_t)k, l4));
+		CHECK_OK(mm_eval_score(el, m, &c, image_of(&docs[k]), 1, (uint64_t)k, l1));
+		CHECK_OK(mm_eval_score(e, m, &c, image_of(&docs[k]), 1, (uint64_t)k, l75));
+		CHECK_MSG(!memcmp(l4, l1, sizeof l4), "image %d: scores of the shifted model at 0.75 differ from the "
+						      "plain model's at the shifted level", k);
+		moved += memcmp(l4, l75, sizeof l4) != 0;
+		want[k] = rank_by(l1, 5, lab[k]);
+	}
+	CHECK_EQ_INT(moved, 6);
+	mm_eval_ret r;
+	CHECK_OK(mm_eval_retrieve_captions(e, m4, &c, 4, 0, &r));
+	for (int k = 0; k < 6; k++)
+		CHECK_MSG(r.rank[k] == want[k], "image %d: rank %u on the shifted model, %u at the shifted level", k,
+			  r.rank[k], want[k]);
+	mm_eval_ret_free(&r);
+	mm_eval_close(e);
+	mm_eval_close(el);
+	mm_model_free(m4);
+	mm_eval_classes_free(&c);
+}
+
 // Thumbnails: cell means; text to image retrieval: the nearest reference image of each generated
 // image, recomputed here by brute force from the images it returns.
 static void test_t2i_nearest(mm_model *m)
@@ -750,6 +794,7 @@ int main(void)
 	// An untrained model scores every caption whole (no first token falls below a whole own
 	// caption); tests/cli/eval_retrieval.sh checks the ranks of a trained one, which leaves most out.
 	test_retrieval(m, 0);
+	test_read_shift(m);
 	test_t2i_nearest(m);
 	test_bpd_terms();
 	test_bpd(m);

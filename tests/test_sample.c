@@ -460,34 +460,59 @@ static void check_generate(void)
 		CHECK(out2[0].segs[0].type == MM_SEG_TEXT && out2[0].segs[0].n_tokens <= 5);
 	// A prompt image read at read_t < 1: z = t x + (1 - t) eps, eps the first draws of the
 	// document's generator, the token's draw after them. One sampled token, against the same
-	// prefix appended by hand and the same generator (its order shows in every token).
+	// prefix appended by hand and the same generator (its order shows in every token). The
+	// level is shifted by the model's noise shift: the same weights with S = 4 read 0.6 at
+	// 0.6 / (0.6 + 4 x 0.4).
 	oc.read_t = 0.6f, oc.max_tokens = 1, oc.seed = 17, oc.text.temperature = 1;
-	int *work = malloc(2 * (size_t)c->vocab * sizeof *work), agree = 0;
+	int *work = malloc(2 * (size_t)c->vocab * sizeof *work);
 	uint8_t *ban = calloc((size_t)c->vocab, 1);
 	ban[MM_TOK_PAD] = ban[MM_TOK_BOS] = ban[MM_TOK_EOI] = ban[MM_TOK_BOI] = 1;
+	mm_config c4 = *c;
+	c4.noise_shift = 4;
+	mm_model *m4 = new_model(&c4, 21);
+	mm_sampler *s4;
+	CHECK_OK(mm_sampler_new(&s4, m4, 6));
 	enum { TRIALS = 20 };
-	for (int trial = 0; trial < TRIALS; trial++) {
-		CHECK_OK(mm_generate(s, &cap, 1, 5 + trial, &oc, out2));
-		mm_rng g;
-		mm_rng_seed(&g, 17, 5 + (uint64_t)trial);
-		float z[32];
-		mm_pixels_to_float(out[0].segs[0].pixels, 32, z);
-		for (int v = 0; v < 32; v++)
-			z[v] = 0.6f * z[v] + 0.4f * (float)mm_rng_normal(&g);
-		int slot = 0, two = 2;
-		int32_t head[2] = {MM_TOK_BOS, MM_TOK_BOI};
-		const int32_t *hp = head;
-		mm_sampler_clear(s, 0);
-		CHECK_OK(mm_sampler_append_tokens(s, 1, &slot, &hp, &two));
-		CHECK_OK(mm_sampler_append_image(s, 1, &slot, z, 0.6f, 1));
-		int want = mm_sample_token(mm_sampler_logits(s, 0), c->vocab, &oc.text, ban, &g, work);
-		if (want == MM_TOK_EOS)
-			agree += out2[0].n_segs == 0;
-		else
-			agree += out2[0].n_segs == 1 && out2[0].segs[0].n_tokens == 1 &&
-				 out2[0].segs[0].tokens[0] == (uint32_t)want;
+	for (int shifted = 0; shifted < 2; shifted++) {
+		mm_sampler *ss = shifted ? s4 : s;
+		float tr = shifted ? 0.6f / (0.6f + 4 * 0.4f) : 0.6f;
+		int agree = 0, differ = 0;
+		for (int trial = 0; trial < TRIALS; trial++) {
+			CHECK_OK(mm_generate(ss, &cap, 1, 5 + trial, &oc, out2));
+			mm_rng g;
+			mm_rng_seed(&g, 17, 5 + (uint64_t)trial);
+			float z[32], z6[32];
+			mm_pixels_to_float(out[0].segs[0].pixels, 32, z);
+			for (int v = 0; v < 32; v++) {
+				float e = (float)mm_rng_normal(&g);
+				z6[v] = 0.6f * z[v] + (1 - 0.6f) * e;
+				z[v] = tr * z[v] + (1 - tr) * e;
+			}
+			int slot = 0, two = 2;
+			int32_t head[2] = {MM_TOK_BOS, MM_TOK_BOI};
+			const int32_t *hp = head;
+			mm_sampler_clear(ss, 0);
+			CHECK_OK(mm_sampler_append_tokens(ss, 1, &slot, &hp, &two));
+			CHECK_OK(mm_sampler_append_image(ss, 1, &slot, z, tr, 1));
+			float lg[512];
+			memcpy(lg, mm_sampler_logits(ss, 0), (size_t)c->vocab * sizeof *lg);
+			int want = mm_sample_token(lg, c->vocab, &oc.text, ban, &g, work);
+			if (want == MM_TOK_EOS)
+				agree += out2[0].n_segs == 0;
+			else
+				agree += out2[0].n_segs == 1 && out2[0].segs[0].n_tokens == 1 &&
+					 out2[0].segs[0].tokens[0] == (uint32_t)want;
+			// the unshifted level would give other logits on the shifted model
+			mm_sampler_clear(ss, 0);
+			CHECK_OK(mm_sampler_append_tokens(ss, 1, &slot, &hp, &two));
+			CHECK_OK(mm_sampler_append_image(ss, 1, &slot, z6, 0.6f, 1));
+			differ += memcmp(lg, mm_sampler_logits(ss, 0), (size_t)c->vocab * sizeof *lg) != 0;
+		}
+		CHECK_EQ_INT(agree, TRIALS);
+		CHECK(differ == (shifted ? TRIALS : 0));
 	}
-	CHECK_EQ_INT(agree, TRIALS);
+	mm_sampler_free(s4);
+	mm_model_free(m4);
 	free(work), free(ban);
 	oc.text.temperature = 0;
 	oc.read_t = 0;
