@@ -20,7 +20,7 @@ SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
-CFLAGS_ALL = $(OPT) -g -std=gnu11 -Wall -Wextra -fno-math-errno -fopenmp -Ilib $(PKG_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+CFLAGS_ALL = $(OPT) -g -std=gnu11 -Wall -Wextra -fno-math-errno -ffp-contract=off -fopenmp -Ilib $(PKG_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 LDLIBS_ALL = -Wl,--as-needed -fopenmp $(PKG_LIBS) -lpthread -lm $(SAN_FLAGS) $(LDLIBS)
 FLAGS_NOW = $(CC) $(OPT) $(SAN_FLAGS) $(CFLAGS) $(LDLIBS)
 
@@ -315,7 +315,8 @@ TW_HEADS ?= 4
 # documents a second. Attention stays within each document (lib/kernels.h).
 TW_SEQ ?= 1408
 TW_BATCH ?= 2
-TW_STEPS ?= 5500
+# 5,000 steps of 2,816 positions at about 4,340 positions/s: 55 minutes
+TW_STEPS ?= 5000
 TW_LR ?= 1e-3
 TW_WARMUP ?= 100
 TW_EMA ?= 0.999

@@ -31,6 +31,17 @@
 
 #ifndef MM_KERNELS_SHARED
 #define MM_KERNELS_SHARED
+// Attention's loops over a row of scores (softmax, its backward) are also compiled for AVX2 and
+// AVX-512, and the version the processor runs is chosen when the program loads; the library is
+// otherwise built for plain x86-64, 4 floats a vector. Every version does the same IEEE
+// operations in the same order (no fused multiply-add: the Makefile builds with
+// -ffp-contract=off; the sums run in 8 lanes of a fixed order), so the results are the same
+// bytes whichever runs.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && !defined(MM_NO_CLONES)
+#define MM_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MM_VEC_CLONES
+#endif
 // Loops over fewer elements than this run on one thread: waking threads costs more.
 #define MM_PAR_MIN 16384
 // Column block of the column sums: each block is one task, its rows summed in order.
@@ -361,7 +372,7 @@ static inline void att_span_next(att_walk *st, const int32_t *doc, const int32_t
 
 // p (n): scores, masked ones at -inf, replaced by their softmax (masked: 0); returns the
 // log-sum-exp of the scores (mx + log sum), which the attention's backward reads.
-static REAL softmax_masked_lse(REAL *p, int n)
+MM_VEC_CLONES static REAL softmax_masked_lse(REAL *p, int n)
 {
 	// Loops the compiler vectorises: the maximum is the same in any order; the exponentials
 	// are elementwise; the sum runs in 8 lanes of a fixed order (the same on every run).
@@ -488,6 +499,25 @@ void attention_cached(REAL *out, REAL *scores, int nbuf, const REAL *q, const RE
 	}
 }
 
+// One query's row of the attention's backward over its n allowed keys: p (n) holds the scores
+// and becomes the probabilities exp(score - lse); d (n) holds dP and becomes
+// dS = P (dP - rowsum(P dP)) scale.
+MM_VEC_CLONES static void att_grad_row(REAL *p, REAL *d, int n, REAL lse, REAL scale)
+{
+	REAL pdp = 0, lane[8] = {0};
+	int j = 0;
+	MM_EXP_UNMASKED(p, n, lse);
+	for (; j + 8 <= n; j += 8) // 8 lanes in a fixed order, as in softmax_masked
+		for (int l = 0; l < 8; l++)
+			lane[l] += p[j + l] * d[j + l];
+	for (; j < n; j++)
+		pdp += p[j] * d[j];
+	for (int l = 0; l < 8; l++)
+		pdp += lane[l];
+	for (j = 0; j < n; j++)
+		d[j] = p[j] * (d[j] - pdp) * scale;
+}
+
 // The backward of attention_forward, block by block over the same key ranges: the
 // probabilities rebuilt from the scores and lse, dP = dout v^T, dS = P (dP - rowsum(P dP)) / sqrt(hd),
 // then dq += dS k, dk += dS^T q, dv += P^T dout. One (row, head) is one task, its blocks in
@@ -516,7 +546,7 @@ void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, int nbuf, c
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, qb, D, kb, D, 0, pb, nk);
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1, gb, D, vb, D, 0, ds, nk);
 			for (int r = 0; r < nq; r++) {
-				REAL *p = pb + (size_t)r * nk, *di = ds + (size_t)r * nk, pdp = 0, lane[8] = {0};
+				REAL *p = pb + (size_t)r * nk, *di = ds + (size_t)r * nk;
 				int i = i0 + r, a = lo, e = hi;
 				if (w.runs) { // the allowed keys are [a, e): zeros around them
 					att_span_next(&walk, bd, bi, T, i, &a, &e);
@@ -528,18 +558,7 @@ void attention_backward(REAL *dq, REAL *dk, REAL *dv, REAL *scratch, int nbuf, c
 					for (int jj = 0; jj < nk; jj++)
 						p[jj] = mm_att_allowed(bd, bi, i, lo + jj) ? p[jj] : -INFINITY;
 				}
-				REAL *pa = p + (a - lo), *da = di + (a - lo);
-				int n = e - a, j = 0;
-				MM_EXP_UNMASKED(pa, n, ls[i]);
-				for (; j + 8 <= n; j += 8) // 8 lanes in a fixed order, as in softmax_masked
-					for (int l = 0; l < 8; l++)
-						lane[l] += pa[j + l] * da[j + l];
-				for (; j < n; j++)
-					pdp += pa[j] * da[j];
-				for (int l = 0; l < 8; l++)
-					pdp += lane[l];
-				for (j = 0; j < n; j++)
-					da[j] = pa[j] * (da[j] - pdp) * scale;
+				att_grad_row(p + (a - lo), di + (a - lo), e - a, ls[i], scale);
 			}
 			MM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1, pb, nk, gb, D, 1,
 				dv + w.base + (size_t)lo * D, D);
