@@ -90,12 +90,19 @@ static void print_read(FILE *f, const struct eval_report *r)
 		fprintf(f, ", %.3g after the noise shift", r->read_level);
 }
 
+static void print_read_draws(FILE *f, const struct eval_report *r)
+{
+	print_read(f, r);
+	if (r->read_draws > 1)
+		fprintf(f, ", %d draws averaged", r->read_draws);
+}
+
 static void table_classes(FILE *f, const struct eval_report *r)
 {
 	const mm_eval_cls *c = &r->cls;
 	fprintf(f, "\nClassification (%s; %d classes, %llu labelled images, %llu caption pairs of no class; ", r->weights,
 		c->n, (unsigned long long)c->images, (unsigned long long)c->unmatched);
-	print_read(f, r);
+	print_read_draws(f, r);
 	fputs(")\n", f);
 	fprintf(f, "  %-35s%11.2f%%\n", "by caption likelihood", pct(c->correct, c->images));
 	if (c->greedy)
@@ -232,6 +239,7 @@ static json_t *json_classes(const struct eval_report *r)
 			      "images", cnt(c->images), "unmatched", cnt(c->unmatched));
 	json_object_set_new(o, "read_t", num(r->read_t));
 	json_object_set_new(o, "read_level", num(r->read_level));
+	json_object_set_new(o, "read_draws", json_integer(r->read_draws));
 	json_object_set_new(o, "correct", cnt(c->correct));
 	json_object_set_new(o, "accuracy", num(c->images ? (double)c->correct / (double)c->images : NAN));
 	json_object_set_new(o, "confusion", matrix(c->confusion, c->n, c->n));

@@ -20,6 +20,7 @@ struct eval_report {
 	int has_cls;
 	double read_t;                  // noise level of the classified images (--read-t)
 	double read_level;              // read_t after the model's noise shift (mm_read_level)
+	int read_draws;                 // reads of each classified image, scores averaged
 	mm_eval_cls cls;
 	int has_t2i;
 	mm_eval_t2i t2i;

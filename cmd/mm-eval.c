@@ -22,11 +22,11 @@ static struct {
 	struct opt_list data, reference;
 	char *model, *classes, *samples, *json_file, *bpd_t1, *captions, *t2i, *compare;
 	int ema, bpd, bpd_uncond, no_losses, json, help, pmi;
-	long long max_docs, batch, buckets, bpd_samples, per_class, steps, seed, threads, per_caption;
+	long long max_docs, batch, buckets, bpd_samples, per_class, steps, seed, threads, per_caption, read_draws;
 	long long compare_rows, compare_scale;
 	double bpd_t0, cfg, read_t, cfg_interval[2];
 } o = {.batch = 32, .buckets = 10, .bpd_samples = 10, .bpd_t0 = 1e-3, .steps = 50, .cfg = 2, .cfg_interval = {MM_CFG_FROM, 1},
-       .seed = 1, .read_t = 0.9, .per_caption = 1, .compare_rows = 24, .compare_scale = 2};
+       .seed = 1, .read_t = 0.9, .read_draws = 1, .per_caption = 1, .compare_rows = 24, .compare_scale = 2};
 
 #define BIG 1e18
 static double t1 = 0;                // --bpd-t1, 0 for auto
@@ -75,6 +75,7 @@ static struct opt table[] = {
 	OPT_HEAD("Classes"),
 	{"classes", OPT_STR, &o.classes, "FILE", .help = "class captions, one a line: classify the labelled images"},
 	{"read-t", OPT_FLOAT, &o.read_t, "T", .help = "noise level of the images to caption, 0 < T <= 1, 1 = clean", 1e-6, 1},
+	{"read-draws", OPT_INT, &o.read_draws, "K", .help = "read each image K times, each with its own noise, and\naverage a caption's log-probabilities", 1, MM_EVAL_MAX_DRAWS},
 	{"per-class", OPT_INT, &o.per_class, "N", .help = "also generate N images per caption and classify them", 0, 1000000},
 	{"sampler", OPT_CHOICE, &sampler, NULL, .help = "ODE sampler of the generated images",
 	 .choices = mm_ode_names},
@@ -126,6 +127,10 @@ static void parse(int argc, char **argv)
 		die_usage("--compare needs --t2i");
 	if (o.pmi && !o.captions)
 		die_usage("--pmi needs --captions");
+	if (o.read_draws > 1 && !o.classes)
+		die_usage("--read-draws needs --classes");
+	if (o.read_draws > 1 && o.captions)
+		die_usage("--read-draws applies to --classes; caption retrieval reads each image once");
 }
 
 static void progress(void *ctx, const char *stage, uint64_t done, uint64_t total)
@@ -180,8 +185,8 @@ static void load(struct eval_report *r)
 	mm_eval_opts_default(&eo);
 	eo.batch = (int)o.batch, eo.max_docs = (uint64_t)o.max_docs, eo.seed = (uint64_t)o.seed;
 	eo.buckets = (int)o.buckets, eo.bpd_samples = (int)o.bpd_samples;
-	eo.bpd_t0 = o.bpd_t0, eo.bpd_uncond = o.bpd_uncond, eo.read_t = o.read_t;
-	r->read_t = o.read_t, r->read_level = mm_read_level(run.cfg, (float)o.read_t);
+	eo.bpd_t0 = o.bpd_t0, eo.bpd_uncond = o.bpd_uncond, eo.read_t = o.read_t, eo.read_draws = (int)o.read_draws;
+	r->read_t = o.read_t, r->read_level = mm_read_level(run.cfg, (float)o.read_t), r->read_draws = (int)o.read_draws;
 	if (t1)
 		eo.bpd_t1 = t1, eo.bpd_auto = 0;
 	r->bpd_auto = eo.bpd_auto;

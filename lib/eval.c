@@ -22,6 +22,7 @@ void mm_eval_opts_default(mm_eval_opts *o)
 	o->bpd_t1 = 0.999;
 	o->bpd_auto = 1;
 	o->read_t = 0.9;
+	o->read_draws = 1;
 }
 
 static int check_opts(const mm_eval_opts *o)
@@ -38,6 +39,8 @@ static int check_opts(const mm_eval_opts *o)
 			       o->bpd_t0, o->bpd_t1);
 	if (!(o->read_t > 0 && o->read_t <= 1))
 		return mm_fail(MM_EINVAL, "eval: images read at noise level %g, not in (0, 1]", o->read_t);
+	if (o->read_draws < 1 || o->read_draws > MM_EVAL_MAX_DRAWS)
+		return mm_fail(MM_EINVAL, "eval: images read %d times, not in [1, %d]", o->read_draws, MM_EVAL_MAX_DRAWS);
 	return 0;
 }
 
@@ -430,14 +433,18 @@ int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8
 {
 	if (!e->P)
 		return mm_fail(MM_EINVAL, "eval: the model reads no images");
-	size_t total = (size_t)n * c->n, np = (size_t)e->NP * e->P;
+	int K = e->o.read_draws;
+	size_t per = (size_t)n * c->n, total = per * K, np = (size_t)e->NP * e->P;
 	ev_seq *s = calloc(total ? total : 1, sizeof *s);
-	if (!s)
+	double *sum = calloc(per ? per : 1, sizeof *sum);
+	if (!s || !sum) {
+		free(s), free(sum);
 		return mm_fail(MM_ENOMEM, "out of memory");
+	}
 	float t = mm_read_level(mm_model_config(m), (float)e->o.read_t);
-	for (size_t k = 0; k < total; k++) {
-		size_t i = k / c->n, j = k % c->n;
-		s[k] = (ev_seq){.px = px + i * np, .t = t, .seed = e->o.seed ^ MM_EVAL_READ_TAG,
+	for (size_t k = 0; k < total; k++) { // draw d = k / per: all of draw 0 first
+		size_t d = k / per, i = k % per / c->n, j = k % c->n;
+		s[k] = (ev_seq){.px = px + i * np, .t = t, .seed = e->o.seed ^ MM_EVAL_READ_TAG ^ (d * MM_EVAL_DRAW_STEP),
 				.stream = index0 + i, .suf = c->tok[j], .nsuf = (int)c->ntok[j], .eos = 1};
 	}
 	int rc = 0;
@@ -447,14 +454,16 @@ int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8
 			break;
 		for (int q = 0; q < k; q++) {
 			const ev_seq *sq = &s[done + q];
-			double sum = 0;
+			double lp = 0;
 			for (int j = 0; j <= sq->nsuf; j++)
-				sum += ev_logprob(e, m, sq->at + e->NP + 2 + j);
-			ll[done + q] = sum;
+				lp += ev_logprob(e, m, sq->at + e->NP + 2 + j);
+			sum[(done + q) % per] += lp; // in draw order
 		}
 		done += (size_t)k;
 	}
-	free(s);
+	for (size_t k = 0; k < per && !rc; k++)
+		ll[k] = K == 1 ? sum[k] : sum[k] / K;
+	free(s), free(sum);
 	return rc;
 }
 

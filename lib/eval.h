@@ -22,8 +22,11 @@
 // The image is read at noise level read_t (0.9 by default) shifted by the model's noise shift
 // (mm_read_level, model.h: 0.9 stays 0.9 at 28x28x1, becomes 0.694 at 64x64x3),
 // z = t x + (1 - t) eps, because training shows an image before its caption noised (t in
-// [0.5, 1), mm-train --image-first, drawn with the shift) and never clean; image k of a call draws eps from mm_rng (seed ^ MM_EVAL_READ_TAG, index0 + k),
-// one normal per value in patch order, and the greedy captioner reads the same z.
+// [0.5, 1), mm-train --image-first, drawn with the shift) and never clean; image k of a call
+// draws eps from mm_rng (seed ^ MM_EVAL_READ_TAG, index0 + k), one normal per value in patch
+// order, and the greedy captioner reads the same z. With read_draws = K > 1 the image is read K
+// times, draw d's eps from the seed ^ MM_EVAL_READ_TAG ^ d x MM_EVAL_DRAW_STEP (draw 0 the one
+// above), and a caption's score is the mean of its K log-probabilities.
 //
 // Determinism: every figure depends on the shards, the model, the options and the seed, and
 // is the same from run to run at the same thread count (OpenBLAS splits products by thread count).
@@ -41,6 +44,8 @@
 #define MM_EVAL_MAX_BUCKETS 1000
 #define MM_BPD_MAX_CUTS 12
 #define MM_EVAL_READ_TAG UINT64_C(0x7265616420696d67) // seed tag of the classified images' eps
+#define MM_EVAL_DRAW_STEP UINT64_C(0x9e3779b97f4a7c15)  // seed step from one read draw to the next
+#define MM_EVAL_MAX_DRAWS 64
 
 typedef struct mm_eval_opts {
 	int batch;           // rows of T positions per model call (32)
@@ -55,6 +60,8 @@ typedef struct mm_eval_opts {
 	int bpd_uncond;      // 1: images alone, without the text before them (0)
 	double read_t;       // noise level (0, 1] at which classified images are read, before the
 			     // model's noise shift (0.9; 1: clean)
+	int read_draws;      // classification: each image read this many times, each with its own
+			     // eps, a caption's log-probabilities averaged (1, at most MM_EVAL_MAX_DRAWS)
 	// Called from the calling thread after each model call (NULL: none); total 0 if unknown.
 	void (*progress)(void *ctx, const char *stage, uint64_t done, uint64_t total);
 	void *progress_ctx;
@@ -133,7 +140,8 @@ int mm_eval_classes_load(mm_eval_classes *c, const char *path, const mm_tokenize
 void mm_eval_classes_free(mm_eval_classes *c);
 
 // Log-likelihood of every class caption after each of n images (pixels in patch order,
-// NP * P bytes each; image k read at read_t with the eps of stream index0 + k): ll (n, c->n).
+// NP * P bytes each; image k read at read_t with the eps of stream index0 + k, or the mean over
+// read_draws reads): ll (n, c->n).
 // The sequences of all candidates are packed into rows of one batch and scored by
 // mm_model_forward.
 int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8_t *px, int n, uint64_t index0,

@@ -154,6 +154,8 @@ int mm_eval_retrieve_captions(mm_eval *e, mm_model *m, const mm_eval_classes *c,
 		return mm_fail(MM_EINVAL, "eval: the model reads no images");
 	if (slots < 1 || slots > 4096)
 		return mm_fail(MM_EINVAL, "eval: %d slots not in [1, 4096]", slots);
+	if (e->o.read_draws != 1)
+		return mm_fail(MM_EINVAL, "eval: caption retrieval reads each image once, not %d times", e->o.read_draws);
 	if (c->max_tok + 1 + e->NP + 3 > e->T)
 		return mm_fail(MM_ERANGE, "eval: a caption of %d tokens after an image does not fit rows of %d",
 			       c->max_tok, e->T);

@@ -332,6 +332,31 @@ static void test_classes(mm_model *m, mm_model *m1)
 	CHECK_OK(mm_eval_score(en, m, &c, px, N, 41, l2)); // other draws, other scores
 	CHECK(memcmp(l2, lt, sizeof lt) != 0);
 	mm_eval_close(en);
+	// Three reads of each image: the mean of the three log-probabilities, draw d's eps from
+	// seed ^ tag ^ d x step (draw 0 the single read's).
+	o.read_draws = 3;
+	en = open_eval(&o);
+	double l3[N * 3];
+	CHECK_OK(mm_eval_score(en, m, &c, px, N, 40, l3));
+	for (int i = 0; i < N; i++) {
+		for (int j = 0; j < 3; j++) {
+			double ref = 0;
+			for (uint64_t d = 0; d < 3; d++) {
+				mm_rng g;
+				mm_rng_seed(&g, 9 ^ MM_EVAL_READ_TAG ^ (d * MM_EVAL_DRAW_STEP), 40 + (uint64_t)i);
+				ref += caption_logprob(m1, px + i * NP * P, 0.75f, &g, &c, j);
+			}
+			ref /= 3;
+			CHECK_MSG(fabs(l3[i * 3 + j] - ref) < 1e-4, "3 reads, image %d class %d: %.6f vs %.6f", i, j,
+				  l3[i * 3 + j], ref);
+			CHECK(l3[i * 3 + j] != lt[i * 3 + j]);
+		}
+	}
+	mm_eval_ret rr;
+	CHECK(mm_eval_retrieve_captions(en, m, &c, 2, 0, &rr) == -MM_EINVAL);
+	CHECK(strstr(mm_errmsg(), "once") != NULL);
+	mm_eval_close(en);
+	o.read_draws = 1;
 	CHECK_OK(mm_eval_score(e, m, &c, px, N, 0, ll));
 	CHECK(memcmp(ll, lt, sizeof lt) != 0);
 	int best[N];
@@ -731,6 +756,11 @@ static void test_refusals(void)
 		CHECK(mm_eval_open(&e, &shard, 1, &cfg, tok, &o) == -MM_EINVAL && strstr(mm_errmsg(), "noise level"));
 	}
 	o.read_t = 0.9;
+	for (int k = 0; k < 2; k++) {
+		o.read_draws = (int[]){0, MM_EVAL_MAX_DRAWS + 1}[k];
+		CHECK(mm_eval_open(&e, &shard, 1, &cfg, tok, &o) == -MM_EINVAL && strstr(mm_errmsg(), "times"));
+	}
+	o.read_draws = 1;
 
 	mm_eval_classes c;
 	const char *bad[][2] = {{"a\n\nb\n", "empty"}, {"a\nb\na\n", "repeats"}, {"a\n", "at least 2"},

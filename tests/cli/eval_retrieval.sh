@@ -32,6 +32,10 @@ mm-eval --model run --data test-00000.mms --max-docs 20 --no-losses --captions $
 	--threads 2 2>/dev/null | grep -o '"[a-z0-9_]*_pmi":' | tr '\n' ' '; echo
 rc=0; mm-eval --model run --data test-00000.mms --pmi 2>err.txt || rc=$?
 head -n 1 err.txt; echo "exit $rc"
+for a in "--read-draws 2" "--read-draws 2 --classes $F/labels.txt --captions $F/labels.txt"; do
+	rc=0; mm-eval --model run --data test-00000.mms $a 2>err.txt || rc=$?
+	head -n 1 err.txt; echo "exit $rc"
+done
 E="--model run --data test-00000.mms --max-docs 20 --no-losses --t2i $F/labels.txt --reference train-00000.mms --steps 4"
 mm-eval $E --threads 2 --json --compare cmp.png >a.json 2>/dev/null
 mm-eval $E --threads 2 --json >b.json 2>/dev/null
