@@ -82,19 +82,15 @@ static void table_bpd(FILE *f, const struct eval_report *r)
 		fprintf(f, "  %12g %12.4f %9.4f %14.3g\n", b->cut_t1[c], b->cut_total[c], b->cut_se[c], b->cut_recon[c]);
 }
 
-// ", images read at t = 0.9" and, where the noise shift moves it, ", 0.694 after the noise shift".
-static void print_read(FILE *f, const struct eval_report *r)
+// "images read at t = 0.9", where the noise shift moves it ", 0.694 after the noise shift", and
+// for more than one draw ", 4 draws averaged".
+static void print_read(FILE *f, const struct eval_report *r, int draws)
 {
 	fprintf(f, "images read at t = %g", r->read_t);
 	if ((float)r->read_level != (float)r->read_t)
 		fprintf(f, ", %.3g after the noise shift", r->read_level);
-}
-
-static void print_read_draws(FILE *f, const struct eval_report *r)
-{
-	print_read(f, r);
-	if (r->read_draws > 1)
-		fprintf(f, ", %d draws averaged", r->read_draws);
+	if (draws > 1)
+		fprintf(f, ", %d draws averaged", draws);
 }
 
 static void table_classes(FILE *f, const struct eval_report *r)
@@ -102,7 +98,7 @@ static void table_classes(FILE *f, const struct eval_report *r)
 	const mm_eval_cls *c = &r->cls;
 	fprintf(f, "\nClassification (%s; %d classes, %llu labelled images, %llu caption pairs of no class; ", r->weights,
 		c->n, (unsigned long long)c->images, (unsigned long long)c->unmatched);
-	print_read_draws(f, r);
+	print_read(f, r, r->read_draws);
 	fputs(")\n", f);
 	fprintf(f, "  %-35s%11.2f%%\n", "by caption likelihood", pct(c->correct, c->images));
 	if (c->greedy)
@@ -130,7 +126,7 @@ static void table_ret(FILE *f, const struct eval_report *r)
 	fprintf(f, "\nCaption retrieval (%s; %llu images ranked among the %d captions of %s, %llu caption pairs "
 		   "not in the list; ",
 		r->weights, (unsigned long long)t->images, t->n, r->captions_file, (unsigned long long)t->unmatched);
-	print_read(f, r);
+	print_read(f, r, 1);
 	fputs(")\n", f);
 	fprintf(f, "  %-35s%11.2f%%\n", "top-1", pct(t->top1, t->images));
 	fprintf(f, "  %-35s%11.2f%%\n", "top-5", pct(t->top5, t->images));

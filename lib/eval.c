@@ -436,11 +436,10 @@ int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8
 	int K = e->o.read_draws;
 	size_t per = (size_t)n * c->n, total = per * K, np = (size_t)e->NP * e->P;
 	ev_seq *s = calloc(total ? total : 1, sizeof *s);
-	double *sum = calloc(per ? per : 1, sizeof *sum);
-	if (!s || !sum) {
-		free(s), free(sum);
+	if (!s)
 		return mm_fail(MM_ENOMEM, "out of memory");
-	}
+	for (size_t k = 0; k < per; k++)
+		ll[k] = 0;
 	float t = mm_read_level(mm_model_config(m), (float)e->o.read_t);
 	for (size_t k = 0; k < total; k++) { // draw d = k / per: all of draw 0 first
 		size_t d = k / per, i = k % per / c->n, j = k % c->n;
@@ -457,13 +456,13 @@ int mm_eval_score(mm_eval *e, mm_model *m, const mm_eval_classes *c, const uint8
 			double lp = 0;
 			for (int j = 0; j <= sq->nsuf; j++)
 				lp += ev_logprob(e, m, sq->at + e->NP + 2 + j);
-			sum[(done + q) % per] += lp; // in draw order
+			ll[(done + q) % per] += lp; // in draw order
 		}
 		done += (size_t)k;
 	}
 	for (size_t k = 0; k < per && !rc; k++)
-		ll[k] = K == 1 ? sum[k] : sum[k] / K;
-	free(s), free(sum);
+		ll[k] /= K; // exact for K = 1
+	free(s);
 	return rc;
 }
 
