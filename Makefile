@@ -218,6 +218,9 @@ EXP_LR ?= 1e-3
 EXP_WARMUP ?= 200
 EXP_EMA ?= 0.999
 EXP_IMAGE_FIRST ?= 0.5
+# an image before its caption at t' in [0.75, 1] (mm-train's default: [0.5, 1]): captioning 90.06%
+# against 89.11% in the hour (README)
+EXP_IMAGE_FIRST_T ?= 0.75
 EXP_THREADS ?= 2
 EXP_TRAIN_ARGS ?=
 EXP_EVAL_DOCS ?= 0
@@ -246,7 +249,7 @@ experiment-fashion: all
 	cmd/mm-train --data '$(EXP)/train-*.mms' --tokenizer $(EXP)/tok.bin --dim $(EXP_DIM) --layers $(EXP_LAYERS) \
 		--heads $(EXP_HEADS) --seq-len $(EXP_SEQ) --batch $(EXP_BATCH) --steps $(EXP_STEPS) --lr $(EXP_LR) \
 		--warmup $(EXP_WARMUP) --ema $(EXP_EMA) --threads $(EXP_THREADS) --log-every 50 \
-		--image-first $(EXP_IMAGE_FIRST) --ckpt-every 1000 $(EXP_TRAIN_ARGS) \
+		--image-first $(EXP_IMAGE_FIRST) --image-first-t $(EXP_IMAGE_FIRST_T) --ckpt-every 1000 $(EXP_TRAIN_ARGS) \
 		--out $(EXP)/run && \
 	echo "training: $$(( $$(date +%s) - start )) s" > $(EXP)/times.txt
 	$(MAKE) --no-print-directory fashion-eval

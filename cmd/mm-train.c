@@ -22,7 +22,7 @@ static mm_train_settings o = {
 	.dim = 256, .layers = 6, .heads = 4, .mlp = 0, .bottleneck = 0, .qk_norm = 1, .seq_len = 128,
 	.image_weight = 5, .steps = 0, .epochs = 0, .batch = 32, .lr = 5e-4, .min_lr = 5e-5,
 	.warmup = 100, .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .clip = 1.0, .ema = 0,
-	.cfg_drop = 0.1, .image_first = 0.2, .seed = 1,
+	.cfg_drop = 0.1, .image_first = 0.2, .image_first_t = MM_T_IMAGE_FIRST, .seed = 1,
 };
 static struct {
 	struct opt_list data, val;
@@ -64,6 +64,7 @@ static struct opt table[] = {
 	{"ema", OPT_FLOAT, &o.ema, "D", .help = "keep an EMA of the weights with decay D; 0: off", 0, 0.999999999, .saved = 1},
 	{"cfg-drop", OPT_FLOAT, &o.cfg_drop, "P", .help = "probability of dropping a caption", 0, 1, .saved = 1},
 	{"image-first", OPT_FLOAT, &o.image_first, "P", .help = "probability of image-then-caption order", 0, 1, .saved = 1},
+	{"image-first-t", OPT_FLOAT, &o.image_first_t, "T", .help = "an image before its caption has its noise level mapped into [T, 1]", 0, 1, .saved = 1},
 	{"seed", OPT_INT, &o.seed, "S", .help = "seed of initialisation, shuffling and noise", 0, BIG, .saved = 1},
 	{"threads", OPT_INT, &c.threads, "N", .help = "OpenMP and OpenBLAS threads; 0: all processors", 0, 4096},
 	OPT_HEAD("Output"),

@@ -48,6 +48,7 @@ void mm_loader_opts_init(mm_loader_opts *o)
 	memset(o, 0, sizeof *o);
 	o->image_first = 0.2;
 	o->cfg_drop = 0.1;
+	o->first_t = MM_T_IMAGE_FIRST;
 	o->t_mu = MM_T_MU;
 	o->t_sigma = MM_T_SIGMA;
 	o->world = 1;
@@ -203,6 +204,9 @@ static int check_opts(const mm_loader_opts *o)
 	if (!(o->image_first >= 0 && o->image_first <= 1) || !(o->cfg_drop >= 0 && o->cfg_drop <= 1))
 		return mm_fail(MM_EINVAL, "loader: probabilities must lie in [0, 1] (image first %g, drop %g)",
 			       o->image_first, o->cfg_drop);
+	if (!(o->first_t >= 0 && o->first_t <= 1))
+		return mm_fail(MM_EINVAL, "loader: the level of an image before its caption must lie in [0, 1], not %g",
+			       o->first_t);
 	if (!(o->val_t <= 1))
 		return mm_fail(MM_EINVAL, "loader: fixed noise level %g is above 1", o->val_t);
 	if (!isfinite(o->t_mu) || !isfinite(o->t_sigma) || o->t_sigma < 0)
@@ -462,8 +466,10 @@ static int load_doc(mm_loader *l, uint64_t g, uint64_t p)
 			l->order[0] = (uint32_t)(img_first ? ii : ti);
 			l->order[1] = (uint32_t)(img_first ? ti : ii);
 		}
-		if (img_first) // Mapped, not clamped: a clamp would put most of the mass at t = 0.5.
-			l->seg_t[ii] = MM_T_IMAGE_FIRST + (1 - MM_T_IMAGE_FIRST) * l->seg_t[ii];
+		if (img_first) { // Mapped, not clamped: a clamp would put most of the mass at first_t.
+			float lo = (float)l->o.first_t;
+			l->seg_t[ii] = lo + (1 - lo) * l->seg_t[ii];
+		}
 	}
 	l->len = 2;
 	for (uint32_t k = 0; k < l->n_order; k++) {

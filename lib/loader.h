@@ -15,8 +15,9 @@
 // Caption pairs (a document of exactly one non-empty text segment and one image, in either
 // order): with probability cfg_drop the caption is dropped (the document is the image alone,
 // for classifier-free guidance); otherwise, with probability image_first, the image comes
-// first and its noise level is mapped into [0.5, 1] (t' = 0.5 + 0.5 t, 0.5 = MM_T_IMAGE_FIRST,
-// so the caption after it reads a recognisable image and t keeps a continuous distribution);
+// first and its noise level is mapped into [first_t, 1] (t' = first_t + (1 - first_t) t; by
+// default first_t = MM_T_IMAGE_FIRST = 0.5), so the caption after it reads a recognisable image
+// and t keeps a continuous distribution);
 // otherwise the caption comes first. Other documents keep their order.
 //
 // Noise: per image t = sigmoid(t_mu + t_sigma * n), n ~ N(0, 1); x = pixel / 127.5 - 1;
@@ -60,6 +61,7 @@ typedef struct mm_loader_opts {
 	uint64_t seed;        // shuffle, caption order and drop, noise (training mode only)
 	double image_first;   // probability of image-then-caption for a caption pair (0.2)
 	double cfg_drop;      // probability that a caption pair loses its caption (0.1)
+	double first_t;       // an image before its caption: t mapped into [first_t, 1] (MM_T_IMAGE_FIRST)
 	double t_mu, t_sigma; // logit-normal noise level (MM_T_MU, MM_T_SIGMA: -0.8, 0.8)
 	int rank, world;      // data-parallel slice (0, 1)
 	int validation;       // 1: validation mode (see above)

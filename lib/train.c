@@ -24,6 +24,7 @@ int mm_train_open(mm_trainer *tr, const mm_train_settings *s, const mm_train_dis
 	lo.seed = (uint64_t)s->seed;
 	lo.cfg_drop = s->cfg_drop;
 	lo.image_first = s->image_first;
+	lo.first_t = s->image_first_t;
 	lo.rank = d->rank; // data parallel: each rank reads its own slice, validation included
 	lo.world = d->world;
 	int rc = mm_loader_open(&tr->train, data, n_data, &lo);

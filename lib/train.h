@@ -26,7 +26,7 @@ typedef struct mm_train_settings {
 	double lr, min_lr;
 	long long warmup;
 	double weight_decay, beta1, beta2, clip, ema; // clip 0: off; ema 0: no EMA weights
-	double cfg_drop, image_first;                 // the loader's caption pairs (loader.h)
+	double cfg_drop, image_first, image_first_t;  // the loader's caption pairs (loader.h: first_t)
 	long long seed;
 } mm_train_settings;
 

@@ -460,6 +460,46 @@ static void test_captions(void)
 	}
 }
 
+// --image-first-t: an image before its caption has t' = T + (1 - T) t, t drawn as for the
+// others; the default T = 0.5 gives the very bytes of the batches it gave before the option.
+static void test_first_t(void)
+{
+	const char *pattern = "cap.mms"; // test_captions's shard: half of 3,000 stored image first
+	mm_loader_opts o;
+	mm_loader_opts_init(&o);
+	CHECK(o.first_t == 0.5);
+	o.batch = 8, o.seq_len = 32, o.seed = 3, o.image_first = 0.5, o.first_t = 0.8;
+	mm_loader *l = NULL;
+	CHECK_OK(mm_loader_open(&l, &pattern, 1, &o));
+	if (!l)
+		return;
+	mm_batch b;
+	CHECK_OK(mm_loader_batch_alloc(l, &b));
+	int n = 0, below = 0;
+	double lt = 0, lt2 = 0;
+	for (int k = 0; k < 100; k++) {
+		CHECK(mm_loader_next(l, &b) > 0);
+		for (int i = 0; i + 7 < b.B * b.T; i++) {
+			if (b.token[i] != MM_TOK_BOS || b.token[i + 1] != MM_TOK_BOI || b.token[i + 7] != 300)
+				continue;
+			float t = b.t[i + 2];
+			below += t < 0.8f;
+			double u = (t - 0.8) / 0.2; // the level drawn before the mapping
+			if (u > 0 && u < 1)
+				lt += log(u / (1 - u)), lt2 += log(u / (1 - u)) * log(u / (1 - u)), n++;
+		}
+	}
+	CHECK_EQ_INT(below, 0);
+	CHECK_MSG(n > 300, "%d images before their caption", n);
+	double m = lt / n, sd = sqrt(lt2 / n - m * m);
+	CHECK_MSG(fabs(m + 0.8) < 0.1 && fabs(sd - 0.8) < 0.08, "logit of the drawn level: mean %g sd %g", m, sd);
+	mm_batch_free(&b);
+	mm_loader_close(l);
+	o.first_t = 1.5; // out of range: refused
+	l = NULL;
+	CHECK(mm_loader_open(&l, &pattern, 1, &o) == -MM_EINVAL);
+}
+
 // A loader set to a saved state gives, bit for bit, the batches the original gives next.
 static void test_resume(void)
 {
@@ -662,6 +702,7 @@ int main(void)
 	test_cutting();
 	test_shuffle_and_ranks();
 	test_captions();
+	test_first_t();
 	test_resume();
 	test_validation();
 	test_refusals();

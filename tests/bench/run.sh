@@ -23,7 +23,8 @@
 #                (BOS, text, BOI, 49 patches, EOI; 2,048 positions a step), mm against PyTorch at
 #                each length, and mm's rate on text documents of 1,024 positions as a share of
 #                its rate on text documents of 64 (the same work per position but attention's); then the peak
-#                RSS of a step at rows of 1,024 and batch 16 against the analytic figure
+#                RSS of a step at rows of 1,024 and batch 16 against the analytic figure; and
+#                sampling images/s after a prefix that makes documents of 64 to 1,024 positions
 #                (BENCH_LONG=0 skips this part)
 #   colour       64x64x3 images in patches of 8 and of 4: training positions/s and sampling
 #                images/s (10 Heun steps), mm against PyTorch (BENCH_COLOUR=0 skips this part)
@@ -158,6 +159,26 @@ if [ "$LONG" = 1 ]; then
 		"$bin/bench_model" $TH 2 1 972 2 text > "$tmp/bt1024.out"
 		val positions_per_s "$tmp/bt1024.out" >> "$tmp/text1024"
 	done
+	# sampling after a prefix: a document of T positions is BOS, T - 52 text tokens, BOI and 49
+	# patches (the last, EOI, is not generated); mm-sample's prompt is T - 52 '#', one token each
+	# ('#' is not in the text the tokenizer learned from, so no merge holds it); 4 images, 10 Heun
+	# steps, guidance 2 at every call, against bench_sample.py with a caption of T - 52 tokens
+	rm -rf "$tmp/run1024"
+	cmd/mm-train --data "$tmp/fm-00000.mms" --tokenizer "$tmp/tok.bin" $REF --seq-len 1024 --batch 2 \
+		--steps 1 --threads $TH --out "$tmp/run1024" 2>/dev/null
+	for T in 64 128 256 512 1024; do
+		: > "$tmp/ls$T.ours"; : > "$tmp/ls$T.peer"
+		prompt=$(printf '%*s' $((T - 52)) '' | tr ' ' '#')
+		for i in $(seq "$RUNS"); do
+			rm -rf "$tmp/smp"
+			cmd/mm-sample --model "$tmp/run1024" --prompt "$prompt" --image -o "$tmp/smp" -n 4 --batch 4 \
+				--steps 10 --cfg 2 --cfg-interval 0,1 --max-tokens 0 --threads $TH > /dev/null 2> "$tmp/ms.err"
+			imgs_per_s "$tmp/ms.err" >> "$tmp/ls$T.ours"
+			$PY tests/ref/bench_sample.py --threads $TH --images 4 --steps 10 --cfg 2 --caption $((T - 52)) \
+				> "$tmp/bs.out" 2>/dev/null
+			val images_per_s "$tmp/bs.out" >> "$tmp/ls$T.peer"
+		done
+	done
 	"$bin/bench_model" $TH 2 1 972 16 > "$tmp/b16.out"
 	val peak_rss_mib "$tmp/b16.out" > "$tmp/rss1024"
 	val analytic_mib "$tmp/b16.out" > "$tmp/analytic1024"
@@ -265,6 +286,9 @@ echo "$analytic" > "$tmp/analytic"
 	if [ "$LONG" = 1 ]; then
 		for T in 64 128 256 512 1024; do
 			row "training, rows of $T positions, positions/s" "pos/s" "$tmp/long$T.ours" "$tmp/long$T.peer" ">= 2" higher "PyTorch"
+		done
+		for T in 64 128 256 512 1024; do
+			row "sampling after $((T - 52)) text tokens (documents of $T), 10 Heun steps, images/s" "img/s" "$tmp/ls$T.ours" "$tmp/ls$T.peer" ">= 2" higher "PyTorch"
 		done
 		row "training, text documents of 1,024 positions over 64 (mm)" "pos/s" "$tmp/text1024" "$tmp/text64" ">= 0.8" higher "documents of 64"
 		row "training step at rows of 1,024, batch 16: peak RSS, MiB" "MiB" "$tmp/rss1024" "$tmp/analytic1024" "<= 4096 MiB" lower "analytic"
