@@ -461,7 +461,7 @@ static void test_captions(void)
 }
 
 // --image-first-t: an image before its caption has t' = T + (1 - T) t, t drawn as for the
-// others; the default T = 0.5 gives the very bytes of the batches it gave before the option.
+// others; the default is 0.5 (the goldens of the other tests hold its batches to their bytes).
 static void test_first_t(void)
 {
 	const char *pattern = "cap.mms"; // test_captions's shard: half of 3,000 stored image first

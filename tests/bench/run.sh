@@ -51,6 +51,19 @@ note() { printf '%s\n' "$*" >&2; }
 val() { sed -n "s/.*$1=\([0-9.e+-]*\).*/\1/p" "$2" | tail -n 1; }
 # the images/s of mm-sample's last progress line in a file
 imgs_per_s() { sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p' "$1" | tail -n 1; }
+# one pair of sampling runs, 4 images, 10 Heun steps, guidance 2 at every call: mm-sample on a
+# model after a prompt, then bench_sample.py with the rest of the arguments; images/s appended
+# to the two files
+sample_pair() { # ours-file peer-file model prompt bench_sample.py-args...
+	local ours=$1 peer=$2 model=$3 prompt=$4
+	shift 4
+	rm -rf "$tmp/smp"
+	cmd/mm-sample --model "$model" --prompt "$prompt" --image -o "$tmp/smp" -n 4 --batch 4 --steps 10 \
+		--cfg 2 --cfg-interval 0,1 --max-tokens 0 --threads $TH > /dev/null 2> "$tmp/ms.err"
+	imgs_per_s "$tmp/ms.err" >> "$ours"
+	$PY tests/ref/bench_sample.py --threads $TH --images 4 --steps 10 --cfg 2 "$@" > "$tmp/bs.out" 2>/dev/null
+	val images_per_s "$tmp/bs.out" >> "$peer"
+}
 # median, min and max of the numbers in a file, one a line
 stats() { sort -g "$1" | awk '{a[NR] = $1} END {printf "%s %s %s\n", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
 
@@ -161,8 +174,8 @@ if [ "$LONG" = 1 ]; then
 	done
 	# sampling after a prefix: a document of T positions is BOS, T - 52 text tokens, BOI and 49
 	# patches (the last, EOI, is not generated); mm-sample's prompt is T - 52 '#', one token each
-	# ('#' is not in the text the tokenizer learned from, so no merge holds it); 4 images, 10 Heun
-	# steps, guidance 2 at every call, against bench_sample.py with a caption of T - 52 tokens
+	# ('#' is not in the text the tokenizer learned from, so no merge holds it), against
+	# bench_sample.py with a caption of T - 52 tokens
 	rm -rf "$tmp/run1024"
 	cmd/mm-train --data "$tmp/fm-00000.mms" --tokenizer "$tmp/tok.bin" $REF --seq-len 1024 --batch 2 \
 		--steps 1 --threads $TH --out "$tmp/run1024" 2>/dev/null
@@ -170,13 +183,7 @@ if [ "$LONG" = 1 ]; then
 		: > "$tmp/ls$T.ours"; : > "$tmp/ls$T.peer"
 		prompt=$(printf '%*s' $((T - 52)) '' | tr ' ' '#')
 		for i in $(seq "$RUNS"); do
-			rm -rf "$tmp/smp"
-			cmd/mm-sample --model "$tmp/run1024" --prompt "$prompt" --image -o "$tmp/smp" -n 4 --batch 4 \
-				--steps 10 --cfg 2 --cfg-interval 0,1 --max-tokens 0 --threads $TH > /dev/null 2> "$tmp/ms.err"
-			imgs_per_s "$tmp/ms.err" >> "$tmp/ls$T.ours"
-			$PY tests/ref/bench_sample.py --threads $TH --images 4 --steps 10 --cfg 2 --caption $((T - 52)) \
-				> "$tmp/bs.out" 2>/dev/null
-			val images_per_s "$tmp/bs.out" >> "$tmp/ls$T.peer"
+			sample_pair "$tmp/ls$T.ours" "$tmp/ls$T.peer" "$tmp/run1024" "$prompt" --caption $((T - 52))
 		done
 	done
 	"$bin/bench_model" $TH 2 1 972 16 > "$tmp/b16.out"
@@ -209,14 +216,8 @@ if [ "$COLOUR" = 1 ]; then
 			$PY tests/ref/bench_train.py --threads $TH --steps 2 --warmup 1 --text 12 --batch $B --img 64 \
 				--channels 3 --patch $PS > "$tmp/bcp.out" 2>/dev/null
 			val positions_per_s "$tmp/bcp.out" >> "$tmp/c$PS.train.peer"
-			rm -rf "$tmp/smp"
-			cmd/mm-sample --model "$tmp/twrun" --prompt 'a red apple on a plain white background' --image \
-				-o "$tmp/smp" -n 4 --batch 4 --steps 10 --cfg 2 --cfg-interval 0,1 --max-tokens 0 \
-				--threads $TH > /dev/null 2> "$tmp/ms.err"
-			imgs_per_s "$tmp/ms.err" >> "$tmp/c$PS.sample.ours"
-			$PY tests/ref/bench_sample.py --threads $TH --images 4 --steps 10 --cfg 2 --img 64 --channels 3 \
-				--patch $PS > "$tmp/bs.out" 2>/dev/null
-			val images_per_s "$tmp/bs.out" >> "$tmp/c$PS.sample.peer"
+			sample_pair "$tmp/c$PS.sample.ours" "$tmp/c$PS.sample.peer" "$tmp/twrun" \
+				'a red apple on a plain white background' --img 64 --channels 3 --patch $PS
 		done
 	done
 fi
