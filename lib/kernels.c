@@ -5,7 +5,7 @@
 // block that training and the sampler (lib/sample.c) both run. In kernels_typed_priv.h: the mask rule
 // (mm_att_allowed, applied by att_mask_row), matmul through the slab GEMM, rmsnorm (one row
 // function, also under the fused residual + rmsnorm), rope, attention over a batch's rows and
-// over a KV cache (attention_cached), the masked softmax, SwiGLU on split or fused inputs (one
+// over a KV cache (attention_cached), the masked exponentials of their softmax, SwiGLU on split or fused inputs (one
 // silu_mul, whose exp is lib/fastexp.h's), the losses, gathers and scatters.
 #include "kernels.h"
 

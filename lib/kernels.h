@@ -51,10 +51,6 @@ void mm_rope_forward(float *x, const float *cosb, const float *sinb, int N, int 
 // dx (N, H*hd) in place: dL/d(rotated) on entry, dL/d(input) on return (the rotation is linear).
 void mm_rope_backward(float *dx, const float *cosb, const float *sinb, int N, int H, int hd);
 
-// p (n): scores, masked ones at -INFINITY, replaced in place by their softmax (masked: 0).
-// The exp is lib/fastexp.h's (under 3e-7 relative error). Both attentions (rows, cache) use it.
-void mm_softmax_masked(float *p, int n);
-
 // Queries per block of the attentions: a score buffer is (MM_ATT_QB, T).
 #define MM_ATT_QB 64
 // q, k, v, out (B*T, H*hd), head h in columns h*hd..; doc, img (B, T) give the mask of

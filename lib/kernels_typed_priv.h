@@ -301,7 +301,8 @@ void rope_backward(REAL *dx, const REAL *cosb, const REAL *sinb, int N, int H, i
 // a block's queries may see only keys of their own documents, up to the last of them or to the
 // end of its image (bidirectional), so each block takes the key range [lo, hi) that holds all of
 // those (att_block_range) and nothing else: the scores of that range by one GEMM into the
-// thread's buffer, the mask and softmax of lib/model.h, the weighted values by a second GEMM.
+// thread's buffer, the mask and softmax of lib/model.h, the weighted values by a second GEMM
+// (divided by the softmax's sums after it: exp_masked_sum).
 // A causal row of T positions computes about half of T x T scores, and a row packed with short
 // documents a small part; no (T, T) matrix is ever held. lse keeps each query's log-sum-exp of
 // its scores, from which the backward rebuilds the probabilities.
@@ -370,12 +371,12 @@ static inline void att_span_next(att_walk *st, const int32_t *doc, const int32_t
 	*b = doc[i] >= 0 && img[i] >= 0 ? st->ie : i + 1;
 }
 
-// p (n): scores, masked ones at -inf, replaced by their softmax (masked: 0); returns the
-// log-sum-exp of the scores (mx + log sum), which the attention's backward reads.
-MM_VEC_CLONES static REAL softmax_masked_lse(REAL *p, int n)
+// p (n): scores, masked ones at -inf, replaced by exp(score - max) (masked: 0): the numerators of
+// their softmax. The attentions divide their (nq, hd) output rows by the sum instead of the
+// scores, hd divisions a query where the softmax would take n. Returns the sum; *lse (when not
+// NULL) gets the log-sum-exp (max + log sum), which the attention's backward reads.
+MM_VEC_CLONES static REAL exp_masked_sum(REAL *p, int n, REAL *lse)
 {
-	// Loops the compiler vectorises: the maximum is the same in any order; the exponentials
-	// are elementwise; the sum runs in 8 lanes of a fixed order (the same on every run).
 	REAL mx = -INFINITY, lane[8] = {0}, sum = 0;
 #pragma omp simd reduction(max : mx)
 	for (int j = 0; j < n; j++)
@@ -389,14 +390,17 @@ MM_VEC_CLONES static REAL softmax_masked_lse(REAL *p, int n)
 		sum += p[j];
 	for (int l = 0; l < 8; l++)
 		sum += lane[l];
-	for (j = 0; j < n; j++)
-		p[j] /= sum;
-	return mx + log(sum);
+	if (lse)
+		*lse = mx + log(sum);
+	return sum;
 }
 
-void softmax_masked(REAL *p, int n)
+// Row r of o (nq rows of hd at stride D) times inv[r]: the softmax's division, on the output.
+static void att_scale_rows(REAL *o, int D, const REAL *inv, int nq, int hd)
 {
-	softmax_masked_lse(p, n);
+	for (int r = 0; r < nq; r++)
+		for (int c = 0; c < hd; c++)
+			o[(size_t)r * D + c] *= inv[r];
 }
 
 // The threads of an attention kernel: OpenMP's, at most one per scratch buffer.
@@ -442,23 +446,26 @@ void attention_forward(REAL *out, REAL *lse, REAL *scratch, int nbuf, const REAL
 			int nk = hi - lo;
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q + w.base + (size_t)i0 * D, D,
 				k + w.base + (size_t)lo * D, D, 0, sc, nk);
+			REAL inv[MM_ATT_QB];
 			for (int r = 0; r < nq; r++) {
 				REAL *p = sc + (size_t)r * nk;
 				int i = i0 + r, a, e;
 				if (!w.runs) {
 					for (int j = 0; j < nk; j++)
 						p[j] = mm_att_allowed(bd, bi, i, lo + j) ? p[j] : -INFINITY;
-					ls[i] = softmax_masked_lse(p, nk);
+					inv[r] = 1 / exp_masked_sum(p, nk, &ls[i]);
 					continue;
 				}
-				// the allowed keys are [a, e): softmax there, zeros around it
+				// the allowed keys are [a, e): exponentials there, zeros around them
 				att_span_next(&walk, bd, bi, T, i, &a, &e);
-				ls[i] = softmax_masked_lse(p + (a - lo), e - a);
+				inv[r] = 1 / exp_masked_sum(p + (a - lo), e - a, &ls[i]);
 				memset(p, 0, (size_t)(a - lo) * sizeof *p);
 				memset(p + (e - lo), 0, (size_t)(hi - e) * sizeof *p);
 			}
+			REAL *o = out + w.base + (size_t)i0 * D;
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, v + w.base + (size_t)lo * D, D,
-				0, out + w.base + (size_t)i0 * D, D);
+				0, o, D);
+			att_scale_rows(o, D, inv, nq, hd);
 		}
 	}
 }
@@ -488,13 +495,15 @@ void attention_cached(REAL *out, REAL *scores, int nbuf, const REAL *q, const RE
 			size_t at = (size_t)(si->row0 + q0) * D + hh * hd;
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q + at, D, kb, D,
 				0, sc, nk);
+			REAL inv[MM_ATT_QB];
 			for (int r = 0; r < nq; r++) {
 				REAL *p = sc + (size_t)r * nk;
 				att_mask_row(p, doc + at0, img + at0, si->start + q0 + r, nk);
-				softmax_masked(p, nk);
+				inv[r] = 1 / exp_masked_sum(p, nk, NULL);
 			}
 			MM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1, sc, nk, vb, D, 0,
 				out + at, D);
+			att_scale_rows(out + at, D, inv, nq, hd);
 		}
 	}
 }
@@ -507,7 +516,7 @@ MM_VEC_CLONES static void att_grad_row(REAL *p, REAL *d, int n, REAL lse, REAL s
 	REAL pdp = 0, lane[8] = {0};
 	int j = 0;
 	MM_EXP_UNMASKED(p, n, lse);
-	for (; j + 8 <= n; j += 8) // 8 lanes in a fixed order, as in softmax_masked
+	for (; j + 8 <= n; j += 8) // 8 lanes in a fixed order, as in exp_masked_sum
 		for (int l = 0; l < 8; l++)
 			lane[l] += p[j + l] * d[j + l];
 	for (; j < n; j++)

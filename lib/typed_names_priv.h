@@ -12,7 +12,6 @@
 #define residual_forward KFN(residual_forward)
 #define gemm KFN(gemm)
 #define swiglu_forward KFN(swiglu_forward)
-#define softmax_masked KFN(softmax_masked)
 #define silu_mul KFN(silu_mul)
 #define rope_forward KFN(rope_forward)
 #define rope_backward KFN(rope_backward)
