@@ -377,6 +377,8 @@ static inline void att_span_next(att_walk *st, const int32_t *doc, const int32_t
 // NULL) gets the log-sum-exp (max + log sum), which the attention's backward reads.
 MM_VEC_CLONES static REAL exp_masked_sum(REAL *p, int n, REAL *lse)
 {
+	// Loops the compiler vectorises: the maximum is the same in any order; the exponentials
+	// are elementwise; the sum runs in 8 lanes of a fixed order (the same on every run).
 	REAL mx = -INFINITY, lane[8] = {0}, sum = 0;
 #pragma omp simd reduction(max : mx)
 	for (int j = 0; j < n; j++)
